@@ -1,0 +1,293 @@
+//! The on-vehicle sensor bus over zenoh.
+//!
+//! Zenoh runs its own multi-thread tokio runtime and must not be opened, awaited or
+//! dropped on an actix arbiter thread. [`ZenohBus`] therefore owns the `Session` on a
+//! dedicated thread with its own runtime; callers talk to it through bounded channels
+//! (backpressure, never unbounded memory), from plain threads or from any async code.
+
+use std::collections::HashMap;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
+use zenoh::qos::CongestionControl;
+
+/// Zenoh session settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ZenohConfig {
+    /// "peer" (default) or "client".
+    pub mode: String,
+    /// Endpoints to listen on, e.g. `tcp/127.0.0.1:7447`.
+    pub listen: Vec<String>,
+    /// Endpoints to connect to.
+    pub connect: Vec<String>,
+    /// Multicast scouting finds peers on the LAN; off by default (explicit endpoints).
+    pub multicast_scouting: bool,
+    /// Depth of the publish queue between callers and the session.
+    pub queue_depth: usize,
+}
+
+impl Default for ZenohConfig {
+    fn default() -> Self {
+        Self {
+            mode: "peer".into(),
+            listen: Vec::new(),
+            connect: Vec::new(),
+            multicast_scouting: false,
+            queue_depth: 256,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("invalid zenoh configuration `{key}`: {message}")]
+    Config { key: &'static str, message: String },
+    #[error("cannot open the zenoh session: {0} (check the listen/connect endpoints)")]
+    Open(String),
+    #[error("zenoh operation failed: {0}")]
+    Zenoh(String),
+    #[error("the zenoh bus thread has stopped")]
+    Closed,
+    #[error("timed out after {0:?} waiting for {1} zenoh peer(s)")]
+    PeerTimeout(Duration, usize),
+    #[error("cannot start the zenoh runtime thread: {0}")]
+    Thread(String),
+}
+
+/// A message received from the bus.
+#[derive(Debug, Clone)]
+pub struct BusSample {
+    pub key: String,
+    pub payload: Vec<u8>,
+}
+
+enum Command {
+    Put { key: String, payload: Vec<u8> },
+    Subscribe { key_expr: String, tx: mpsc::Sender<BusSample>, done: oneshot::Sender<Result<(), BusError>> },
+    Peers { done: oneshot::Sender<usize> },
+    Flush { done: oneshot::Sender<()> },
+}
+
+/// Handle to a zenoh session living on its own runtime thread. Cloning the publisher
+/// side is cheap ([`ZenohBus::publisher`]); dropping the bus closes the session on its
+/// own thread.
+#[derive(Debug)]
+pub struct ZenohBus {
+    tx: Option<mpsc::Sender<Command>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A cloneable sender of puts onto the bus.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    tx: mpsc::Sender<Command>,
+}
+
+impl Publisher {
+    /// Publishes from a plain thread, waiting while the queue is full.
+    /// Must not be called from inside an async runtime; use [`Publisher::put`] there.
+    pub fn put_blocking(&self, key: &str, payload: Vec<u8>) -> Result<(), BusError> {
+        self.tx.blocking_send(Command::Put { key: key.to_string(), payload }).map_err(|_| BusError::Closed)
+    }
+
+    pub async fn put(&self, key: &str, payload: Vec<u8>) -> Result<(), BusError> {
+        self.tx.send(Command::Put { key: key.to_string(), payload }).await.map_err(|_| BusError::Closed)
+    }
+}
+
+fn zenoh_config(cfg: &ZenohConfig) -> Result<zenoh::Config, BusError> {
+    let mut z = zenoh::Config::default();
+    let set = |z: &mut zenoh::Config, key: &'static str, value: String| {
+        z.insert_json5(key, &value).map_err(|e| BusError::Config { key, message: e.to_string() })
+    };
+    if cfg.mode != "peer" && cfg.mode != "client" {
+        return Err(BusError::Config {
+            key: "mode",
+            message: format!("must be \"peer\" or \"client\", found {:?}", cfg.mode),
+        });
+    }
+    let list = |v: &[String]| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+    set(&mut z, "mode", format!("{:?}", cfg.mode))?;
+    set(&mut z, "scouting/multicast/enabled", cfg.multicast_scouting.to_string())?;
+    if !cfg.listen.is_empty() {
+        set(&mut z, "listen/endpoints", list(&cfg.listen))?;
+    }
+    if !cfg.connect.is_empty() {
+        set(&mut z, "connect/endpoints", list(&cfg.connect))?;
+    }
+    Ok(z)
+}
+
+impl ZenohBus {
+    /// Opens the session on a dedicated thread and waits until it is ready.
+    pub fn open(cfg: &ZenohConfig) -> Result<Self, BusError> {
+        let zcfg = zenoh_config(cfg)?;
+        let (tx, rx) = mpsc::channel(cfg.queue_depth.max(1));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("vigil-zenoh".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(BusError::Thread(e.to_string())));
+                        return;
+                    }
+                };
+                rt.block_on(serve(zcfg, rx, ready_tx));
+            })
+            .map_err(|e| BusError::Thread(e.to_string()))?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(Self { tx: Some(tx), thread: Some(thread) }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(BusError::Closed)
+            }
+        }
+    }
+
+    fn sender(&self) -> Result<&mpsc::Sender<Command>, BusError> {
+        self.tx.as_ref().ok_or(BusError::Closed)
+    }
+
+    pub fn publisher(&self) -> Result<Publisher, BusError> {
+        Ok(Publisher { tx: self.sender()?.clone() })
+    }
+
+    /// Subscribes to a key expression; samples arrive in order on the returned channel,
+    /// which holds at most `capacity` (the bus waits when it is full: nothing is dropped).
+    pub fn subscribe(&self, key_expr: &str, capacity: usize) -> Result<mpsc::Receiver<BusSample>, BusError> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let (done, wait) = oneshot::channel();
+        self.sender()?
+            .blocking_send(Command::Subscribe { key_expr: key_expr.to_string(), tx, done })
+            .map_err(|_| BusError::Closed)?;
+        wait.blocking_recv().map_err(|_| BusError::Closed)??;
+        Ok(rx)
+    }
+
+    /// Number of zenoh peers currently connected.
+    pub fn peer_count(&self) -> Result<usize, BusError> {
+        let (done, wait) = oneshot::channel();
+        self.sender()?.blocking_send(Command::Peers { done }).map_err(|_| BusError::Closed)?;
+        wait.blocking_recv().map_err(|_| BusError::Closed)
+    }
+
+    /// Waits until at least `n` peers are connected.
+    pub fn wait_for_peers(&self, n: usize, timeout: Duration) -> Result<(), BusError> {
+        let start = std::time::Instant::now();
+        while self.peer_count()? < n {
+            if start.elapsed() > timeout {
+                return Err(BusError::PeerTimeout(timeout, n));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Waits until every put queued before this call has been handed to zenoh.
+    pub fn flush(&self) -> Result<(), BusError> {
+        let (done, wait) = oneshot::channel();
+        self.sender()?.blocking_send(Command::Flush { done }).map_err(|_| BusError::Closed)?;
+        wait.blocking_recv().map_err(|_| BusError::Closed)
+    }
+
+    /// Flushes and closes the session on its own thread.
+    pub fn close(mut self) -> Result<(), BusError> {
+        let flushed = self.flush();
+        self.shutdown();
+        flushed
+    }
+
+    fn shutdown(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ZenohBus {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+async fn serve(
+    cfg: zenoh::Config,
+    mut rx: mpsc::Receiver<Command>,
+    ready: std::sync::mpsc::Sender<Result<(), BusError>>,
+) {
+    let session = match zenoh::open(cfg).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(BusError::Open(e.to_string())));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(()));
+    let mut publishers: HashMap<String, zenoh::pubsub::Publisher<'static>> = HashMap::new();
+    let mut forwarders = Vec::new();
+    while let Some(cmd) = rx.recv().await {
+        match cmd {
+            Command::Put { key, payload } => {
+                if !publishers.contains_key(&key) {
+                    match session.declare_publisher(key.clone()).congestion_control(CongestionControl::Block).await {
+                        Ok(p) => {
+                            publishers.insert(key.clone(), p);
+                        }
+                        Err(e) => {
+                            tracing::error!(%key, error = %e, "cannot declare zenoh publisher");
+                            continue;
+                        }
+                    }
+                }
+                if let Some(p) = publishers.get(&key)
+                    && let Err(e) = p.put(payload).await
+                {
+                    tracing::error!(%key, error = %e, "zenoh put failed");
+                }
+            }
+            Command::Subscribe { key_expr, tx, done } => match session.declare_subscriber(key_expr.clone()).await {
+                Ok(sub) => {
+                    forwarders.push(tokio::spawn(async move {
+                        while let Ok(sample) = sub.recv_async().await {
+                            let msg = BusSample {
+                                key: sample.key_expr().as_str().to_string(),
+                                payload: sample.payload().to_bytes().into_owned(),
+                            };
+                            if tx.send(msg).await.is_err() {
+                                break;
+                            }
+                        }
+                    }));
+                    let _ = done.send(Ok(()));
+                }
+                Err(e) => {
+                    let _ = done.send(Err(BusError::Zenoh(format!("subscribe {key_expr}: {e}"))));
+                }
+            },
+            Command::Peers { done } => {
+                let n = session.info().peers_zid().await.count();
+                let _ = done.send(n);
+            }
+            Command::Flush { done } => {
+                let _ = done.send(());
+            }
+        }
+    }
+    for f in forwarders {
+        f.abort();
+    }
+    drop(publishers);
+    if let Err(e) = session.close().await {
+        tracing::warn!(error = %e, "zenoh session close failed");
+    }
+}

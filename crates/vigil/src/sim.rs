@@ -1,0 +1,203 @@
+//! `vigil scenarios` and `vigil sim`.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde::Serialize;
+use vigil_bus::{ZenohBus, ZenohConfig};
+use vigil_core::Digest;
+use vigil_sim::scenario::BUILTINS;
+use vigil_sim::snapshot::Snapshotter;
+use vigil_sim::{Scenario, SimStats, StreamKind, VehicleSim, run_fleet};
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// A built-in scenario name (see `vigil scenarios`) or a path to a scenario TOML file.
+    #[arg(long)]
+    scenario: String,
+    /// Seed for every random choice; the same seed and scenario give the same bytes.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Simulated seconds (default: the scenario's own duration).
+    #[arg(long, allow_negative_numbers = true)]
+    duration: Option<f64>,
+    /// Number of vehicles, each with its own id and derived seed.
+    #[arg(long, default_value_t = 1)]
+    vehicles: usize,
+    /// Pace to real time and publish every message on the zenoh bus.
+    #[arg(long)]
+    publish: bool,
+    /// Print one JSON report at the end.
+    #[arg(long)]
+    json: bool,
+    /// Write camera frames with ground-truth boxes and a bird's-eye view as PNGs here.
+    #[arg(long)]
+    snapshot: Option<PathBuf>,
+    /// Worker threads for the fast mode (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Zenoh endpoint to listen on (repeatable), e.g. tcp/127.0.0.1:7447.
+    #[arg(long)]
+    listen: Vec<String>,
+    /// Zenoh endpoint to connect to (repeatable).
+    #[arg(long)]
+    connect: Vec<String>,
+    /// With --publish: wait for this many zenoh peers before the first frame.
+    #[arg(long, default_value_t = 0)]
+    wait_peers: usize,
+    /// With --wait-peers: how long to wait, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    wait_timeout: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Frames {
+    lidar: u64,
+    camera: u64,
+    radar: u64,
+    ground_truth: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct SimReport {
+    scenario: String,
+    seed: u64,
+    vehicles: usize,
+    sim_seconds: f64,
+    wall_seconds: f64,
+    realtime_factor: f64,
+    frames: Frames,
+    lidar_points: u64,
+    bytes: u64,
+    digest: String,
+}
+
+pub fn list_scenarios() -> anyhow::Result<()> {
+    for (name, _) in BUILTINS {
+        let s = Scenario::builtin(name).with_context(|| format!("built-in scenario {name} does not parse"))?;
+        println!("{name:<22} {:>5.1} s  {}", s.duration_s, s.description);
+    }
+    Ok(())
+}
+
+pub fn run(args: SimArgs) -> anyhow::Result<()> {
+    let scenario = Scenario::load(&args.scenario)?;
+    let duration = args.duration.unwrap_or(scenario.duration_s);
+    if !duration.is_finite() || duration <= 0.0 {
+        bail!("--duration must be a positive number of seconds, got {duration}");
+    }
+    if duration > 24.0 * 3600.0 {
+        bail!("--duration {duration} s is over the 24 h limit of one run; split the drive");
+    }
+    if args.vehicles == 0 || args.vehicles > 4096 {
+        bail!("--vehicles must be between 1 and 4096, got {}", args.vehicles);
+    }
+    let duration_ns = (duration * 1e9).round() as i64;
+    let probe = VehicleSim::new(&scenario, 0, args.seed, duration_ns);
+    let mut snap = args.snapshot.as_ref().map(|_| {
+        Snapshotter::new(4, probe.planned_frames(StreamKind::Camera), probe.planned_frames(StreamKind::Lidar))
+    });
+    drop(probe);
+    let start = Instant::now();
+    let (stats, digest) = if args.publish {
+        publish(&args, &scenario, duration_ns, snap.as_mut())?
+    } else {
+        let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let run = run_fleet(&scenario, args.seed, duration_ns, args.vehicles, threads, |m| {
+            if let Some(s) = snap.as_mut() {
+                s.observe(m)
+            }
+        });
+        (run.stats, run.digest)
+    };
+    let wall = start.elapsed().as_secs_f64();
+    if let (Some(dir), Some(s)) = (&args.snapshot, &snap) {
+        for p in s.write(dir)? {
+            eprintln!("wrote {}", p.display());
+        }
+    }
+    let report = SimReport {
+        scenario: scenario.name.clone(),
+        seed: args.seed,
+        vehicles: args.vehicles,
+        sim_seconds: duration,
+        wall_seconds: wall,
+        realtime_factor: duration / wall.max(1e-9),
+        frames: Frames {
+            lidar: stats.lidar_frames,
+            camera: stats.camera_frames,
+            radar: stats.radar_frames,
+            ground_truth: stats.ground_truth,
+        },
+        lidar_points: stats.lidar_points,
+        bytes: stats.bytes,
+        digest,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{}: {} vehicle(s), {:.1} s simulated in {:.2} s ({:.1}x real time); lidar {} camera {} radar {} frames; digest {}",
+            report.scenario,
+            report.vehicles,
+            duration,
+            wall,
+            report.realtime_factor,
+            report.frames.lidar,
+            report.frames.camera,
+            report.frames.radar,
+            report.digest
+        );
+    }
+    Ok(())
+}
+
+/// Runs the fleet in lockstep, paced to real time, publishing on zenoh.
+fn publish(
+    args: &SimArgs,
+    scenario: &Scenario,
+    duration_ns: i64,
+    mut snap: Option<&mut Snapshotter>,
+) -> anyhow::Result<(SimStats, String)> {
+    let cfg = ZenohConfig { listen: args.listen.clone(), connect: args.connect.clone(), ..ZenohConfig::default() };
+    let bus = ZenohBus::open(&cfg)?;
+    if args.wait_peers > 0 {
+        bus.wait_for_peers(args.wait_peers, Duration::from_secs_f64(args.wait_timeout.max(0.0)))?;
+    }
+    let publisher = bus.publisher()?;
+    let mut sims: Vec<VehicleSim> =
+        (0..args.vehicles).map(|i| VehicleSim::new(scenario, i, args.seed, duration_ns)).collect();
+    let mut digests: Vec<Digest> = (0..args.vehicles).map(|_| Digest::new()).collect();
+    let mut stats = SimStats::default();
+    let mut batch = Vec::new();
+    let start = Instant::now();
+    loop {
+        let next = sims.iter().enumerate().filter_map(|(i, s)| s.next_event_ns().map(|t| (t, i))).min();
+        let Some((t, i)) = next else { break };
+        let due = Duration::from_nanos(t.max(0) as u64);
+        if let Some(wait) = due.checked_sub(start.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        sims[i].step(&mut batch);
+        for msg in batch.drain(..) {
+            let bytes = msg.encode();
+            digests[i].update(&bytes);
+            stats.count(&msg, bytes.len());
+            if i == 0
+                && let Some(s) = snap.as_deref_mut()
+            {
+                s.observe(&msg);
+            }
+            publisher.put_blocking(&msg.key, bytes)?;
+        }
+    }
+    drop(publisher);
+    bus.close()?;
+    let mut digest = Digest::new();
+    for d in &digests {
+        digest.update(d.hex().as_bytes());
+    }
+    Ok((stats, digest.hex()))
+}
