@@ -108,7 +108,8 @@ impl CameraModel {
             offset: hash32(frame as u32 ^ 0x5bd1_e995) as usize,
             k: world.camera_noise as f32,
         };
-        let split = if self.threads > 1 { (self.cy as usize + h) / 2 } else { h };
+        // Sky rows cost about a third of ground rows: balance the two halves by cost.
+        let split = if self.threads > 1 { (self.cy + (h as f64 - self.cy) * 0.3) as usize } else { h };
         let (top, bottom) = out.split_at_mut(split * w * 3);
         if split < h {
             std::thread::scope(|scope| {
@@ -183,7 +184,8 @@ impl CameraModel {
                     / 255.0
                     - 0.5;
                 let c: Rgb = if wy >= right && wy <= left {
-                    let k = ((wy - right) / lw + 0.5).floor();
+                    // wy >= right here, so truncation is floor (no libm call).
+                    let k = (((wy - right) / lw + 0.5) as i32) as f32;
                     let on_mark = (wy - (right + k * lw)).abs() < mark_half;
                     if on_mark
                         && (k <= 0.0 || k >= lanes || {

@@ -4,6 +4,7 @@
 #[derive(Debug, Clone)]
 pub struct Rng {
     s: [u64; 4],
+    spare: Option<f64>,
 }
 
 impl Rng {
@@ -16,7 +17,7 @@ impl Rng {
             x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             x ^ (x >> 31)
         };
-        Self { s: [next(), next(), next(), next()] }
+        Self { s: [next(), next(), next(), next()], spare: None }
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -46,11 +47,17 @@ impl Rng {
         if n == 0 { 0 } else { (self.next_u64() % n as u64) as usize }
     }
 
-    /// Standard normal (Box–Muller).
+    /// Standard normal (Box–Muller, both outputs used).
     pub fn normal(&mut self) -> f64 {
+        if let Some(z) = self.spare.take() {
+            return z;
+        }
         let u1 = self.f64().max(1e-300);
         let u2 = self.f64();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+        let r = (-2.0 * u1.ln()).sqrt();
+        let (s, c) = (std::f64::consts::TAU * u2).sin_cos();
+        self.spare = Some(r * s);
+        r * c
     }
 
     /// Poisson-distributed count (Knuth; fine for small means).

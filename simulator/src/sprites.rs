@@ -325,12 +325,15 @@ fn animal(app: &Appearance, v: &View, a: f32, b: f32) -> Option<Rgb> {
             return Some(if b < body_y - 0.08 * h { app.secondary } else { app.primary });
         }
         // Neck and head.
-        let head = (0.43 * l, 0.9 * h);
-        if seg(a, b, 0.25 * l, body_y + 0.05 * h, head.0 - 0.03 * l, head.1 - 0.02 * h) < 0.06 * h.max(0.5) {
+        let head = (0.4 * l, 0.93 * h);
+        if seg(a, b, 0.24 * l, body_y + 0.04 * h, head.0 - 0.02 * l, head.1 - 0.03 * h) < 0.07 * h.max(0.5) {
             return Some(app.primary);
         }
-        if ellipse(a, b, head.0, head.1, 0.09 * l, 0.065 * h) {
-            return Some(app.primary);
+        if ellipse(a, b, head.0 + 0.04 * l, head.1 - 0.01 * h, 0.11 * l, 0.075 * h) {
+            return Some(if a > head.0 + 0.12 * l { darker(app.primary, 0.5) } else { app.primary });
+        }
+        if seg(a, b, head.0 - 0.04 * l, head.1 + 0.04 * h, head.0 - 0.07 * l, head.1 + 0.13 * h) < 0.025 * h.max(0.5) {
+            return Some(darker(app.primary, 0.8));
         }
         if app.variant == 0 && seg(a, b, head.0 - 0.02 * l, head.1 + 0.04 * h, head.0 - 0.06 * l, h) < 0.015 {
             return Some(darker(app.primary, 0.5));

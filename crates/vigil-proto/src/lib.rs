@@ -110,6 +110,29 @@ fn check_len(field: &'static str, size: usize, limit: usize) -> Result<(), Decod
     if size > limit { Err(DecodeError::Oversize { field, size, limit }) } else { Ok(()) }
 }
 
+fn finite(field: &'static str, values: &[f64]) -> Result<(), DecodeError> {
+    match values.iter().find(|v| !v.is_finite()) {
+        Some(v) => Err(invalid(field, format!("holds {v}; every number must be finite"))),
+        None => Ok(()),
+    }
+}
+
+fn finite_pose(field: &'static str, pose: &Option<v1::Pose>) -> Result<(), DecodeError> {
+    match pose {
+        Some(v1::Pose { x, y, z, roll, pitch, yaw }) => finite(field, &[*x, *y, *z, *roll, *pitch, *yaw]),
+        None => Ok(()),
+    }
+}
+
+fn finite_box2d(field: &'static str, b: &Option<v1::Box2d>) -> Result<(), DecodeError> {
+    match b {
+        Some(v1::Box2d { x_min, y_min, x_max, y_max }) => {
+            finite(field, &[*x_min as f64, *y_min as f64, *x_max as f64, *y_max as f64])
+        }
+        None => Ok(()),
+    }
+}
+
 fn invalid(field: &'static str, reason: impl Into<String>) -> DecodeError {
     DecodeError::InvalidField { field, reason: reason.into() }
 }
@@ -148,10 +171,33 @@ pub fn validate(envelope: &v1::Envelope, limits: &Limits) -> Result<(), DecodeEr
     match payload {
         Payload::Lidar(scan) => validate_lidar(scan, limits),
         Payload::Camera(frame) => validate_camera(frame, limits),
-        Payload::Radar(scan) => check_len("radar.detections", scan.detections.len(), limits.max_radar_detections),
+        Payload::Radar(scan) => {
+            check_len("radar.detections", scan.detections.len(), limits.max_radar_detections)?;
+            finite_pose("radar.sensor_pose", &scan.sensor_pose)?;
+            for d in &scan.detections {
+                let v1::RadarDetection { range, azimuth, elevation, range_rate, rcs } = *d;
+                finite(
+                    "radar.detections",
+                    &[range as f64, azimuth as f64, elevation as f64, range_rate as f64, rcs as f64],
+                )?;
+            }
+            Ok(())
+        }
         Payload::GroundTruth(gt) => {
             check_len("ground_truth.frame_sensor_id", gt.frame_sensor_id.len(), s)?;
-            check_len("ground_truth.objects", gt.objects.len(), limits.max_objects)
+            check_len("ground_truth.objects", gt.objects.len(), limits.max_objects)?;
+            if let Some(v1::EgoState { x, y, speed, acceleration, yaw }) = &gt.ego {
+                finite("ground_truth.ego", &[*x, *y, *speed, *acceleration, *yaw])?;
+            }
+            for o in &gt.objects {
+                let v1::GroundTruthObject { object_id: _, class: _, r#box, vx, vy, camera_box, occlusion } = o;
+                if let Some(v1::Box3d { x, y, z, length, width, height, yaw }) = r#box {
+                    finite("ground_truth.objects.box", &[*x, *y, *z, *length, *width, *height, *yaw])?;
+                }
+                finite("ground_truth.objects", &[*vx, *vy, *occlusion as f64])?;
+                finite_box2d("ground_truth.objects.camera_box", camera_box)?;
+            }
+            Ok(())
         }
         Payload::ObstacleTask(task) => {
             check_len("obstacle_task.task_id", task.task_id.len(), s)?;
@@ -163,6 +209,11 @@ pub fn validate(envelope: &v1::Envelope, limits: &Limits) -> Result<(), DecodeEr
             if task.task_id.is_empty() {
                 return Err(invalid("obstacle_task.task_id", "must not be empty"));
             }
+            finite_box2d("obstacle_task.camera_box", &task.camera_box)?;
+            if let Some(t) = &task.track {
+                let v1::TrackSummary { x, y, vx, vy, time_to_collision_s, lateral_offset_m, .. } = t;
+                finite("obstacle_task.track", &[*x, *y, *vx, *vy, *time_to_collision_s, *lateral_offset_m])?;
+            }
             Ok(())
         }
         Payload::Recommendation(rec) => {
@@ -170,6 +221,10 @@ pub fn validate(envelope: &v1::Envelope, limits: &Limits) -> Result<(), DecodeEr
             check_len("recommendation.scores", rec.scores.len(), 64)?;
             if rec.task_id.is_empty() {
                 return Err(invalid("recommendation.task_id", "must not be empty"));
+            }
+            finite("recommendation.confidence", &[rec.confidence as f64])?;
+            for sc in &rec.scores {
+                finite("recommendation.scores", &[sc.probability as f64])?;
             }
             Ok(())
         }
@@ -185,10 +240,20 @@ fn validate_lidar(scan: &v1::LidarScan, limits: &Limits) -> Result<(), DecodeErr
             format!("holds {} bytes, point_count {n} needs {}", scan.points.len(), n * POINT_STRIDE),
         ));
     }
+    finite_pose("lidar.sensor_pose", &scan.sensor_pose)?;
+    if unpack_points(&scan.points)
+        .any(|(x, y, z, i, _)| !(x.is_finite() && y.is_finite() && z.is_finite() && i.is_finite()))
+    {
+        return Err(invalid("lidar.points", "hold a non-finite coordinate or intensity"));
+    }
     Ok(())
 }
 
 fn validate_camera(frame: &v1::CameraFrame, limits: &Limits) -> Result<(), DecodeError> {
+    finite_pose("camera.sensor_pose", &frame.sensor_pose)?;
+    if let Some(v1::CameraIntrinsics { fx, fy, cx, cy }) = &frame.intrinsics {
+        finite("camera.intrinsics", &[*fx, *fy, *cx, *cy])?;
+    }
     check_len("camera.width", frame.width as usize, limits.max_image_side as usize)?;
     check_len("camera.height", frame.height as usize, limits.max_image_side as usize)?;
     let encoding = v1::PixelEncoding::try_from(frame.encoding)

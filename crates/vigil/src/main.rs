@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod sim;
 
 #[derive(Debug, Parser)]
@@ -21,6 +22,8 @@ enum Command {
     /// Run the sensor simulator: as fast as possible (a benchmark), or paced to real
     /// time and published on the zenoh sensor bus with --publish.
     Sim(sim::SimArgs),
+    /// Benchmarks that compare against a baseline in the same run.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Scenarios => sim::list_scenarios(),
         Command::Sim(args) => sim::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,128 @@
+//! `vigil bench`: measured speed, as ratios against a baseline in the same run.
+
+use std::time::Instant;
+
+use anyhow::bail;
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use vigil_sim::{Scenario, run_fleet};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: BenchWhat,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchWhat {
+    /// Simulator speed with the full default sensor suite, for 1, 4 and 16 vehicles.
+    /// Real time is the baseline: realtime_factor = simulated seconds / wall seconds.
+    Sim(SimBench),
+}
+
+#[derive(Debug, Args)]
+struct SimBench {
+    #[arg(long, default_value = "pedestrian-crossing")]
+    scenario: String,
+    /// Simulated seconds per measurement.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Fleet sizes to measure.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 4, 16])]
+    vehicles: Vec<usize>,
+    /// Fail (exit non-zero) when one vehicle runs slower than this multiple of real time.
+    #[arg(long, default_value_t = 20.0)]
+    min_realtime_factor: f64,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct FleetPoint {
+    vehicles: usize,
+    wall_seconds: f64,
+    realtime_factor: f64,
+    /// Wall seconds per simulated vehicle-second.
+    cost_per_vehicle_second: f64,
+    /// cost_per_vehicle_second relative to the 1-vehicle run (1.0 = linear growth).
+    cost_ratio_vs_first: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct SimBenchReport {
+    scenario: String,
+    sim_seconds: f64,
+    threads: usize,
+    points: Vec<FleetPoint>,
+    min_realtime_factor: f64,
+    pass: bool,
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.what {
+        BenchWhat::Sim(a) => sim(a),
+    }
+}
+
+fn sim(a: SimBench) -> anyhow::Result<()> {
+    let scenario = Scenario::load(&a.scenario)?;
+    if a.duration.is_nan() || a.duration <= 0.0 {
+        bail!("--duration must be positive, got {}", a.duration);
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let duration_ns = (a.duration * 1e9) as i64;
+    // Warm-up so the first point does not pay for page faults and lazy statics.
+    run_fleet(&scenario, 0, duration_ns / 10, 1, threads, |_| {});
+    let mut points: Vec<FleetPoint> = Vec::new();
+    for &k in &a.vehicles {
+        // Best of three for the single vehicle (the gated figure), one run for fleets.
+        let tries = if k == 1 { 3 } else { 1 };
+        let wall = (0..tries)
+            .map(|_| {
+                let start = Instant::now();
+                let run = run_fleet(&scenario, 1, duration_ns, k, threads, |_| {});
+                std::hint::black_box(&run.digest);
+                start.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min);
+        let cost = wall / (a.duration * k as f64);
+        let first = points.first().map_or(cost, |p| p.cost_per_vehicle_second);
+        points.push(FleetPoint {
+            vehicles: k,
+            wall_seconds: wall,
+            realtime_factor: a.duration / wall,
+            cost_per_vehicle_second: cost,
+            cost_ratio_vs_first: cost / first,
+        });
+    }
+    let single = points.iter().find(|p| p.vehicles == 1).map(|p| p.realtime_factor);
+    let pass = single.is_none_or(|r| r >= a.min_realtime_factor);
+    let report = SimBenchReport {
+        scenario: scenario.name.clone(),
+        sim_seconds: a.duration,
+        threads,
+        points,
+        min_realtime_factor: a.min_realtime_factor,
+        pass,
+    };
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("simulator, {} ({} s per run, {} threads)", report.scenario, a.duration, threads);
+        println!("{:>8} {:>10} {:>10} {:>14} {:>10}", "vehicles", "wall s", "x realtime", "s/vehicle-s", "vs first");
+        for p in &report.points {
+            println!(
+                "{:>8} {:>10.3} {:>10.1} {:>14.5} {:>10.2}",
+                p.vehicles, p.wall_seconds, p.realtime_factor, p.cost_per_vehicle_second, p.cost_ratio_vs_first
+            );
+        }
+    }
+    if !pass {
+        bail!(
+            "one vehicle ran at {:.1}x real time, below the {:.1}x target",
+            single.unwrap_or(0.0),
+            a.min_realtime_factor
+        );
+    }
+    Ok(())
+}

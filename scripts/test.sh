@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every check CI runs: formatting, lints, all tests, and the benchmark gates.
+# Starts whatever services the tests need (none yet beyond those the machine runs).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+step() { printf '\n== %s (%ss)\n' "$1" "$SECONDS"; }
+
+step "format"
+cargo fmt --all -- --check
+
+step "lints"
+cargo clippy --release --workspace --all-targets -- -D warnings
+
+step "tests"
+if command -v cargo-nextest >/dev/null 2>&1; then
+  cargo nextest run --release --workspace --no-fail-fast
+else
+  cargo test --release --workspace --no-fail-fast
+fi
+cargo test --release --workspace --doc
+
+step "benchmarks"
+cargo build --release --workspace -q
+target/release/vigil bench sim
+
+step "done"
