@@ -11,6 +11,7 @@ pub mod camera;
 pub mod lidar;
 pub mod radar;
 pub mod rng;
+pub mod samples;
 pub mod scenario;
 pub mod sensors;
 pub mod sim;

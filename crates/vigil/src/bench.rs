@@ -18,6 +18,8 @@ enum BenchWhat {
     /// Simulator speed with the full default sensor suite, for 1, 4 and 16 vehicles.
     /// Real time is the baseline: realtime_factor = simulated seconds / wall seconds.
     Sim(SimBench),
+    /// Recogniser throughput and latency per batch size (batch 1 is the baseline).
+    Vision(crate::vision::VisionBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -61,6 +63,7 @@ struct SimBenchReport {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchWhat::Sim(a) => sim(a),
+        BenchWhat::Vision(a) => crate::vision::bench(a),
     }
 }
 

@@ -5,8 +5,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// Candle allocates and frees large tensors constantly; mimalloc keeps that off the kernel.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod sim;
+mod vision;
 
 #[derive(Debug, Parser)]
 #[command(name = "vigil", version, about = "Vigil: an actor-based perception event system for autonomous vehicles")]
@@ -22,6 +27,10 @@ enum Command {
     /// Run the sensor simulator: as fast as possible (a benchmark), or paced to real
     /// time and published on the zenoh sensor bus with --publish.
     Sim(sim::SimArgs),
+    /// Train the obstacle recogniser on simulator crops or a dataset directory.
+    Train(vision::TrainArgs),
+    /// Evaluate a model on freshly simulated crops (with a colour-only baseline).
+    Eval(vision::EvalArgs),
     /// Benchmarks that compare against a baseline in the same run.
     Bench(bench::BenchArgs),
 }
@@ -36,6 +45,8 @@ fn main() -> ExitCode {
         Command::Scenarios => sim::list_scenarios(),
         Command::Sim(args) => sim::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Train(args) => vision::train(args),
+        Command::Eval(args) => vision::eval(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,116 @@
+//! Dynamic batching: gather up to `max_batch` crops or wait at most `max_wait` after the
+//! first, whichever comes first, then classify them in one forward pass on a dedicated
+//! thread (CPU-bound inference stays off async and actor threads).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::model::{Prediction, Recogniser};
+use crate::preprocess::Crop;
+use crate::{Result, VisionError};
+
+#[derive(Debug, Clone, Copy)]
+pub struct BatcherConfig {
+    pub max_batch: usize,
+    pub max_wait: Duration,
+    /// Requests that may wait in the queue (backpressure beyond it).
+    pub queue: usize,
+}
+
+impl Default for BatcherConfig {
+    fn default() -> Self {
+        Self { max_batch: 16, max_wait: Duration::from_micros(2000), queue: 256 }
+    }
+}
+
+type Reply = mpsc::SyncSender<Result<Prediction>>;
+
+/// Counters of the batching thread.
+#[derive(Debug, Default)]
+pub struct BatchStats {
+    pub batches: AtomicU64,
+    pub crops: AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct Batcher {
+    tx: Option<mpsc::SyncSender<(Crop, Reply)>>,
+    thread: Option<JoinHandle<()>>,
+    pub stats: Arc<BatchStats>,
+}
+
+impl Batcher {
+    pub fn spawn(model: Recogniser, cfg: BatcherConfig) -> Result<Self> {
+        let (tx, rx) = mpsc::sync_channel::<(Crop, Reply)>(cfg.queue.max(1));
+        let stats = Arc::new(BatchStats::default());
+        let s = stats.clone();
+        let thread = std::thread::Builder::new()
+            .name("vigil-vision-batcher".into())
+            .spawn(move || run(model, cfg, rx, s))
+            .map_err(|e| VisionError::Io(format!("cannot start the batching thread: {e}")))?;
+        Ok(Self { tx: Some(tx), thread: Some(thread), stats })
+    }
+
+    /// Queues a crop; the answer arrives on the returned channel.
+    pub fn submit(&self, crop: Crop) -> Result<mpsc::Receiver<Result<Prediction>>> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.tx
+            .as_ref()
+            .ok_or(VisionError::BatcherClosed)?
+            .send((crop, reply))
+            .map_err(|_| VisionError::BatcherClosed)?;
+        Ok(rx)
+    }
+
+    /// Classifies one crop, batched with whatever else arrives meanwhile.
+    pub fn classify(&self, crop: Crop) -> Result<Prediction> {
+        self.submit(crop)?.recv().map_err(|_| VisionError::BatcherClosed)?
+    }
+}
+
+impl Drop for Batcher {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(model: Recogniser, cfg: BatcherConfig, rx: mpsc::Receiver<(Crop, Reply)>, stats: Arc<BatchStats>) {
+    let max = cfg.max_batch.max(1);
+    while let Ok(first) = rx.recv() {
+        let deadline = Instant::now() + cfg.max_wait;
+        let mut pending = vec![first];
+        while pending.len() < max {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(r) => pending.push(r),
+                Err(_) => break,
+            }
+        }
+        let (crops, replies): (Vec<Crop>, Vec<Reply>) = pending.into_iter().unzip();
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.crops.fetch_add(crops.len() as u64, Ordering::Relaxed);
+        match model.classify(&crops) {
+            Ok(preds) => {
+                for (p, r) in preds.into_iter().zip(replies) {
+                    let _ = r.send(Ok(p));
+                }
+            }
+            Err(e) => {
+                // Answer every waiter; a bad crop fails its whole batch, so retry singly.
+                let msg = e.to_string();
+                for (c, r) in crops.into_iter().zip(replies) {
+                    let one = model.classify(std::slice::from_ref(&c)).and_then(|mut v| {
+                        v.pop().ok_or_else(|| VisionError::Io(format!("empty result after batch error: {msg}")))
+                    });
+                    let _ = r.send(one);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The dataset directory format, shared by `vigil train --dataset` and replay export.
+//!
+//! ```text
+//! DIR/labels.jsonl   one JSON object per crop (see `Label`)
+//! DIR/crops/*.png    RGB crops; 48×48 is native, other sizes are resampled
+//! ```
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use vigil_core::ObstacleClass;
+
+use crate::preprocess::{Crop, INPUT_SIZE, crop, from_rgb8, to_rgb8};
+use crate::train::Example;
+use crate::{Result, VisionError};
+
+/// One line of `labels.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Label {
+    /// Path of the crop, relative to the dataset directory.
+    pub file: String,
+    /// pedestrian, cyclist, vehicle, debris, animal or none.
+    pub class: String,
+    /// Where the label comes from: "simulator", "ground_truth" or "recommendation".
+    pub source: String,
+    /// Training weight (e.g. > 1 for misses and deadline breaches).
+    #[serde(default = "one")]
+    pub weight: f32,
+    /// Free-form flags: "miss", "deadline_breach", "false_alarm", …
+    #[serde(default)]
+    pub flags: Vec<String>,
+    /// Provenance: drive, vehicle, frame, seed, scenario…
+    #[serde(default)]
+    pub provenance: serde_json::Map<String, serde_json::Value>,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+fn ds_err(path: &Path, reason: impl Into<String>) -> VisionError {
+    VisionError::Dataset { path: path.display().to_string(), reason: reason.into() }
+}
+
+/// Writes crops and their labels (file names are assigned: crops/NNNNNN.png).
+pub fn write(dir: &Path, items: &[(Crop, Label)]) -> Result<()> {
+    std::fs::create_dir_all(dir.join("crops")).map_err(|e| ds_err(dir, e.to_string()))?;
+    let mut labels = std::fs::File::create(dir.join("labels.jsonl")).map_err(|e| ds_err(dir, e.to_string()))?;
+    for (i, (c, label)) in items.iter().enumerate() {
+        let file = format!("crops/{i:06}.png");
+        let path = dir.join(&file);
+        let f = std::fs::File::create(&path).map_err(|e| ds_err(&path, e.to_string()))?;
+        let mut enc = png::Encoder::new(std::io::BufWriter::new(f), INPUT_SIZE as u32, INPUT_SIZE as u32);
+        enc.set_color(png::ColorType::Rgb);
+        let mut w = enc.write_header().map_err(|e| ds_err(&path, e.to_string()))?;
+        w.write_image_data(&to_rgb8(c)).map_err(|e| ds_err(&path, e.to_string()))?;
+        let line = Label { file, ..label.clone() };
+        let json = serde_json::to_string(&line).map_err(|e| ds_err(dir, e.to_string()))?;
+        writeln!(labels, "{json}").map_err(|e| ds_err(dir, e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn read_png(path: &Path) -> Result<(Vec<u8>, u32, u32)> {
+    let f = std::fs::File::open(path).map_err(|e| ds_err(path, e.to_string()))?;
+    let mut dec = png::Decoder::new(std::io::BufReader::new(f));
+    dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let mut reader = dec.read_info().map_err(|e| ds_err(path, format!("not a PNG: {e}")))?;
+    let mut buf = vec![0; reader.output_buffer_size().unwrap_or(0)];
+    let info = reader.next_frame(&mut buf).map_err(|e| ds_err(path, format!("corrupt PNG: {e}")))?;
+    let (w, h) = (info.width, info.height);
+    let px = (w * h) as usize;
+    let rgb = match info.color_type {
+        png::ColorType::Rgb => buf[..px * 3].to_vec(),
+        png::ColorType::Rgba => buf[..px * 4].chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
+        png::ColorType::Grayscale => buf[..px].iter().flat_map(|&g| [g, g, g]).collect(),
+        png::ColorType::GrayscaleAlpha => buf[..px * 2].chunks_exact(2).flat_map(|p| [p[0], p[0], p[0]]).collect(),
+        other => return Err(ds_err(path, format!("unsupported PNG colour type {other:?}"))),
+    };
+    Ok((rgb, w, h))
+}
+
+/// Reads a dataset directory into training examples.
+pub fn read(dir: &Path) -> Result<Vec<Example>> {
+    let labels_path = dir.join("labels.jsonl");
+    let f = std::fs::File::open(&labels_path)
+        .map_err(|e| ds_err(&labels_path, format!("{e} (a dataset is DIR/labels.jsonl plus DIR/crops/*.png)")))?;
+    let mut out = Vec::new();
+    for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(|e| ds_err(&labels_path, e.to_string()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = |reason: String| ds_err(&labels_path, format!("line {}: {reason}", n + 1));
+        let label: Label = serde_json::from_str(&line).map_err(|e| at(e.to_string()))?;
+        let class =
+            ObstacleClass::from_name(&label.class).ok_or_else(|| at(format!("unknown class {:?}", label.class)))?;
+        if !(label.weight.is_finite() && label.weight > 0.0) {
+            return Err(at(format!("weight must be positive, found {}", label.weight)));
+        }
+        let (rgb, w, h) = read_png(&dir.join(&label.file)).map_err(|e| at(e.to_string()))?;
+        let crop = if w as usize == INPUT_SIZE && h as usize == INPUT_SIZE {
+            from_rgb8(&rgb)?
+        } else {
+            // Resample the whole image (no extra context).
+            let s = 1.0 / crate::preprocess::CONTEXT;
+            let side = w.max(h) as f32;
+            let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
+            crop(&rgb, w, h, [cx - side / 2.0, cy - side / 2.0, cx + side / 2.0, cy + side / 2.0], [0.0, 0.0], s)?
+        };
+        out.push(Example { crop, class, weight: label.weight });
+    }
+    if out.is_empty() {
+        return Err(ds_err(&labels_path, "holds no labelled crops"));
+    }
+    Ok(out)
+}

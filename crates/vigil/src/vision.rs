@@ -1,0 +1,349 @@
+//! `vigil train`, `vigil eval` and `vigil bench vision`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use vigil_core::derive_seed;
+use vigil_vision::model::{ModelConfig, Recogniser, TrainingRecord, default_device};
+use vigil_vision::train::{self, Example, TrainConfig};
+use vigil_vision::{dataset, eval, plot};
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn progress(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {elapsed}<{eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+fn simulate(n: usize, seed: u64, augment: bool, what: &str) -> anyhow::Result<Vec<Example>> {
+    let bar = progress(n as u64, what);
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let out = train::simulate_examples(n, seed, augment, threads())?;
+    bar.finish_and_clear();
+    Ok(out)
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Labelled crops to simulate (classes balanced).
+    #[arg(long, default_value_t = 12_000)]
+    samples: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    /// Where to write model.safetensors, config.json and training-curves.png.
+    #[arg(long, default_value = "models/obstacle-classifier")]
+    out: PathBuf,
+    /// Train on a dataset directory (labels.jsonl + crops/) instead of the simulator.
+    #[arg(long)]
+    dataset: Vec<PathBuf>,
+    /// Fine-tune from this model instead of starting from scratch.
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// Output channels of the conv stages.
+    #[arg(long, value_delimiter = ',', default_values_t = [16usize, 32, 64])]
+    channels: Vec<usize>,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 3e-3)]
+    lr: f64,
+    /// Model name recorded in config.json.
+    #[arg(long, default_value = "obstacle-classifier")]
+    name: String,
+}
+
+pub fn train(args: TrainArgs) -> anyhow::Result<()> {
+    if args.epochs == 0 || args.batch_size < 2 {
+        bail!("--epochs must be at least 1 and --batch-size at least 2");
+    }
+    if args.channels.is_empty() || args.channels.iter().any(|&c| c == 0 || c > 512) {
+        bail!("--channels must list 1..=512 per stage, got {:?}", args.channels);
+    }
+    let device = default_device();
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let started = Instant::now();
+    let (examples, data) = if args.dataset.is_empty() {
+        if args.samples < 60 {
+            bail!("--samples must be at least 60 (10 per class), got {}", args.samples);
+        }
+        (
+            simulate(args.samples, args.seed, true, "simulate")?,
+            format!("simulator crops, {} samples, seed {}", args.samples, args.seed),
+        )
+    } else {
+        let mut all = Vec::new();
+        for d in &args.dataset {
+            all.extend(dataset::read(d)?);
+        }
+        let n = all.len();
+        (all, format!("datasets {:?}, {n} crops", args.dataset))
+    };
+    let parent = match &args.init {
+        Some(dir) => {
+            let cfg = ModelConfig::load(dir)?;
+            if cfg.architecture.channels != args.channels {
+                bail!(
+                    "--init model has channels {:?}; pass --channels {}",
+                    cfg.architecture.channels,
+                    cfg.architecture.channels.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+                );
+            }
+            let path = dir.join(vigil_vision::model::WEIGHTS_FILE);
+            Some(
+                candle_core::safetensors::load(&path, &device)
+                    .with_context(|| format!("reading {}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let cfg = TrainConfig {
+        channels: args.channels.clone(),
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        learning_rate: args.lr,
+        seed: args.seed,
+        ..TrainConfig::default()
+    };
+    let steps = examples.len().div_ceil(args.batch_size) as u64 * args.epochs as u64;
+    let bar = progress(steps, "train");
+    let trained = train::train(
+        &examples,
+        &cfg,
+        parent.as_ref(),
+        &device,
+        |done, _| bar.set_position(done as u64),
+        |s| {
+            let line = format!(
+                "epoch {:>2}: train loss {:.4} acc {:.4} | validation loss {:.4} acc {:.4}",
+                s.epoch, s.train_loss, s.train_accuracy, s.validation_loss, s.validation_accuracy
+            );
+            // A hidden bar (no terminal) swallows println: print the line plainly then.
+            if bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) }
+        },
+    )?;
+    bar.finish_and_clear();
+    let last = trained.history.last().copied();
+    let mut config = ModelConfig::new(&args.name, args.channels.clone());
+    config.training = TrainingRecord {
+        command,
+        seed: args.seed,
+        samples: examples.len(),
+        epochs: args.epochs,
+        data,
+        final_train_loss: last.map_or(0.0, |s| s.train_loss),
+        final_validation_accuracy: last.map_or(0.0, |s| s.validation_accuracy),
+        parent: args.init.as_ref().map(|p| p.display().to_string()),
+        datasets: args.dataset.iter().map(|p| p.display().to_string()).collect(),
+    };
+    train::save(&args.out, &config, &trained.tensors)?;
+    plot::training_curves(&trained.history, &args.out.join("training-curves.png"))?;
+    std::fs::write(args.out.join("training-history.json"), serde_json::to_string_pretty(&trained.history)? + "\n")?;
+    eprintln!(
+        "wrote {} ({} samples, {} epochs, {:.0} s, validation accuracy {:.4})",
+        args.out.display(),
+        examples.len(),
+        args.epochs,
+        started.elapsed().as_secs_f64(),
+        config.training.final_validation_accuracy
+    );
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[arg(long, default_value = "models/obstacle-classifier")]
+    model: PathBuf,
+    #[arg(long, default_value_t = 2000)]
+    samples: usize,
+    /// Seed of the evaluation scenes (use one the model was not trained on).
+    #[arg(long, default_value_t = 1000)]
+    seed: u64,
+    #[arg(long)]
+    json: bool,
+    /// Also write the confusion matrix as a PNG here.
+    #[arg(long)]
+    confusion_png: Option<PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
+struct EvalJson {
+    model: String,
+    model_version: String,
+    device: String,
+    samples: usize,
+    seed: u64,
+    accuracy: f32,
+    baseline_accuracy: f32,
+    per_class: std::collections::BTreeMap<String, eval::ClassScores>,
+    classes: Vec<String>,
+    confusion: Vec<Vec<usize>>,
+    seconds: f64,
+}
+
+pub fn evaluate_model(model_dir: &Path, samples: usize, seed: u64) -> anyhow::Result<(Recogniser, eval::EvalReport)> {
+    let device = default_device();
+    let model = Recogniser::load(model_dir, &device)?;
+    let test = simulate(samples, seed, false, "simulate")?;
+    let fit = simulate((samples / 2).max(600), derive_seed(seed, 99), false, "baseline")?;
+    let report = eval::evaluate(&model, &fit, &test)?;
+    Ok((model, report))
+}
+
+pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
+    if args.samples < 6 {
+        bail!("--samples must be at least 6 (one per class), got {}", args.samples);
+    }
+    let started = Instant::now();
+    let (model, r) = evaluate_model(&args.model, args.samples, args.seed)?;
+    if let Some(p) = &args.confusion_png {
+        plot::confusion_matrix(
+            &r.confusion,
+            &r.classes,
+            &format!("{} SEED {}", model.config.name.to_uppercase(), args.seed),
+            p,
+        )?;
+    }
+    let out = EvalJson {
+        model: model.config.name.clone(),
+        model_version: model.config.version.clone(),
+        device: model.device_name(),
+        samples: r.samples,
+        seed: args.seed,
+        accuracy: r.accuracy,
+        baseline_accuracy: r.baseline_accuracy,
+        per_class: r.per_class,
+        classes: r.classes,
+        confusion: r.confusion,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&out)?);
+    } else {
+        println!(
+            "{} on {} fresh crops (seed {}): accuracy {:.4}, colour baseline {:.4}",
+            out.model, out.samples, out.seed, out.accuracy, out.baseline_accuracy
+        );
+        for (c, s) in &out.per_class {
+            println!("  {c:<11} precision {:.3} recall {:.3} ({} crops)", s.precision, s.recall, s.support);
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct VisionBenchArgs {
+    #[arg(long, default_value = "models/obstacle-classifier")]
+    model: PathBuf,
+    /// Batch sizes to measure; the first is the baseline.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 8, 32])]
+    batches: Vec<usize>,
+    /// Minimum seconds of measurement per batch size.
+    #[arg(long, default_value_t = 1.5)]
+    seconds: f64,
+    /// Fail when the largest batch gives less than this multiple of the baseline's crops/s.
+    #[arg(long, default_value_t = 3.0)]
+    min_speedup: f64,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct BatchPoint {
+    batch: usize,
+    crops_per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    iterations: usize,
+    speedup_vs_first: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct VisionBench {
+    model: String,
+    device: String,
+    points: Vec<BatchPoint>,
+    min_speedup: f64,
+    pass: bool,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+pub fn bench(args: VisionBenchArgs) -> anyhow::Result<()> {
+    if args.batches.is_empty() || args.batches.contains(&0) {
+        bail!("--batches needs positive sizes, got {:?}", args.batches);
+    }
+    let device = default_device();
+    let model = Recogniser::load(&args.model, &device)?;
+    let max = args.batches.iter().copied().max().unwrap_or(1);
+    let pool: Vec<_> =
+        train::simulate_examples(max.max(12), 4242, false, threads())?.into_iter().map(|e| e.crop).collect();
+    let mut points: Vec<BatchPoint> = Vec::new();
+    for &b in &args.batches {
+        let crops: Vec<_> = pool.iter().cycle().take(b).cloned().collect();
+        for _ in 0..3 {
+            model.classify(&crops)?;
+        }
+        let mut lat = Vec::new();
+        let start = Instant::now();
+        while start.elapsed().as_secs_f64() < args.seconds || lat.len() < 20 {
+            let t = Instant::now();
+            std::hint::black_box(model.classify(&crops)?);
+            lat.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let total = start.elapsed().as_secs_f64();
+        let cps = (b * lat.len()) as f64 / total;
+        lat.sort_by(f64::total_cmp);
+        let first = points.first().map_or(cps, |p| p.crops_per_second);
+        points.push(BatchPoint {
+            batch: b,
+            crops_per_second: cps,
+            p50_ms: percentile(&lat, 0.5),
+            p99_ms: percentile(&lat, 0.99),
+            iterations: lat.len(),
+            speedup_vs_first: cps / first,
+        });
+    }
+    let speedup = points.last().map_or(1.0, |p| p.speedup_vs_first);
+    let pass = speedup >= args.min_speedup;
+    let report = VisionBench {
+        model: model.config.name.clone(),
+        device: model.device_name(),
+        points,
+        min_speedup: args.min_speedup,
+        pass,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("{} on {}", report.model, report.device);
+        println!("{:>6} {:>12} {:>9} {:>9} {:>9}", "batch", "crops/s", "p50 ms", "p99 ms", "speedup");
+        for p in &report.points {
+            println!(
+                "{:>6} {:>12.1} {:>9.3} {:>9.3} {:>9.2}",
+                p.batch, p.crops_per_second, p.p50_ms, p.p99_ms, p.speedup_vs_first
+            );
+        }
+    }
+    if !pass {
+        bail!("batching gave {speedup:.2}x the baseline's crops/s, below the {:.1}x target", args.min_speedup);
+    }
+    Ok(())
+}
