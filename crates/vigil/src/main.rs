@@ -35,7 +35,21 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// Gives each Candle forward pass one thread, unless the user chose (RAYON_NUM_THREADS).
+/// Measured on the 2-vCPU dev machine (`vigil bench vision`): Candle's default pools took
+/// 1.15 ms a crop and two threads spun between batches; one thread per pass runs a crop
+/// in 0.34 ms at every batch size. Vigil scales out with workers, not within a pass.
+#[allow(unsafe_code)]
+fn size_thread_pools() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // SAFETY: this runs first in `main`, before any other thread exists, so nothing
+        // reads or writes the environment concurrently.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
+    }
+}
+
 fn main() -> ExitCode {
+    size_thread_pools();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG").unwrap_or_else(|_| "warn".into()))
