@@ -3,6 +3,7 @@
 
 mod clock;
 mod digest;
+pub mod policy;
 
 pub use clock::{Clock, ManualClock, Nanos, WallClock};
 pub use digest::Digest;

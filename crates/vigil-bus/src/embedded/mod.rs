@@ -1,0 +1,7 @@
+//! Embedded transports: in-process stand-ins with the broker semantics Vigil relies on,
+//! so the whole pipeline runs on a laptop. They are a first-class mode with their own
+//! tests, not mocks of the brokers.
+
+pub mod task_queue;
+
+pub use task_queue::{DeadLetter, DeadReason, Delivery, QueueCounts, QueueError, QueuedTask, TaskQueue};

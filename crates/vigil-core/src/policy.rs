@@ -1,0 +1,170 @@
+//! The rule from what a worker recognised to what the vehicle should do.
+//!
+//! | class | where | time to collision | action |
+//! |---|---|---|---|
+//! | none (false alarm) | anywhere | any | CONTINUE |
+//! | any obstacle | off the ego path (lateral offset > `PATH_HALF_WIDTH_M`) | any | CONTINUE, except a pedestrian, cyclist or animal within `NEAR_PATH_M` and TTC < 3 s: SLOW_DOWN (it may step in) |
+//! | pedestrian, cyclist, animal | in path | < 1.5 s | BRAKE_HARD |
+//! | pedestrian, cyclist, animal | in path | 1.5–3 s | BRAKE |
+//! | pedestrian, cyclist, animal | in path | 3–6 s | SLOW_DOWN |
+//! | vehicle, debris | in path | < 1.5 s | BRAKE_HARD |
+//! | vehicle, debris | in path | 1.5–4 s | STEER_LEFT if the left lane is free, else STEER_RIGHT if the right lane is free, else BRAKE |
+//! | vehicle, debris | in path | 4–8 s | SLOW_DOWN |
+//! | any | in path | beyond those | CONTINUE |
+//!
+//! Vulnerable road users move unpredictably, so Vigil never steers around them: it
+//! brakes. A stopped car or lost cargo stays put, so a free lane is the better escape.
+//! A non-closing object (no TTC) is treated as TTC = ∞.
+
+use crate::ObstacleClass;
+
+/// What the vehicle is told to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Action {
+    BrakeHard,
+    Brake,
+    SlowDown,
+    SteerLeft,
+    SteerRight,
+    Continue,
+}
+
+impl Action {
+    pub const ALL: [Action; 6] =
+        [Action::BrakeHard, Action::Brake, Action::SlowDown, Action::SteerLeft, Action::SteerRight, Action::Continue];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::BrakeHard => "BRAKE_HARD",
+            Action::Brake => "BRAKE",
+            Action::SlowDown => "SLOW_DOWN",
+            Action::SteerLeft => "STEER_LEFT",
+            Action::SteerRight => "STEER_RIGHT",
+            Action::Continue => "CONTINUE",
+        }
+    }
+}
+
+/// Half-width of the corridor the ego sweeps, plus margin, metres.
+pub const PATH_HALF_WIDTH_M: f64 = 1.6;
+/// Vulnerable road users this close to the path are watched.
+pub const NEAR_PATH_M: f64 = 3.5;
+
+/// What the recognised object is and where it is relative to the ego path.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Situation {
+    pub class: ObstacleClass,
+    /// Seconds; `f64::INFINITY` when not closing.
+    pub time_to_collision_s: f64,
+    /// Lateral offset of the object from the ego path centre, metres.
+    pub lateral_offset_m: f64,
+    pub left_lane_free: bool,
+    pub right_lane_free: bool,
+}
+
+/// Applies the table above.
+pub fn decide(s: &Situation) -> Action {
+    let ttc = if s.time_to_collision_s.is_nan() { f64::INFINITY } else { s.time_to_collision_s.max(0.0) };
+    let vulnerable = matches!(s.class, ObstacleClass::Pedestrian | ObstacleClass::Cyclist | ObstacleClass::Animal);
+    if s.class == ObstacleClass::None {
+        return Action::Continue;
+    }
+    let offset = s.lateral_offset_m.abs();
+    if offset.is_nan() || offset > PATH_HALF_WIDTH_M {
+        return if vulnerable && offset <= NEAR_PATH_M && ttc < 3.0 { Action::SlowDown } else { Action::Continue };
+    }
+    if vulnerable {
+        match ttc {
+            t if t < 1.5 => Action::BrakeHard,
+            t if t < 3.0 => Action::Brake,
+            t if t < 6.0 => Action::SlowDown,
+            _ => Action::Continue,
+        }
+    } else {
+        match ttc {
+            t if t < 1.5 => Action::BrakeHard,
+            t if t < 4.0 => {
+                if s.left_lane_free {
+                    Action::SteerLeft
+                } else if s.right_lane_free {
+                    Action::SteerRight
+                } else {
+                    Action::Brake
+                }
+            }
+            t if t < 8.0 => Action::SlowDown,
+            _ => Action::Continue,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ObstacleClass as C;
+
+    fn s(class: ObstacleClass, ttc: f64, offset: f64, left: bool, right: bool) -> Situation {
+        Situation {
+            class,
+            time_to_collision_s: ttc,
+            lateral_offset_m: offset,
+            left_lane_free: left,
+            right_lane_free: right,
+        }
+    }
+
+    #[test]
+    fn table_rows() {
+        let rows = [
+            (s(C::None, 0.5, 0.0, false, false), Action::Continue),
+            (s(C::Pedestrian, 1.0, 0.3, true, true), Action::BrakeHard),
+            (s(C::Pedestrian, 2.0, 0.3, true, true), Action::Brake),
+            (s(C::Cyclist, 4.0, -1.0, true, true), Action::SlowDown),
+            (s(C::Animal, 7.0, 0.0, true, true), Action::Continue),
+            (s(C::Pedestrian, 2.0, 3.0, true, true), Action::SlowDown),
+            (s(C::Pedestrian, 5.0, 3.0, true, true), Action::Continue),
+            (s(C::Pedestrian, 1.0, 6.0, true, true), Action::Continue),
+            (s(C::Vehicle, 1.0, 0.0, true, true), Action::BrakeHard),
+            (s(C::Vehicle, 3.0, 0.0, true, true), Action::SteerLeft),
+            (s(C::Debris, 3.0, 0.5, false, true), Action::SteerRight),
+            (s(C::Debris, 3.0, 0.5, false, false), Action::Brake),
+            (s(C::Vehicle, 6.0, 0.0, true, true), Action::SlowDown),
+            (s(C::Vehicle, f64::INFINITY, 0.0, true, true), Action::Continue),
+            (s(C::Vehicle, 1.0, 2.0, true, true), Action::Continue),
+            (s(C::Vehicle, f64::NAN, 0.0, true, true), Action::Continue),
+        ];
+        for (situation, expected) in rows {
+            assert_eq!(decide(&situation), expected, "{situation:?}");
+        }
+    }
+
+    #[test]
+    fn never_steers_around_vulnerable_road_users() {
+        for class in [C::Pedestrian, C::Cyclist, C::Animal] {
+            for ttc in [0.1, 0.9, 1.6, 2.5, 3.5, 5.0, 9.0] {
+                for offset in [-1.5, -0.5, 0.0, 0.5, 1.5] {
+                    let a = decide(&s(class, ttc, offset, true, true));
+                    assert!(!matches!(a, Action::SteerLeft | Action::SteerRight), "{class} {ttc} {offset}: {a:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn urgency_never_decreases_as_ttc_shrinks() {
+        let rank = |a: Action| match a {
+            Action::Continue => 0,
+            Action::SlowDown => 1,
+            Action::SteerLeft | Action::SteerRight | Action::Brake => 2,
+            Action::BrakeHard => 3,
+        };
+        for class in ObstacleClass::OBSTACLES {
+            let mut last = 0;
+            for k in (0..100).rev() {
+                let a = decide(&s(class, k as f64 * 0.1, 0.0, false, false));
+                assert!(rank(a) >= last, "{class} at {} s: {a:?}", k as f64 * 0.1);
+                last = rank(a);
+            }
+        }
+    }
+}
