@@ -13,6 +13,9 @@ step "lints"
 cargo clippy --release --workspace --all-targets -- -D warnings
 
 step "tests"
+# The official Python MCAP reader, for the recording test.
+VIGIL_PYTHON=$(scripts/python-tools.sh)
+export VIGIL_PYTHON
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --release --workspace --no-fail-fast
 else

@@ -381,15 +381,16 @@ pub struct FleetRun {
 }
 
 /// Simulates `vehicles` vehicles to the end as fast as possible, spread over `threads`
-/// threads. `observe` sees vehicle 0's messages (snapshots). The digest does not depend
-/// on the thread count.
+/// threads. `observe` sees every message with its vehicle index and encoded bytes
+/// (snapshots, recording); with one thread it sees them in vehicle order. The digest
+/// does not depend on the thread count.
 pub fn run_fleet(
     scenario: &Scenario,
     seed: u64,
     duration_ns: Nanos,
     vehicles: usize,
     threads: usize,
-    mut observe: impl FnMut(&SimMessage) + Send,
+    mut observe: impl FnMut(usize, &SimMessage, &[u8]) + Send,
 ) -> FleetRun {
     let render_threads = (threads / vehicles.max(1)).max(1);
     let threads = threads.clamp(1, vehicles.max(1));
@@ -417,10 +418,8 @@ pub fn run_fleet(
                             let bytes = msg.encode();
                             digest.update(&bytes);
                             stats.count(&msg, bytes.len());
-                            if index == 0
-                                && let Ok(mut f) = observe.lock()
-                            {
-                                (*f)(&msg);
+                            if let Ok(mut f) = observe.lock() {
+                                (*f)(index, &msg, &bytes);
                             }
                         }
                     }
@@ -454,9 +453,9 @@ mod tests {
     #[test]
     fn short_run_is_deterministic_and_seed_sensitive() {
         let s = Scenario::builtin("pedestrian-crossing").expect("built-in");
-        let a = run_fleet(&s, 7, 300_000_000, 2, 2, |_| {});
-        let b = run_fleet(&s, 7, 300_000_000, 2, 1, |_| {});
-        let c = run_fleet(&s, 8, 300_000_000, 2, 2, |_| {});
+        let a = run_fleet(&s, 7, 300_000_000, 2, 2, |_, _, _| {});
+        let b = run_fleet(&s, 7, 300_000_000, 2, 1, |_, _, _| {});
+        let c = run_fleet(&s, 8, 300_000_000, 2, 2, |_, _, _| {});
         assert_eq!(a.digest, b.digest, "thread count must not change the bytes");
         assert_ne!(a.digest, c.digest);
         assert_eq!(a.stats.lidar_frames, 2 * 3);

@@ -75,7 +75,7 @@ fn sim(a: SimBench) -> anyhow::Result<()> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let duration_ns = (a.duration * 1e9) as i64;
     // Warm-up so the first point does not pay for page faults and lazy statics.
-    run_fleet(&scenario, 0, duration_ns / 10, 1, threads, |_| {});
+    run_fleet(&scenario, 0, duration_ns / 10, 1, threads, |_, _, _| {});
     let mut points: Vec<FleetPoint> = Vec::new();
     for &k in &a.vehicles {
         // Best of three for the single vehicle (the gated figure), one run for fleets.
@@ -83,7 +83,7 @@ fn sim(a: SimBench) -> anyhow::Result<()> {
         let wall = (0..tries)
             .map(|_| {
                 let start = Instant::now();
-                let run = run_fleet(&scenario, 1, duration_ns, k, threads, |_| {});
+                let run = run_fleet(&scenario, 1, duration_ns, k, threads, |_, _, _| {});
                 std::hint::black_box(&run.digest);
                 start.elapsed().as_secs_f64()
             })

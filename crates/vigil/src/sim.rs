@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use serde::Serialize;
+use vigil_bus::embedded::recorder::McapRecorder;
 use vigil_bus::{ZenohBus, ZenohConfig};
 use vigil_core::Digest;
 use vigil_sim::scenario::BUILTINS;
 use vigil_sim::snapshot::Snapshotter;
-use vigil_sim::{Scenario, SimStats, StreamKind, VehicleSim, run_fleet};
+use vigil_sim::{Scenario, SimMessage, SimStats, StreamKind, VehicleSim, run_fleet};
 
 #[derive(Debug, Args)]
 pub struct SimArgs {
@@ -35,7 +36,10 @@ pub struct SimArgs {
     /// Write camera frames with ground-truth boxes and a bird's-eye view as PNGs here.
     #[arg(long)]
     snapshot: Option<PathBuf>,
-    /// Worker threads for the fast mode (default: all cores).
+    /// Record every message to this MCAP file (protobuf schema embedded).
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// Worker threads for the fast mode (default: all cores; 1 when recording).
     #[arg(long)]
     threads: Option<usize>,
     /// Zenoh endpoint to listen on (repeatable), e.g. tcp/127.0.0.1:7447.
@@ -100,18 +104,44 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         Snapshotter::new(4, probe.planned_frames(StreamKind::Camera), probe.planned_frames(StreamKind::Lidar))
     });
     drop(probe);
+    let mut recorder = match &args.record {
+        Some(p) => Some(McapRecorder::create(p)?),
+        None => None,
+    };
+    let mut record_error = None;
+    let mut observe = |index: usize, m: &SimMessage, bytes: &[u8]| {
+        if index == 0
+            && let Some(s) = snap.as_mut()
+        {
+            s.observe(m);
+        }
+        if let Some(r) = recorder.as_mut()
+            && record_error.is_none()
+        {
+            let publish = m.envelope.header.as_ref().map_or(m.capture_ns, |h| h.publish_time_ns);
+            if let Err(e) = r.write(&m.key, m.capture_ns, publish, bytes) {
+                record_error = Some(e);
+            }
+        }
+    };
     let start = Instant::now();
     let (stats, digest) = if args.publish {
-        publish(&args, &scenario, duration_ns, snap.as_mut())?
+        publish(&args, &scenario, duration_ns, &mut observe)?
     } else {
-        let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let run = run_fleet(&scenario, args.seed, duration_ns, args.vehicles, threads, |m| {
-            if let Some(s) = snap.as_mut() {
-                s.observe(m)
-            }
-        });
+        // Recording keeps one thread so the file is in a reproducible order.
+        let default =
+            if args.record.is_some() { 1 } else { std::thread::available_parallelism().map_or(1, |n| n.get()) };
+        let run =
+            run_fleet(&scenario, args.seed, duration_ns, args.vehicles, args.threads.unwrap_or(default), &mut observe);
         (run.stats, run.digest)
     };
+    if let Some(e) = record_error {
+        return Err(e.into());
+    }
+    if let (Some(r), Some(p)) = (recorder, &args.record) {
+        let n = r.finish()?;
+        eprintln!("recorded {n} messages to {}", p.display());
+    }
     let wall = start.elapsed().as_secs_f64();
     if let (Some(dir), Some(s)) = (&args.snapshot, &snap) {
         for p in s.write(dir)? {
@@ -159,7 +189,7 @@ fn publish(
     args: &SimArgs,
     scenario: &Scenario,
     duration_ns: i64,
-    mut snap: Option<&mut Snapshotter>,
+    observe: &mut impl FnMut(usize, &SimMessage, &[u8]),
 ) -> anyhow::Result<(SimStats, String)> {
     let cfg = ZenohConfig { listen: args.listen.clone(), connect: args.connect.clone(), ..ZenohConfig::default() };
     let bus = ZenohBus::open(&cfg)?;
@@ -185,11 +215,7 @@ fn publish(
             let bytes = msg.encode();
             digests[i].update(&bytes);
             stats.count(&msg, bytes.len());
-            if i == 0
-                && let Some(s) = snap.as_deref_mut()
-            {
-                s.observe(&msg);
-            }
+            observe(i, &msg, &bytes);
             publisher.put_blocking(&msg.key, bytes)?;
         }
     }

@@ -2,6 +2,7 @@
 //! so the whole pipeline runs on a laptop. They are a first-class mode with their own
 //! tests, not mocks of the brokers.
 
+pub mod recorder;
 pub mod task_queue;
 
 pub use task_queue::{DeadLetter, DeadReason, Delivery, QueueCounts, QueueError, QueuedTask, TaskQueue};
