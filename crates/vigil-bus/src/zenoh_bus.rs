@@ -163,8 +163,8 @@ impl ZenohBus {
 
     /// Subscribes to a key expression; samples arrive in order on the returned channel,
     /// which holds at most `capacity` (the bus waits when it is full: nothing is dropped).
-    /// Blocks until zenoh has declared the subscriber: call it from a plain thread (or
-    /// an actor's `started`, which runs outside any tokio runtime), not from async code.
+    /// Blocks until zenoh has declared the subscriber: call it from a plain thread, never
+    /// from inside an async runtime (actix arbiters included), where blocking panics.
     pub fn subscribe(&self, key_expr: &str, capacity: usize) -> Result<mpsc::Receiver<BusSample>, BusError> {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let (done, wait) = oneshot::channel();
