@@ -1,0 +1,3 @@
+//! On-vehicle perception logic (pure; the actors wrap it).
+
+pub mod detector;
