@@ -174,11 +174,6 @@ impl VehicleSim {
         self.streams.iter().filter_map(Stream::next_time).min()
     }
 
-    /// Frames each sensor will produce in the run.
-    pub fn planned_frames(&self, kind: StreamKind) -> u64 {
-        self.streams.iter().filter(|s| s.kind == kind).map(|s| s.total).sum()
-    }
-
     fn header(
         &self,
         sensor_id: &str,

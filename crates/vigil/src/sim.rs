@@ -10,8 +10,9 @@ use vigil_bus::embedded::recorder::McapRecorder;
 use vigil_bus::{ZenohBus, ZenohConfig};
 use vigil_core::Digest;
 use vigil_sim::scenario::BUILTINS;
+use vigil_sim::sim::frame_count;
 use vigil_sim::snapshot::Snapshotter;
-use vigil_sim::{Scenario, SimMessage, SimStats, StreamKind, VehicleSim, run_fleet};
+use vigil_sim::{Scenario, SimMessage, SimStats, VehicleSim, run_fleet};
 
 #[derive(Debug, Args)]
 pub struct SimArgs {
@@ -99,11 +100,12 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         bail!("--vehicles must be between 1 and 4096, got {}", args.vehicles);
     }
     let duration_ns = (duration * 1e9).round() as i64;
-    let probe = VehicleSim::new(&scenario, 0, args.seed, duration_ns);
-    let mut snap = args.snapshot.as_ref().map(|_| {
-        Snapshotter::new(4, probe.planned_frames(StreamKind::Camera), probe.planned_frames(StreamKind::Lidar))
-    });
-    drop(probe);
+    let frames = |enabled: bool, rate: f64| if enabled { frame_count(rate, duration_ns) } else { 0 };
+    let (cam, lidar) = (&scenario.sensors.camera, &scenario.sensors.lidar);
+    let mut snap = args
+        .snapshot
+        .as_ref()
+        .map(|_| Snapshotter::new(4, frames(cam.enabled, cam.rate_hz), frames(lidar.enabled, lidar.rate_hz)));
     let mut recorder = match &args.record {
         Some(p) => Some(McapRecorder::create(p)?),
         None => None,
