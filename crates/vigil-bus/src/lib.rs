@@ -1,7 +1,12 @@
-//! `vigil-bus`: how Vigil's components talk. For now the zenoh sensor bus; the Kafka,
-//! RabbitMQ and embedded transports join it behind small traits.
+//! `vigil-bus`: how Vigil's components talk. The zenoh sensor bus, the transport traits
+//! the actors use ([`transport`]), and the embedded transports behind them; Kafka and
+//! RabbitMQ implement the same traits.
 
 pub mod embedded;
+pub mod transport;
 pub mod zenoh_bus;
 
+pub use transport::{
+    FrameStore, LogRecord, Reply, Settle, TaskDelivery, TaskTransport, TelemetryLog, TransportError, topics,
+};
 pub use zenoh_bus::{BusError, BusSample, ZenohBus, ZenohConfig};

@@ -50,6 +50,16 @@ pub const PATH_HALF_WIDTH_M: f64 = 1.6;
 /// Vulnerable road users this close to the path are watched.
 pub const NEAR_PATH_M: f64 = 3.5;
 
+/// Closest the object comes to the ego path centre before the ego reaches it: the
+/// minimum of `|y + vy·t|` for `t` in `[0, min(ttc, 6 s)]`. A pedestrian walking into
+/// the lane counts as in the path before she gets there; one walking away does not.
+pub fn path_offset(y: f64, vy: f64, ttc_s: f64) -> f64 {
+    let horizon = if ttc_s.is_finite() { ttc_s.clamp(0.0, 6.0) } else { 0.0 };
+    let vy = if vy.is_finite() { vy } else { 0.0 };
+    let end = y + vy * horizon;
+    if y.signum() != end.signum() { 0.0 } else { y.abs().min(end.abs()) }
+}
+
 /// What the recognised object is and where it is relative to the ego path.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Situation {
@@ -136,6 +146,14 @@ mod tests {
         for (situation, expected) in rows {
             assert_eq!(decide(&situation), expected, "{situation:?}");
         }
+    }
+
+    #[test]
+    fn path_offset_follows_the_motion() {
+        assert_eq!(path_offset(-4.0, 1.5, 3.0), 0.0, "crosses the path before the ego arrives");
+        assert!((path_offset(-4.0, 0.5, 3.0) - 2.5).abs() < 1e-9);
+        assert_eq!(path_offset(-4.0, -1.0, 3.0), 4.0, "walking away");
+        assert_eq!(path_offset(2.0, 5.0, f64::INFINITY), 2.0, "not closing: where it is now");
     }
 
     #[test]

@@ -1,3 +1,5 @@
 //! On-vehicle perception logic (pure; the actors wrap it).
 
 pub mod detector;
+pub mod node;
+pub mod tracker;

@@ -26,7 +26,25 @@ impl Default for BatcherConfig {
     }
 }
 
-type Reply = mpsc::SyncSender<Result<Prediction>>;
+/// Where an answer goes: a blocking caller or an async one.
+#[derive(Debug)]
+enum Reply {
+    Sync(mpsc::SyncSender<Result<Prediction>>),
+    Async(tokio::sync::oneshot::Sender<Result<Prediction>>),
+}
+
+impl Reply {
+    fn send(self, r: Result<Prediction>) {
+        match self {
+            Reply::Sync(tx) => {
+                let _ = tx.send(r);
+            }
+            Reply::Async(tx) => {
+                let _ = tx.send(r);
+            }
+        }
+    }
+}
 
 /// Counters of the batching thread.
 #[derive(Debug, Default)]
@@ -44,12 +62,17 @@ pub struct Batcher {
 
 impl Batcher {
     pub fn spawn(model: Recogniser, cfg: BatcherConfig) -> Result<Self> {
+        Self::spawn_with_delay(model, cfg, Duration::ZERO)
+    }
+
+    /// Like [`spawn`](Self::spawn), adding `delay` to every batch (drills: a slower model).
+    pub fn spawn_with_delay(model: Recogniser, cfg: BatcherConfig, delay: Duration) -> Result<Self> {
         let (tx, rx) = mpsc::sync_channel::<(Crop, Reply)>(cfg.queue.max(1));
         let stats = Arc::new(BatchStats::default());
         let s = stats.clone();
         let thread = std::thread::Builder::new()
             .name("vigil-vision-batcher".into())
-            .spawn(move || run(model, cfg, rx, s))
+            .spawn(move || run(model, cfg, delay, rx, s))
             .map_err(|e| VisionError::Io(format!("cannot start the batching thread: {e}")))?;
         Ok(Self { tx: Some(tx), thread: Some(thread), stats })
     }
@@ -57,12 +80,20 @@ impl Batcher {
     /// Queues a crop; the answer arrives on the returned channel.
     pub fn submit(&self, crop: Crop) -> Result<mpsc::Receiver<Result<Prediction>>> {
         let (reply, rx) = mpsc::sync_channel(1);
-        self.tx
-            .as_ref()
-            .ok_or(VisionError::BatcherClosed)?
-            .send((crop, reply))
-            .map_err(|_| VisionError::BatcherClosed)?;
+        self.send(crop, Reply::Sync(reply))?;
         Ok(rx)
+    }
+
+    /// Queues a crop from async code; await the returned receiver for the answer. Waits
+    /// (blocking briefly) only when the batcher's queue is full.
+    pub fn submit_async(&self, crop: Crop) -> Result<tokio::sync::oneshot::Receiver<Result<Prediction>>> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.send(crop, Reply::Async(reply))?;
+        Ok(rx)
+    }
+
+    fn send(&self, crop: Crop, reply: Reply) -> Result<()> {
+        self.tx.as_ref().ok_or(VisionError::BatcherClosed)?.send((crop, reply)).map_err(|_| VisionError::BatcherClosed)
     }
 
     /// Classifies one crop, batched with whatever else arrives meanwhile.
@@ -80,7 +111,13 @@ impl Drop for Batcher {
     }
 }
 
-fn run(model: Recogniser, cfg: BatcherConfig, rx: mpsc::Receiver<(Crop, Reply)>, stats: Arc<BatchStats>) {
+fn run(
+    model: Recogniser,
+    cfg: BatcherConfig,
+    delay: Duration,
+    rx: mpsc::Receiver<(Crop, Reply)>,
+    stats: Arc<BatchStats>,
+) {
     let max = cfg.max_batch.max(1);
     while let Ok(first) = rx.recv() {
         let deadline = Instant::now() + cfg.max_wait;
@@ -93,12 +130,15 @@ fn run(model: Recogniser, cfg: BatcherConfig, rx: mpsc::Receiver<(Crop, Reply)>,
             }
         }
         let (crops, replies): (Vec<Crop>, Vec<Reply>) = pending.into_iter().unzip();
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.crops.fetch_add(crops.len() as u64, Ordering::Relaxed);
         match model.classify(&crops) {
             Ok(preds) => {
                 for (p, r) in preds.into_iter().zip(replies) {
-                    let _ = r.send(Ok(p));
+                    r.send(Ok(p));
                 }
             }
             Err(e) => {
@@ -108,7 +148,7 @@ fn run(model: Recogniser, cfg: BatcherConfig, rx: mpsc::Receiver<(Crop, Reply)>,
                     let one = model.classify(std::slice::from_ref(&c)).and_then(|mut v| {
                         v.pop().ok_or_else(|| VisionError::Io(format!("empty result after batch error: {msg}")))
                     });
-                    let _ = r.send(one);
+                    r.send(one);
                 }
             }
         }

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
+mod run;
 mod sim;
 mod vision;
 
@@ -27,6 +28,9 @@ enum Command {
     /// Run the sensor simulator: as fast as possible (a benchmark), or paced to real
     /// time and published on the zenoh sensor bus with --publish.
     Sim(sim::SimArgs),
+    /// Run the perception pipeline end to end: simulator, vehicle actors, vision
+    /// workers and the closed loop, on the embedded transports.
+    Run(Box<run::RunArgs>),
     /// Train the obstacle recogniser on simulator crops or a dataset directory.
     Train(vision::TrainArgs),
     /// Evaluate a model on freshly simulated crops (with a colour-only baseline).
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Scenarios => sim::list_scenarios(),
         Command::Sim(args) => sim::run(args),
+        Command::Run(args) => run::run(*args),
         Command::Bench(args) => bench::run(args),
         Command::Train(args) => vision::train(args),
         Command::Eval(args) => vision::eval(args),

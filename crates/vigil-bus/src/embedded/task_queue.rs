@@ -77,6 +77,8 @@ pub struct QueueCounts {
     pub dead_lettered: u64,
     pub queued: u64,
     pub unacked: u64,
+    /// Most tasks ever queued at once (never above the capacity).
+    pub peak_queued: u64,
 }
 
 #[derive(Debug, Default)]
@@ -102,6 +104,7 @@ impl State {
     }
     fn refresh(&mut self) {
         self.counts.queued = self.queued() as u64;
+        self.counts.peak_queued = self.counts.peak_queued.max(self.counts.queued);
         self.counts.unacked = self.unacked.len() as u64;
     }
 }
@@ -110,6 +113,7 @@ impl State {
 #[derive(Debug, Clone)]
 pub struct TaskQueue {
     inner: Arc<(Mutex<State>, Condvar)>,
+    notify: Arc<tokio::sync::Notify>,
     capacity: usize,
     max_attempts: u32,
 }
@@ -120,6 +124,7 @@ impl TaskQueue {
     pub fn new(capacity: usize, max_attempts: u32) -> Self {
         Self {
             inner: Arc::new((Mutex::new(State::default()), Condvar::new())),
+            notify: Arc::new(tokio::sync::Notify::new()),
             capacity: capacity.max(1),
             max_attempts: max_attempts.max(1),
         }
@@ -143,6 +148,7 @@ impl TaskQueue {
         s.refresh();
         drop(s);
         self.inner.1.notify_one();
+        self.notify.notify_waiters();
         Ok(())
     }
 
@@ -191,6 +197,38 @@ impl TaskQueue {
         }
     }
 
+    /// Async [`take`](Self::take): waits (without blocking the thread) until a live task
+    /// arrives; `now` is asked again after every wake-up.
+    pub async fn take_async(&self, now: impl Fn() -> Nanos) -> Result<Delivery, QueueError> {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(d) = self.take(now())? {
+                return Ok(d);
+            }
+            // The timeout only bounds a missed wake-up; publish and nack notify.
+            let _ = tokio::time::timeout(Duration::from_millis(20), notified).await;
+        }
+    }
+
+    /// Dead-letters every queued task whose deadline is before `now_ns`; returns how many.
+    pub fn sweep_expired(&self, now_ns: Nanos) -> Result<u64, QueueError> {
+        let mut s = self.lock()?;
+        let mut expired = Vec::new();
+        for q in s.ready.values_mut() {
+            let (dead, live): (VecDeque<_>, VecDeque<_>) = q.drain(..).partition(|(_, t)| t.deadline_ns < now_ns);
+            *q = live;
+            expired.extend(dead);
+        }
+        let n = expired.len() as u64;
+        for (attempts, task) in expired {
+            s.dead_letter(task, DeadReason::Expired, attempts);
+        }
+        s.refresh();
+        Ok(n)
+    }
+
     pub fn ack(&self, tag: u64) -> Result<(), QueueError> {
         let mut s = self.lock()?;
         s.unacked.remove(&tag).ok_or(QueueError::UnknownTag(tag))?;
@@ -214,6 +252,17 @@ impl TaskQueue {
         s.refresh();
         drop(s);
         self.inner.1.notify_one();
+        self.notify.notify_waiters();
+        Ok(())
+    }
+
+    /// Dead-letters an unacknowledged delivery with `reason` (a worker found it expired,
+    /// or could not process it at all).
+    pub fn dead_letter_delivery(&self, tag: u64, reason: DeadReason) -> Result<(), QueueError> {
+        let mut s = self.lock()?;
+        let (attempts, task) = s.unacked.remove(&tag).ok_or(QueueError::UnknownTag(tag))?;
+        s.dead_letter(task, reason, attempts);
+        s.refresh();
         Ok(())
     }
 

@@ -1,0 +1,175 @@
+//! The small traits the pipeline's actors talk through. The embedded transports
+//! ([`crate::embedded`]) implement them in-process; Kafka and RabbitMQ implement them
+//! against real brokers. Actors hold `Arc<dyn …>` and never know which one they have.
+//!
+//! - [`TelemetryLog`]: the durable, replayable log (Kafka topics; an MCAP file).
+//! - [`TaskTransport`]: obstacle tasks with priority, deadline, ack/nack and dead letters,
+//!   and the reply path for recommendations (RabbitMQ `reply_to` + `correlation_id`).
+//! - [`FrameStore`]: big payloads by reference (the claim-check pattern).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use vigil_core::Nanos;
+
+use crate::embedded::task_queue::{DeadReason, QueueCounts, QueueError, QueuedTask};
+
+/// A boxed, sendable future (object-safe async methods).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a transport operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error("telemetry log `{topic}`: {reason}")]
+    Log { topic: String, reason: String },
+    #[error("frame store: {0}")]
+    Frame(String),
+    #[error("{what}: {reason}")]
+    Broker { what: String, reason: String },
+    #[error("the transport is closed")]
+    Closed,
+}
+
+/// Kafka topic (or MCAP channel) names. Telemetry topics are per modality, keyed by vehicle.
+pub mod topics {
+    pub const LIDAR: &str = "vigil.telemetry.lidar";
+    pub const CAMERA: &str = "vigil.telemetry.camera";
+    pub const RADAR: &str = "vigil.telemetry.radar";
+    pub const GROUND_TRUTH: &str = "vigil.telemetry.groundtruth";
+    pub const TASKS: &str = "vigil.tasks";
+    pub const RECOMMENDATIONS: &str = "vigil.recommendations";
+}
+
+/// One record for the log: an encoded `vigil.v1.Envelope`.
+#[derive(Debug, Clone, Copy)]
+pub struct LogRecord<'a> {
+    pub topic: &'a str,
+    /// Partition key: the vehicle id.
+    pub key: &'a str,
+    pub capture_ns: Nanos,
+    pub publish_ns: Nanos,
+    pub envelope: &'a [u8],
+}
+
+/// The durable telemetry log. `append` must not block for long (producers buffer);
+/// `close` flushes everything and reports messages written per topic.
+pub trait TelemetryLog: Send + Sync + fmt::Debug {
+    fn append(&self, record: LogRecord<'_>) -> Result<(), TransportError>;
+    fn close(&self) -> Result<BTreeMap<String, u64>, TransportError>;
+}
+
+/// Big payloads (camera frames) stored once and passed around by reference.
+pub trait FrameStore: Send + Sync + fmt::Debug {
+    /// Stores `bytes` under `key`; returns the URI to put in a `BlobRef`.
+    fn put(&self, key: &str, bytes: Arc<Vec<u8>>) -> Result<String, TransportError>;
+    fn get(&self, uri: &str) -> Result<Arc<Vec<u8>>, TransportError>;
+}
+
+/// How a delivery ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    Ack,
+    /// Back to the queue for another attempt (dead-lettered after the retry limit).
+    Requeue,
+    /// Straight to the dead-letter queue.
+    DeadLetter(DeadReason),
+}
+
+/// The transport side of one delivery.
+pub trait Acker: Send + fmt::Debug {
+    fn settle(self: Box<Self>, how: Settle) -> BoxFuture<'static, Result<(), TransportError>>;
+    /// Called when a delivery is dropped unsettled (a worker died mid-task): the task
+    /// must come back (RabbitMQ does this when the channel closes).
+    fn abandon(self: Box<Self>);
+}
+
+/// A task handed to a worker. Settle it exactly once; dropping it unsettled requeues it.
+#[derive(Debug)]
+pub struct TaskDelivery {
+    /// 1 for the first delivery, 2 for the first redelivery, …
+    pub attempt: u32,
+    pub task: QueuedTask,
+    acker: Option<Box<dyn Acker>>,
+}
+
+impl TaskDelivery {
+    pub fn new(attempt: u32, task: QueuedTask, acker: Box<dyn Acker>) -> Self {
+        Self { attempt, task, acker: Some(acker) }
+    }
+
+    pub async fn settle(mut self, how: Settle) -> Result<(), TransportError> {
+        match self.acker.take() {
+            Some(a) => a.settle(how).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TaskDelivery {
+    fn drop(&mut self) {
+        if let Some(a) = self.acker.take() {
+            a.abandon();
+        }
+    }
+}
+
+/// A recommendation (or any reply) travelling back to the vehicle that asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The task id the reply answers.
+    pub correlation_id: String,
+    pub payload: Vec<u8>,
+}
+
+/// A stream of deliveries for one consumer (one worker).
+pub trait TaskConsumer: Send + fmt::Debug {
+    fn next(&mut self) -> BoxFuture<'_, Result<TaskDelivery, TransportError>>;
+}
+
+/// A stream of replies for one `reply_to` address.
+pub trait ReplyConsumer: Send + fmt::Debug {
+    fn next(&mut self) -> BoxFuture<'_, Result<Reply, TransportError>>;
+}
+
+/// The task plane: publish, consume with ack/nack, reply, and the counts behind the report.
+pub trait TaskTransport: Send + Sync + fmt::Debug {
+    /// Publishes a task. A full queue refuses it ([`QueueError::Full`]): the caller sheds load.
+    fn publish(&self, task: QueuedTask) -> BoxFuture<'_, Result<(), TransportError>>;
+    fn consume(&self, consumer: &str) -> BoxFuture<'_, Result<Box<dyn TaskConsumer>, TransportError>>;
+    fn reply(&self, reply_to: &str, reply: Reply) -> BoxFuture<'_, Result<(), TransportError>>;
+    fn replies(&self, reply_to: &str) -> BoxFuture<'_, Result<Box<dyn ReplyConsumer>, TransportError>>;
+    /// Queue-side counts (published, acked, expired, dead-lettered, …).
+    fn counts(&self) -> Result<QueueCounts, TransportError>;
+    /// Dead-letters every queued task whose deadline is before `now_ns` (end of a run).
+    fn sweep_expired(&self, now_ns: Nanos) -> Result<u64, TransportError>;
+}
+
+/// Turns a consumer into a `Stream` (for `ctx.add_stream`).
+pub fn delivery_stream(
+    consumer: Box<dyn TaskConsumer>,
+) -> impl futures_util::Stream<Item = Result<TaskDelivery, TransportError>> + Send {
+    futures_util::stream::unfold(consumer, |mut c| async move {
+        match c.next().await {
+            Err(TransportError::Closed) => None,
+            other => Some((other, c)),
+        }
+    })
+}
+
+/// Turns a reply consumer into a `Stream`.
+pub fn reply_stream(
+    consumer: Box<dyn ReplyConsumer>,
+) -> impl futures_util::Stream<Item = Result<Reply, TransportError>> + Send {
+    futures_util::stream::unfold(consumer, |mut c| async move {
+        let item = c.next().await;
+        match item {
+            Err(TransportError::Closed) => None,
+            other => Some((other, c)),
+        }
+    })
+}

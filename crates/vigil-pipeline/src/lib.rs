@@ -1,0 +1,369 @@
+//! `vigil run`: the simulator, the zenoh sensor bus, one vehicle node per simulated
+//! vehicle, the transports and the vision workers in one process, with the loop closed:
+//! each applied recommendation commands the simulated ego.
+//!
+//! Two pacings. By default the simulator is paced to real time and the pipeline reads a
+//! [`PacedClock`]. With `fast`, the simulator runs in lockstep with the pipeline: after
+//! each capture instant it waits until every frame is ingested and every task raised is
+//! resolved, and the pipeline reads a [`LockstepClock`] that advances only by the real
+//! time the pipeline spends. Each control command is applied in sim time at the time the
+//! handler decided it, so a slower pipeline brakes later in `fast` too.
+
+pub mod clock;
+mod report;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use vigil_bus::embedded::{EmbeddedLog, EmbeddedTasks, MemoryFrameStore, TaskQueue};
+use vigil_bus::{FrameStore, TaskTransport, TelemetryLog, ZenohBus, ZenohConfig};
+use vigil_core::policy::Action;
+use vigil_core::{Clock, Nanos, VehicleId};
+use vigil_sim::sim::StreamKind;
+use vigil_sim::world::{EgoControl, World};
+use vigil_sim::{Scenario, VehicleSim};
+use vigil_vehicle::node::{
+    ControlCommand, NodeConfig, NodeDeps, NodeStats, RoadMap, SensorInputs, SensorKind, start_node,
+};
+use vigil_vision::batcher::{Batcher, BatcherConfig};
+use vigil_vision::model::{Recogniser, default_device};
+use vigil_worker::{Faults, WorkerDeps, WorkerStats, start_workers};
+
+pub use clock::{LockstepClock, PacedClock};
+pub use report::{Outcome, RunReport};
+
+/// Everything `vigil run` can be told.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub scenario: Scenario,
+    pub seed: u64,
+    /// Simulated nanoseconds (default: the scenario's duration).
+    pub duration_ns: Option<Nanos>,
+    pub vehicles: usize,
+    pub workers: usize,
+    pub record: Option<PathBuf>,
+    pub perception: bool,
+    pub fast: bool,
+    pub model_dir: PathBuf,
+    /// Task deadline = capture time + this.
+    pub task_budget_ns: Nanos,
+    pub batcher: BatcherConfig,
+    /// Most tasks queued at once (publishes beyond are refused and fall back).
+    pub queue_capacity: usize,
+    /// Deliveries of one task before it is dead-lettered.
+    pub max_attempts: u32,
+    pub faults: Arc<Faults>,
+    /// Extra latency added to every inference (drills: a slower pipeline).
+    pub inject_latency: Duration,
+    /// A live status line on stderr (only when it is a terminal).
+    pub console: bool,
+}
+
+impl RunConfig {
+    pub fn new(scenario: Scenario, seed: u64, model_dir: PathBuf) -> Self {
+        Self {
+            scenario,
+            seed,
+            duration_ns: None,
+            vehicles: 1,
+            workers: 2,
+            record: None,
+            perception: true,
+            fast: false,
+            model_dir,
+            task_budget_ns: 100_000_000,
+            batcher: BatcherConfig { max_batch: 16, max_wait: Duration::from_micros(200), queue: 256 },
+            queue_capacity: 256,
+            max_attempts: 3,
+            faults: Arc::default(),
+            inject_latency: Duration::ZERO,
+            console: false,
+        }
+    }
+}
+
+/// Why a run could not start or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("invalid run setting: {0}")]
+    Config(String),
+    #[error("cannot load the model: {0} (train one with `vigil train`, or pass --model DIR)")]
+    Model(#[from] vigil_vision::VisionError),
+    #[error("sensor bus: {0}")]
+    Bus(#[from] vigil_bus::BusError),
+    #[error("transport: {0}")]
+    Transport(#[from] vigil_bus::TransportError),
+    #[error("actor system: {0}")]
+    Actors(String),
+}
+
+/// How long the runner waits for the pipeline to drain before reporting what is left.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Translates an applied action into an ego command (the vehicle's controller).
+pub fn control_for(action: Action, world: &World, road: &vigil_sim::scenario::Road) -> Option<EgoControl> {
+    let c = world.ego.control;
+    let spec = &world.ego.spec;
+    let w = road.lane_width_m;
+    let lane_of = |y: f64| (y / w).round();
+    match action {
+        Action::BrakeHard => Some(EgoControl { target_speed: 0.0, decel: spec.max_decel_mps2, ..c }),
+        Action::Brake => Some(EgoControl { target_speed: 0.0, decel: (0.7 * spec.max_decel_mps2).max(c.decel), ..c }),
+        Action::SlowDown => {
+            let target = 0.5 * spec.speed_mps;
+            (c.target_speed > target).then_some(EgoControl {
+                target_speed: target,
+                decel: (0.4 * spec.max_decel_mps2).max(c.decel),
+                ..c
+            })
+        }
+        Action::SteerLeft | Action::SteerRight => {
+            let side = if action == Action::SteerLeft { 1.0 } else { -1.0 };
+            let lane = lane_of(c.target_y) + side;
+            (lane >= 0.0 && lane < road.lanes as f64).then_some(EgoControl { target_y: lane * w, ..c })
+        }
+        Action::Continue => None,
+    }
+}
+
+fn sensor_of(kind: StreamKind) -> SensorKind {
+    match kind {
+        StreamKind::Lidar => SensorKind::Lidar,
+        StreamKind::Camera => SensorKind::Camera,
+        StreamKind::Radar => SensorKind::Radar,
+        StreamKind::GroundTruth => SensorKind::Localization,
+    }
+}
+
+/// Runs the pipeline to the end of the scenario and reports.
+pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
+    if cfg.vehicles == 0 || cfg.workers == 0 {
+        return Err(RunError::Config("--vehicles and --workers must be at least 1".into()));
+    }
+    let duration_ns = cfg.duration_ns.unwrap_or((cfg.scenario.duration_s * 1e9).round() as Nanos);
+    if duration_ns <= 0 {
+        return Err(RunError::Config(format!("duration must be positive, got {} s", duration_ns as f64 * 1e-9)));
+    }
+    let wall_start = Instant::now();
+    let start_ns = cfg.scenario.environment.start_time_ns;
+    let lockstep = Arc::new(LockstepClock::new(start_ns));
+    let clock: Arc<dyn Clock> = if cfg.fast { lockstep.clone() } else { Arc::new(PacedClock::new(start_ns)) };
+
+    // The model is loaded once, before anything moves.
+    let model = if cfg.perception {
+        let device = default_device();
+        Some(Recogniser::load(&cfg.model_dir, &device)?)
+    } else {
+        None
+    };
+    let model_info = model.as_ref().map(|m| (m.config.name.clone(), m.config.version.clone(), m.device_name()));
+
+    // Transports.
+    let log: Arc<dyn TelemetryLog> = match &cfg.record {
+        Some(p) => Arc::new(EmbeddedLog::recording(p)?),
+        None => Arc::new(EmbeddedLog::new()),
+    };
+    let frames: Arc<dyn FrameStore> = Arc::new(MemoryFrameStore::new(64 * cfg.vehicles));
+    let queue = TaskQueue::new(cfg.queue_capacity, cfg.max_attempts);
+    let tasks: Arc<dyn TaskTransport> = Arc::new(EmbeddedTasks::new(queue, clock.clone()));
+
+    // Sensor bus: one zenoh session; the simulator publishes where drivers would and
+    // each node subscribes to its own vehicle's streams.
+    let bus = ZenohBus::open(&ZenohConfig::default())?;
+    let publisher = bus.publisher()?;
+    let mut sims = Vec::new();
+    let mut inputs = Vec::new();
+    for i in 0..cfg.vehicles {
+        let mut sim = VehicleSim::new(&cfg.scenario, i, cfg.seed, duration_ns);
+        sim.set_render_threads(2);
+        let mut streams = Vec::new();
+        for kind in SensorKind::ALL {
+            streams.push((kind, bus.subscribe(&kind.key_expr(&sim.vehicle), 64)?));
+        }
+        inputs.push((sim.vehicle.clone(), SensorInputs(streams)));
+        sims.push(sim);
+    }
+
+    let stats = Arc::new(NodeStats::default());
+    let worker_stats = Arc::new(WorkerStats::default());
+    let (control_tx, control_rx) = std::sync::mpsc::channel::<ControlCommand>();
+    let road = cfg.scenario.road.clone();
+    let road_map = RoadMap { lanes: road.lanes, lane_width_m: road.lane_width_m };
+
+    // The actor system lives on its own thread; this thread drives the simulator.
+    let (sys_tx, sys_rx) = std::sync::mpsc::channel();
+    let actor_thread = {
+        let (clock, log, frames, tasks, stats, worker_stats) =
+            (clock.clone(), log.clone(), frames.clone(), tasks.clone(), stats.clone(), worker_stats.clone());
+        let cfg = cfg.clone();
+        std::thread::Builder::new()
+            .name("vigil-actors".into())
+            .spawn(move || {
+                let sys = actix::System::new();
+                let arbiters = sys.block_on(async move {
+                    for (vehicle, input) in inputs {
+                        let mut node_cfg = NodeConfig::new(vehicle, road_map);
+                        node_cfg.perception = cfg.perception;
+                        node_cfg.task_budget_ns = cfg.task_budget_ns;
+                        let deps = NodeDeps {
+                            clock: clock.clone(),
+                            log: log.clone(),
+                            frames: frames.clone(),
+                            tasks: tasks.clone(),
+                            control: control_tx.clone(),
+                            stats: stats.clone(),
+                        };
+                        start_node(node_cfg, deps, input);
+                    }
+                    let mut arbiters = Vec::new();
+                    if let Some(model) = model {
+                        let (name, version, device) = model_info_of(&model);
+                        let batcher = Batcher::spawn_with_delay(model, cfg.batcher, cfg.inject_latency);
+                        match batcher {
+                            Ok(b) => {
+                                let deps = WorkerDeps {
+                                    clock,
+                                    tasks,
+                                    frames,
+                                    batcher: Arc::new(b),
+                                    model_name: name,
+                                    model_version: version,
+                                    device,
+                                    stats: worker_stats,
+                                    faults: cfg.faults.clone(),
+                                };
+                                let (arbiter, _) = start_workers(cfg.workers, deps);
+                                arbiters.push(arbiter);
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "cannot start the batcher; every task will fall back")
+                            }
+                        }
+                    }
+                    let _ = sys_tx.send(actix::System::current());
+                    arbiters
+                });
+                let r = sys.run();
+                for a in arbiters {
+                    a.stop();
+                }
+                r
+            })
+            .map_err(|e| RunError::Actors(e.to_string()))?
+    };
+    let system = sys_rx.recv().map_err(|_| RunError::Actors("the actor system did not start".into()))?;
+
+    // Drive.
+    let mut produced = [0u64; 4];
+    let mut pending: Vec<ControlCommand> = Vec::new();
+    let mut batch = Vec::new();
+    let console = cfg.console && std::io::stderr().is_terminal();
+    let mut last_console = Instant::now();
+    let index_of: std::collections::HashMap<VehicleId, usize> =
+        sims.iter().enumerate().map(|(i, s)| (s.vehicle.clone(), i)).collect();
+    let quiet = |produced: &[u64; 4]| {
+        SensorKind::ALL.iter().all(|k| NodeStats::get(&stats.ingested[k.index()]) >= produced[k.index()])
+            && (!cfg.perception || NodeStats::get(&stats.fused) >= produced[SensorKind::Radar.index()])
+            && stats.outstanding.load(Ordering::SeqCst) <= 0
+    };
+    loop {
+        let Some(t) = sims.iter().filter_map(VehicleSim::next_event_ns).min() else { break };
+        let capture = start_ns + t;
+        if cfg.fast {
+            lockstep.advance_to(capture);
+        } else {
+            let due = wall_start + Duration::from_nanos(t.max(0) as u64);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+        }
+        pending.extend(control_rx.try_iter());
+        apply_due(&mut sims, &mut pending, &index_of, capture, start_ns, &road);
+        for sim in sims.iter_mut().filter(|s| s.next_event_ns() == Some(t)) {
+            sim.step(&mut batch);
+            for msg in batch.drain(..) {
+                produced[sensor_of(msg.kind).index()] += 1;
+                publisher.put_blocking(&msg.key, msg.encode())?;
+            }
+        }
+        if cfg.fast {
+            let waited = Instant::now();
+            while !quiet(&produced) && waited.elapsed() < DRAIN_TIMEOUT {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            pending.extend(control_rx.try_iter());
+        }
+        if console && last_console.elapsed() > Duration::from_millis(500) {
+            last_console = Instant::now();
+            report::console_line(t, &produced, &stats);
+        }
+    }
+    // Drain: every frame ingested, every task resolved (answered or fallen back).
+    let waited = Instant::now();
+    while !quiet(&produced) && waited.elapsed() < DRAIN_TIMEOUT {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    pending.extend(control_rx.try_iter());
+    let end = start_ns + duration_ns;
+    apply_due(&mut sims, &mut pending, &index_of, end, start_ns, &road);
+    for s in sims.iter_mut() {
+        s.world.advance_to(duration_ns);
+    }
+    if console {
+        eprintln!();
+    }
+    let swept = tasks.sweep_expired(clock.now_ns().max(end) + cfg.task_budget_ns)?;
+    if swept > 0 {
+        tracing::debug!(swept, "queued tasks expired at the end of the run");
+    }
+    system.stop();
+    let _ = actor_thread.join();
+    drop(publisher);
+    let _ = bus.close();
+    let log_counts = log.close()?;
+    let queue = tasks.counts()?;
+    Ok(report::build(report::Inputs {
+        cfg: &cfg,
+        duration_ns,
+        wall: wall_start.elapsed(),
+        produced,
+        stats: &stats,
+        workers: &worker_stats,
+        queue,
+        log_counts,
+        sims: &sims,
+        model: model_info,
+    }))
+}
+
+fn model_info_of(m: &Recogniser) -> (String, String, String) {
+    (m.config.name.clone(), m.config.version.clone(), m.device_name())
+}
+
+/// Applies every pending command decided at or before `until` (vehicle clock), each at
+/// its own time: the world is advanced to that instant first.
+fn apply_due(
+    sims: &mut [VehicleSim],
+    pending: &mut Vec<ControlCommand>,
+    index_of: &std::collections::HashMap<VehicleId, usize>,
+    until: Nanos,
+    start_ns: Nanos,
+    road: &vigil_sim::scenario::Road,
+) {
+    pending.sort_by_key(|c| c.at_ns);
+    let (due, later): (Vec<_>, Vec<_>) = pending.drain(..).partition(|c| c.at_ns <= until);
+    *pending = later;
+    for c in due {
+        let Some(&i) = index_of.get(&c.vehicle) else { continue };
+        let world = &mut sims[i].world;
+        world.advance_to(c.at_ns - start_ns);
+        if let Some(control) = control_for(c.action, world, road) {
+            tracing::debug!(vehicle = %c.vehicle, action = c.action.name(), t = world.time_ns, "applied");
+            world.command(control);
+        }
+    }
+}

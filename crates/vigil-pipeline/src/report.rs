@@ -1,0 +1,251 @@
+//! The run report (`vigil run --json`) and the live console line.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::Serialize;
+use vigil_bus::embedded::QueueCounts;
+use vigil_core::policy::Action;
+use vigil_core::{Clock, Nanos, WallClock};
+use vigil_sim::VehicleSim;
+use vigil_vehicle::node::{NodeStats, SensorKind};
+use vigil_worker::WorkerStats;
+
+use crate::RunConfig;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FrameCount {
+    pub produced: u64,
+    pub ingested: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Frames {
+    pub lidar: FrameCount,
+    pub camera: FrameCount,
+    pub radar: FrameCount,
+    pub localization: FrameCount,
+}
+
+/// Every task ends in exactly one vehicle-side state (`completed` or `fallback`) and one
+/// queue-side state (`acked`, `expired` or `dead_lettered`, or never queued: `refused`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Tasks {
+    pub published: u64,
+    pub completed: u64,
+    /// Taken from the queue after their deadline: dead-lettered unprocessed.
+    pub expired: u64,
+    /// Dead-lettered for another reason (rejected, retry limit); excludes `expired`.
+    pub dead_lettered: u64,
+    /// Deadline passed at the vehicle with no recommendation, or refused by a full queue.
+    pub fallback: u64,
+    pub fallback_braked: u64,
+    pub raised: u64,
+    pub refused: u64,
+    pub acked: u64,
+    pub redelivered: u64,
+    pub stale_replies: u64,
+    pub duplicate_replies: u64,
+    pub unknown_replies: u64,
+    pub queue_peak: u64,
+    pub queue_capacity: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Recommendations {
+    pub count: u64,
+    pub by_action: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub samples: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub detect_to_recommend: Percentiles,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub collision: bool,
+    /// Vehicles that collided.
+    pub collisions: usize,
+    /// Smallest gap to an obstacle in the ego corridor; null if none was ever ahead.
+    pub min_gap_m: Option<f64>,
+    /// Every ego ended at standstill.
+    pub ego_stopped: bool,
+    /// Time of the first collision, seconds from the start.
+    pub first_collision_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Model {
+    pub name: String,
+    pub version: String,
+    pub device: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Workers {
+    pub count: usize,
+    pub taken: u64,
+    pub answered: u64,
+    pub panics: u64,
+    pub restarts: u64,
+    pub rejected: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub scenario: String,
+    pub seed: u64,
+    pub mode: &'static str,
+    pub pacing: &'static str,
+    pub perception: bool,
+    pub vehicles: usize,
+    pub sim_seconds: f64,
+    pub wall_seconds: f64,
+    pub frames: Frames,
+    pub lost: u64,
+    pub rejected_frames: u64,
+    pub tasks: Tasks,
+    pub recommendations: Recommendations,
+    pub latency_ms: Latency,
+    pub outcome: Outcome,
+    pub model: Option<Model>,
+    pub workers: Workers,
+    pub log: BTreeMap<String, u64>,
+    pub record: Option<String>,
+}
+
+pub(crate) struct Inputs<'a> {
+    pub cfg: &'a RunConfig,
+    pub duration_ns: Nanos,
+    pub wall: Duration,
+    pub produced: [u64; 4],
+    pub stats: &'a NodeStats,
+    pub workers: &'a WorkerStats,
+    pub queue: QueueCounts,
+    pub log_counts: BTreeMap<String, u64>,
+    pub sims: &'a [VehicleSim],
+    pub model: Option<(String, String, String)>,
+}
+
+/// Nearest-rank percentile of sorted values.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+pub fn percentiles(mut v: Vec<f64>) -> Percentiles {
+    v.sort_by(f64::total_cmp);
+    Percentiles {
+        p50: percentile(&v, 0.50),
+        p95: percentile(&v, 0.95),
+        p99: percentile(&v, 0.99),
+        max: v.last().copied().unwrap_or(0.0),
+        samples: v.len(),
+    }
+}
+
+fn get(a: &std::sync::atomic::AtomicU64) -> u64 {
+    a.load(Ordering::SeqCst)
+}
+
+pub(crate) fn build(i: Inputs<'_>) -> RunReport {
+    let s = i.stats;
+    let count = |k: SensorKind| FrameCount { produced: i.produced[k.index()], ingested: get(&s.ingested[k.index()]) };
+    let frames = Frames {
+        lidar: count(SensorKind::Lidar),
+        camera: count(SensorKind::Camera),
+        radar: count(SensorKind::Radar),
+        localization: count(SensorKind::Localization),
+    };
+    let lost = SensorKind::ALL.iter().map(|k| i.produced[k.index()].saturating_sub(get(&s.ingested[k.index()]))).sum();
+    let by_action: BTreeMap<String, u64> =
+        Action::ALL.iter().enumerate().map(|(n, a)| (a.name().to_string(), get(&s.by_action[n]))).collect();
+    let latencies: Vec<f64> =
+        s.latencies_ns.lock().map(|l| l.iter().map(|v| *v as f64 * 1e-6).collect()).unwrap_or_default();
+    let collided: Vec<Nanos> = i.sims.iter().filter_map(|s| s.world.collision.map(|c| c.0)).collect();
+    let min_gap = i.sims.iter().map(|s| s.world.min_gap_m).fold(f64::INFINITY, f64::min);
+    let q = i.queue;
+    RunReport {
+        run_id: format!("{}-{}-{}", i.cfg.scenario.name, i.cfg.seed, WallClock.now_ns() / 1_000_000),
+        scenario: i.cfg.scenario.name.clone(),
+        seed: i.cfg.seed,
+        mode: "embedded",
+        pacing: if i.cfg.fast { "fast" } else { "realtime" },
+        perception: i.cfg.perception,
+        vehicles: i.cfg.vehicles,
+        sim_seconds: i.duration_ns as f64 * 1e-9,
+        wall_seconds: i.wall.as_secs_f64(),
+        frames,
+        lost,
+        rejected_frames: get(&s.rejected),
+        tasks: Tasks {
+            published: get(&s.tasks_published),
+            completed: get(&s.completed),
+            expired: q.expired,
+            dead_lettered: q.dead_lettered - q.expired,
+            fallback: get(&s.fallback),
+            fallback_braked: get(&s.fallback_braked),
+            raised: get(&s.tasks_raised),
+            refused: get(&s.tasks_refused),
+            acked: q.acked,
+            redelivered: q.redelivered,
+            stale_replies: get(&s.stale),
+            duplicate_replies: get(&s.duplicate),
+            unknown_replies: get(&s.unknown),
+            queue_peak: q.peak_queued,
+            queue_capacity: i.cfg.queue_capacity,
+        },
+        recommendations: Recommendations { count: get(&s.completed), by_action },
+        latency_ms: Latency { detect_to_recommend: percentiles(latencies) },
+        outcome: Outcome {
+            collision: !collided.is_empty(),
+            collisions: collided.len(),
+            min_gap_m: min_gap.is_finite().then_some(min_gap),
+            ego_stopped: i.sims.iter().all(|s| s.world.ego_stopped()),
+            first_collision_s: collided.iter().min().map(|t| *t as f64 * 1e-9),
+        },
+        model: i.model.map(|(name, version, device)| Model { name, version, device }),
+        workers: Workers {
+            count: if i.cfg.perception { i.cfg.workers } else { 0 },
+            taken: get(&i.workers.taken),
+            answered: get(&i.workers.answered),
+            panics: get(&i.workers.panics),
+            restarts: get(&i.workers.restarts),
+            rejected: get(&i.workers.rejected),
+        },
+        log: i.log_counts,
+        record: i.cfg.record.as_ref().map(|p| p.display().to_string()),
+    }
+}
+
+/// One status line, rewritten in place.
+pub(crate) fn console_line(t: Nanos, produced: &[u64; 4], s: &NodeStats) {
+    let secs = (t as f64 * 1e-9).max(1e-3);
+    let last = s.last_recommendation.lock().map(|l| l.clone()).unwrap_or_default();
+    eprint!(
+        "\r\x1b[2Kt={:5.1}s  lidar {:4.1}/s camera {:4.1}/s radar {:4.1}/s | tasks in flight {} done {} fallback {} | last: {}",
+        t as f64 * 1e-9,
+        produced[0] as f64 / secs,
+        produced[1] as f64 / secs,
+        produced[2] as f64 / secs,
+        s.outstanding.load(Ordering::SeqCst),
+        get(&s.completed),
+        get(&s.fallback),
+        if last.is_empty() { "-" } else { &last },
+    );
+}

@@ -1,0 +1,879 @@
+//! The vehicle node: actix actors from the sensor bus to the ego controls.
+//!
+//! ```text
+//! zenoh ─▶ Ingest (one per stream) ─▶ TelemetryPublisher ─▶ TelemetryLog (+ FrameStore for camera)
+//!                                  └─▶ Fusion (tracks, TTC, lanes) ─▶ Dispatcher ─▶ TaskTransport
+//!                 TaskTransport replies ─▶ RecommendationHandler ─▶ ControlCommand (to the ego)
+//! ```
+//!
+//! Every actor reads the [`Clock`] it is given. Mailboxes are bounded and every hop uses
+//! `send(..).await` inside `ctx.wait`, so a slow stage stops its upstream from pulling
+//! (backpressure reaches the zenoh subscriber, whose bounded channel makes zenoh block
+//! the publisher): nothing is dropped, memory stays bounded.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio_stream::wrappers::ReceiverStream;
+use vigil_bus::embedded::QueuedTask;
+use vigil_bus::transport::reply_stream;
+use vigil_bus::{
+    BusSample, FrameStore, LogRecord, Reply, TaskTransport, TelemetryLog, TransportError, embedded::QueueError, topics,
+};
+use vigil_core::policy::{Action, path_offset};
+use vigil_core::{Clock, Nanos, VehicleId};
+use vigil_proto::v1::{self, envelope::Payload};
+
+use crate::detector::{CORRIDOR_HALF_WIDTH_M, CameraGeometry, TTC_HORIZON_S, detect};
+use crate::tracker::{Track, Tracker};
+
+/// Which input stream an ingest actor serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SensorKind {
+    Lidar,
+    Camera,
+    Radar,
+    /// The ego pose (localization). The simulator's ground-truth stream carries it; the
+    /// node reads only its `ego` field, never the objects.
+    Localization,
+}
+
+impl SensorKind {
+    pub const ALL: [SensorKind; 4] =
+        [SensorKind::Lidar, SensorKind::Camera, SensorKind::Radar, SensorKind::Localization];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SensorKind::Lidar => "lidar",
+            SensorKind::Camera => "camera",
+            SensorKind::Radar => "radar",
+            SensorKind::Localization => "localization",
+        }
+    }
+
+    fn topic(self) -> &'static str {
+        match self {
+            SensorKind::Lidar => topics::LIDAR,
+            SensorKind::Camera => topics::CAMERA,
+            SensorKind::Radar => topics::RADAR,
+            SensorKind::Localization => topics::GROUND_TRUTH,
+        }
+    }
+
+    fn accepts(self, p: &Payload) -> bool {
+        matches!(
+            (self, p),
+            (SensorKind::Lidar, Payload::Lidar(_))
+                | (SensorKind::Camera, Payload::Camera(_))
+                | (SensorKind::Radar, Payload::Radar(_))
+                | (SensorKind::Localization, Payload::GroundTruth(_))
+        )
+    }
+
+    /// Zenoh key expression of this stream for `vehicle`.
+    pub fn key_expr(self, vehicle: &VehicleId) -> String {
+        match self {
+            SensorKind::Localization => format!("vigil/{vehicle}/groundtruth"),
+            k => format!("vigil/{vehicle}/sensor/{}/*", k.name()),
+        }
+    }
+}
+
+/// Counters shared by the actors of every node in the process (and read by the runner).
+#[derive(Debug, Default)]
+pub struct NodeStats {
+    pub ingested: [AtomicU64; 4],
+    /// Frames that failed strict decoding or arrived on the wrong stream.
+    pub rejected: AtomicU64,
+    /// Sequence gaps seen by the ingest actors (frames the bus lost).
+    pub gaps: AtomicU64,
+    pub fused: AtomicU64,
+    pub tasks_raised: AtomicU64,
+    pub tasks_published: AtomicU64,
+    /// Publishes refused by a full queue (shed: fallback applied at once).
+    pub tasks_refused: AtomicU64,
+    pub completed: AtomicU64,
+    /// Deadline passed with no recommendation (or the publish was refused).
+    pub fallback: AtomicU64,
+    /// Of those, how many braked.
+    pub fallback_braked: AtomicU64,
+    /// Recommendations that arrived after their deadline.
+    pub stale: AtomicU64,
+    /// Recommendations for a task already answered (redelivery after a worker crash).
+    pub duplicate: AtomicU64,
+    /// Replies that are not recommendations for a task this node raised.
+    pub unknown: AtomicU64,
+    /// Tasks raised and not yet resolved.
+    pub outstanding: AtomicI64,
+    pub by_action: [AtomicU64; 6],
+    pub log_errors: AtomicU64,
+    pub latencies_ns: Mutex<Vec<Nanos>>,
+    pub last_recommendation: Mutex<String>,
+}
+
+impl NodeStats {
+    pub fn get(a: &AtomicU64) -> u64 {
+        a.load(Ordering::SeqCst)
+    }
+}
+
+fn inc(a: &AtomicU64) {
+    a.fetch_add(1, Ordering::SeqCst);
+}
+
+/// What the handler tells the ego to do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControlCommand {
+    pub vehicle: VehicleId,
+    pub task_id: String,
+    pub action: Action,
+    /// When it was decided, on the node's clock.
+    pub at_ns: Nanos,
+    pub fallback: bool,
+}
+
+/// Lanes the vehicle knows from its map.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoadMap {
+    pub lanes: u32,
+    pub lane_width_m: f64,
+}
+
+/// Vehicle node settings.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub vehicle: VehicleId,
+    /// Deadline = capture time + this.
+    pub task_budget_ns: Nanos,
+    /// With no recommendation by the deadline, brake if the TTC is below this.
+    pub fallback_ttc_s: f64,
+    /// Off: ingest and log only, no detection and no tasks.
+    pub perception: bool,
+    pub mailbox: usize,
+    pub road: RoadMap,
+}
+
+impl NodeConfig {
+    pub fn new(vehicle: VehicleId, road: RoadMap) -> Self {
+        Self { vehicle, task_budget_ns: 100_000_000, fallback_ttc_s: 3.0, perception: true, mailbox: 16, road }
+    }
+}
+
+/// What a node needs from the outside.
+#[derive(Debug, Clone)]
+pub struct NodeDeps {
+    pub clock: Arc<dyn Clock>,
+    pub log: Arc<dyn TelemetryLog>,
+    pub frames: Arc<dyn FrameStore>,
+    pub tasks: Arc<dyn TaskTransport>,
+    pub control: std::sync::mpsc::Sender<ControlCommand>,
+    pub stats: Arc<NodeStats>,
+}
+
+/// One decoded frame moving through the node.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub kind: SensorKind,
+    pub envelope: Arc<v1::Envelope>,
+    pub bytes: Arc<Vec<u8>>,
+    pub ingest_ns: Nanos,
+    /// Set by the publisher for camera frames: where workers fetch it.
+    pub frame_uri: Option<String>,
+}
+
+impl Message for Frame {
+    type Result = Option<String>;
+}
+
+impl Frame {
+    fn header(&self) -> Option<&v1::Header> {
+        self.envelope.header.as_ref()
+    }
+    fn capture_ns(&self) -> Nanos {
+        self.header().map_or(0, |h| h.capture_time_ns)
+    }
+}
+
+// ---------------------------------------------------------------- ingest
+
+/// Validates and stamps one sensor stream.
+#[derive(Debug)]
+pub struct Ingest {
+    kind: SensorKind,
+    clock: Arc<dyn Clock>,
+    stats: Arc<NodeStats>,
+    publisher: Addr<TelemetryPublisher>,
+    fusion: Option<Addr<Fusion>>,
+    next_seq: HashMap<String, u64>,
+    mailbox: usize,
+}
+
+impl Actor for Ingest {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.mailbox);
+    }
+}
+
+impl StreamHandler<BusSample> for Ingest {
+    fn handle(&mut self, sample: BusSample, ctx: &mut Self::Context) {
+        let envelope = match vigil_proto::decode_envelope(&sample.payload) {
+            Ok(e) if e.payload.as_ref().is_some_and(|p| self.kind.accepts(p)) => e,
+            Ok(_) => {
+                inc(&self.stats.rejected);
+                tracing::warn!(key = %sample.key, stream = self.kind.name(), "wrong payload for this stream; dropped and counted");
+                return;
+            }
+            Err(e) => {
+                inc(&self.stats.rejected);
+                tracing::warn!(key = %sample.key, error = %e, "undecodable frame; dropped and counted");
+                return;
+            }
+        };
+        if let Some(h) = envelope.header.as_ref() {
+            let next = self.next_seq.entry(h.sensor_id.clone()).or_insert(h.sequence);
+            if h.sequence > *next {
+                self.stats.gaps.fetch_add(h.sequence - *next, Ordering::SeqCst);
+            }
+            *next = h.sequence + 1;
+        }
+        inc(&self.stats.ingested[self.kind.index()]);
+        let frame = Frame {
+            kind: self.kind,
+            envelope: Arc::new(envelope),
+            bytes: Arc::new(sample.payload),
+            ingest_ns: self.clock.now_ns(),
+            frame_uri: None,
+        };
+        let publisher = self.publisher.clone();
+        let fusion = self.fusion.clone();
+        ctx.wait(
+            async move {
+                let mut frame = frame;
+                frame.frame_uri = publisher.send(frame.clone()).await.ok().flatten();
+                if let Some(f) = fusion {
+                    let _ = f.send(frame).await;
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+// ---------------------------------------------------------------- telemetry publisher
+
+/// Appends every frame to the telemetry log; camera frames also go to the frame store.
+#[derive(Debug)]
+pub struct TelemetryPublisher {
+    vehicle: VehicleId,
+    log: Arc<dyn TelemetryLog>,
+    frames: Arc<dyn FrameStore>,
+    stats: Arc<NodeStats>,
+    mailbox: usize,
+}
+
+impl Actor for TelemetryPublisher {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.mailbox);
+    }
+}
+
+impl Handler<Frame> for TelemetryPublisher {
+    type Result = Option<String>;
+    fn handle(&mut self, f: Frame, _: &mut Self::Context) -> Option<String> {
+        let h = f.header().cloned().unwrap_or_default();
+        let record = LogRecord {
+            topic: f.kind.topic(),
+            key: &self.vehicle.0,
+            capture_ns: h.capture_time_ns,
+            publish_ns: h.publish_time_ns,
+            envelope: &f.bytes,
+        };
+        if let Err(e) = self.log.append(record) {
+            inc(&self.stats.log_errors);
+            tracing::error!(error = %e, "telemetry log append failed");
+        }
+        if f.kind != SensorKind::Camera {
+            return None;
+        }
+        let key = format!("{}/{}/{}", self.vehicle, h.sensor_id, h.sequence);
+        match self.frames.put(&key, f.bytes.clone()) {
+            Ok(uri) => Some(uri),
+            Err(e) => {
+                tracing::error!(error = %e, "frame store put failed");
+                None
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- fusion
+
+#[derive(Debug, Clone)]
+struct CameraRef {
+    uri: String,
+    sensor_id: String,
+    sequence: u64,
+    size: u64,
+    geometry: CameraGeometry,
+}
+
+/// Fuses radar, lidar and camera into tracks and raises obstacle tasks.
+#[derive(Debug)]
+pub struct Fusion {
+    cfg: NodeConfig,
+    clock: Arc<dyn Clock>,
+    stats: Arc<NodeStats>,
+    dispatcher: Addr<Dispatcher>,
+    tracker: Tracker,
+    lidar: Option<Arc<v1::Envelope>>,
+    camera: Option<CameraRef>,
+    ego_y: f64,
+    in_flight: Arc<Mutex<HashSet<u32>>>,
+    next_task: u64,
+}
+
+/// A task the fusion actor wants answered.
+#[derive(Debug, Clone)]
+pub struct RaiseTask {
+    pub task: v1::ObstacleTask,
+    pub capture_ns: Nanos,
+    pub detected_ns: Nanos,
+    pub track_id: u32,
+    pub ttc_s: f64,
+}
+
+impl Message for RaiseTask {
+    type Result = ();
+}
+
+impl Actor for Fusion {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.cfg.mailbox);
+    }
+}
+
+/// Priority 1..9 from time to collision: under 1 s is 9, each further second one less.
+pub fn priority_for_ttc(ttc_s: f64) -> u8 {
+    if !ttc_s.is_finite() {
+        return 1;
+    }
+    (9.0 - ttc_s.max(0.0).floor()).clamp(1.0, 9.0) as u8
+}
+
+impl Fusion {
+    fn lane_free(&self, tracks: &[Track], side: f64) -> bool {
+        let w = self.cfg.road.lane_width_m;
+        let target = self.ego_y + side * w;
+        let lane = (target / w).round();
+        if lane < 0.0 || lane >= self.cfg.road.lanes as f64 || (target - lane * w).abs() > w / 2.0 {
+            return false;
+        }
+        let centre = side * w;
+        !tracks.iter().any(|t| t.x > -15.0 && t.x < 70.0 && (t.y - centre).abs() < w / 2.0 + 0.8)
+    }
+
+    fn on_radar(&mut self, f: &Frame, ctx: &mut Context<Self>) {
+        let (Some(Payload::Radar(radar)), Some(lidar_env)) = (f.envelope.payload.as_ref(), self.lidar.as_ref()) else {
+            return;
+        };
+        let Some(Payload::Lidar(lidar)) = lidar_env.payload.as_ref() else { return };
+        let camera = self.camera.clone();
+        let candidates = detect(radar, lidar, camera.as_ref().map(|c| &c.geometry));
+        let capture = f.capture_ns();
+        let tracks = self.tracker.update(capture, candidates);
+        let (left, right) = (self.lane_free(&tracks, 1.0), self.lane_free(&tracks, -1.0));
+        for t in &tracks {
+            let c = &t.candidate;
+            let ttc = c.time_to_collision_s;
+            let offset = path_offset(t.y, t.vy, ttc);
+            let threat = t.x > 0.0 && ttc < TTC_HORIZON_S && offset < CORRIDOR_HALF_WIDTH_M + c.width_m / 2.0;
+            let (Some(cam), Some(b)) = (camera.as_ref(), c.camera_box) else { continue };
+            if !threat || t.hits < 2 {
+                continue;
+            }
+            {
+                let Ok(mut in_flight) = self.in_flight.lock() else { return };
+                if !in_flight.insert(t.id) {
+                    continue;
+                }
+            }
+            self.next_task += 1;
+            let task_id = format!("{}/task/{}", self.cfg.vehicle, self.next_task);
+            let task = v1::ObstacleTask {
+                task_id,
+                priority: priority_for_ttc(ttc) as u32,
+                deadline_ns: capture + self.cfg.task_budget_ns,
+                frame_sensor_id: cam.sensor_id.clone(),
+                frame_sequence: cam.sequence,
+                frame_ref: Some(v1::BlobRef { uri: cam.uri.clone(), size: cam.size, sha256: String::new() }),
+                camera_box: Some(v1::Box2d { x_min: b[0], y_min: b[1], x_max: b[2], y_max: b[3] }),
+                track: Some(v1::TrackSummary {
+                    track_id: t.id,
+                    x: t.x,
+                    y: t.y,
+                    vx: t.vx,
+                    vy: t.vy,
+                    time_to_collision_s: if ttc.is_finite() { ttc } else { 0.0 },
+                    closing: ttc.is_finite(),
+                    lateral_offset_m: t.y,
+                    seen_by_radar: true,
+                    seen_by_lidar: true,
+                }),
+                reply_to: reply_address(&self.cfg.vehicle),
+                left_lane_free: left,
+                right_lane_free: right,
+                attempt: 0,
+            };
+            inc(&self.stats.tasks_raised);
+            self.stats.outstanding.fetch_add(1, Ordering::SeqCst);
+            let raise =
+                RaiseTask { task, capture_ns: capture, detected_ns: self.clock.now_ns(), track_id: t.id, ttc_s: ttc };
+            let d = self.dispatcher.clone();
+            ctx.wait(
+                async move {
+                    let _ = d.send(raise).await;
+                }
+                .into_actor(self),
+            );
+        }
+    }
+}
+
+/// Where a vehicle's recommendations go back (RabbitMQ `reply_to`).
+pub fn reply_address(vehicle: &VehicleId) -> String {
+    format!("vigil.replies.{vehicle}")
+}
+
+impl Handler<Frame> for Fusion {
+    type Result = Option<String>;
+    fn handle(&mut self, f: Frame, ctx: &mut Self::Context) -> Option<String> {
+        match f.kind {
+            SensorKind::Lidar => self.lidar = Some(f.envelope.clone()),
+            SensorKind::Camera => {
+                if let (Some(Payload::Camera(cam)), Some(uri), Some(h)) =
+                    (f.envelope.payload.as_ref(), f.frame_uri.clone(), f.header())
+                    && let Some(geometry) = CameraGeometry::from_frame(cam)
+                {
+                    self.camera = Some(CameraRef {
+                        uri,
+                        sensor_id: h.sensor_id.clone(),
+                        sequence: h.sequence,
+                        size: f.bytes.len() as u64,
+                        geometry,
+                    });
+                }
+            }
+            SensorKind::Localization => {
+                if let Some(Payload::GroundTruth(gt)) = f.envelope.payload.as_ref()
+                    && let Some(ego) = gt.ego.as_ref()
+                {
+                    self.ego_y = ego.y;
+                }
+            }
+            SensorKind::Radar => {
+                self.on_radar(&f, ctx);
+                // After any task it raised is counted as outstanding (lockstep runners
+                // wait for fused == radar frames and outstanding == 0).
+                inc(&self.stats.fused);
+            }
+        }
+        None
+    }
+}
+
+// ---------------------------------------------------------------- dispatcher
+
+/// Publishes tasks to the task transport and logs them; registers each with the handler first.
+#[derive(Debug)]
+pub struct Dispatcher {
+    vehicle: VehicleId,
+    clock: Arc<dyn Clock>,
+    tasks: Arc<dyn TaskTransport>,
+    log: Arc<dyn TelemetryLog>,
+    stats: Arc<NodeStats>,
+    handler: Addr<RecommendationHandler>,
+    sequence: u64,
+    mailbox: usize,
+}
+
+impl Actor for Dispatcher {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.mailbox);
+    }
+}
+
+/// The handler learns of a task before it can be answered.
+#[derive(Debug, Clone)]
+pub struct Outstanding {
+    pub task_id: String,
+    pub track_id: u32,
+    pub deadline_ns: Nanos,
+    pub detected_ns: Nanos,
+    pub ttc_s: f64,
+    /// The publish was refused: resolve by fallback now.
+    pub refused: bool,
+}
+
+impl Message for Outstanding {
+    type Result = ();
+}
+
+impl Handler<RaiseTask> for Dispatcher {
+    type Result = ();
+    fn handle(&mut self, r: RaiseTask, ctx: &mut Self::Context) {
+        let payload = Payload::ObstacleTask(r.task.clone());
+        let now = self.clock.now_ns();
+        let header = v1::Header {
+            schema_version: vigil_proto::SCHEMA_VERSION,
+            vehicle_id: self.vehicle.0.clone(),
+            sensor_id: "fusion".into(),
+            sequence: self.sequence,
+            capture_time_ns: r.capture_ns,
+            publish_time_ns: now,
+            correlation_id: r.task.task_id.clone(),
+            content_type: vigil_proto::content_type(&payload).into(),
+        };
+        self.sequence += 1;
+        let bytes = vigil_proto::encode_envelope(&v1::Envelope { header: Some(header), payload: Some(payload) });
+        let record = LogRecord {
+            topic: topics::TASKS,
+            key: &self.vehicle.0,
+            capture_ns: r.capture_ns,
+            publish_ns: now,
+            envelope: &bytes,
+        };
+        if self.log.append(record).is_err() {
+            inc(&self.stats.log_errors);
+        }
+        let queued = QueuedTask {
+            task_id: r.task.task_id.clone(),
+            priority: r.task.priority as u8,
+            deadline_ns: r.task.deadline_ns,
+            payload: bytes,
+        };
+        let outstanding = Outstanding {
+            task_id: r.task.task_id.clone(),
+            track_id: r.track_id,
+            deadline_ns: r.task.deadline_ns,
+            detected_ns: r.detected_ns,
+            ttc_s: r.ttc_s,
+            refused: false,
+        };
+        let (tasks, handler, stats) = (self.tasks.clone(), self.handler.clone(), self.stats.clone());
+        ctx.wait(
+            async move {
+                let _ = handler.send(outstanding.clone()).await;
+                match tasks.publish(queued).await {
+                    Ok(()) => inc(&stats.tasks_published),
+                    Err(e) => {
+                        inc(&stats.tasks_refused);
+                        if !matches!(e, TransportError::Queue(QueueError::Full { .. })) {
+                            tracing::error!(error = %e, "task publish failed; falling back");
+                        }
+                        let _ = handler.send(Outstanding { refused: true, ..outstanding }).await;
+                    }
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+// ---------------------------------------------------------------- recommendation handler
+
+/// How long an applied action holds against a weaker one, nanoseconds.
+pub const HOLD_NS: Nanos = 1_000_000_000;
+
+fn urgency(a: Action) -> u8 {
+    match a {
+        Action::BrakeHard => 4,
+        Action::Brake => 3,
+        Action::SteerLeft | Action::SteerRight => 2,
+        Action::SlowDown => 1,
+        Action::Continue => 0,
+    }
+}
+
+/// Applies recommendations (deduplicated, deadline-guarded) and the fallback policy.
+#[derive(Debug)]
+pub struct RecommendationHandler {
+    cfg: NodeConfig,
+    clock: Arc<dyn Clock>,
+    tasks: Arc<dyn TaskTransport>,
+    log: Arc<dyn TelemetryLog>,
+    stats: Arc<NodeStats>,
+    control: std::sync::mpsc::Sender<ControlCommand>,
+    in_flight: Arc<Mutex<HashSet<u32>>>,
+    outstanding: HashMap<String, Outstanding>,
+    answered: HashSet<String>,
+    timed_out: HashSet<String>,
+    current: Option<(Action, Nanos)>,
+}
+
+impl Actor for RecommendationHandler {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.cfg.mailbox);
+        let tasks = self.tasks.clone();
+        let address = reply_address(&self.cfg.vehicle);
+        ctx.wait(async move { tasks.replies(&address).await }.into_actor(self).map(|r, _, ctx| match r {
+            Ok(consumer) => {
+                ctx.add_stream(reply_stream(consumer));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot consume recommendations; every task will fall back");
+            }
+        }));
+        ctx.run_interval(Duration::from_millis(2), |act, _| act.check_deadlines());
+    }
+}
+
+impl RecommendationHandler {
+    fn resolve(&mut self, task_id: &str) -> Option<Outstanding> {
+        let o = self.outstanding.remove(task_id)?;
+        self.answered.insert(task_id.to_string());
+        Some(o)
+    }
+
+    /// The task's end state is counted and its control (if any) sent: it is no longer
+    /// outstanding, and its track may raise a new task.
+    fn finish(&mut self, o: &Outstanding) {
+        if let Ok(mut f) = self.in_flight.lock() {
+            f.remove(&o.track_id);
+        }
+        self.stats.outstanding.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn apply(&mut self, task_id: &str, action: Action, fallback: bool) {
+        let now = self.clock.now_ns();
+        if action == Action::Continue {
+            return;
+        }
+        if let Some((cur, at)) = self.current
+            && urgency(action) < urgency(cur)
+            && now - at < HOLD_NS
+        {
+            return;
+        }
+        self.current = Some((action, now));
+        let _ = self.control.send(ControlCommand {
+            vehicle: self.cfg.vehicle.clone(),
+            task_id: task_id.into(),
+            action,
+            at_ns: now,
+            fallback,
+        });
+    }
+
+    fn fallback(&mut self, o: &Outstanding) {
+        inc(&self.stats.fallback);
+        if o.ttc_s < self.cfg.fallback_ttc_s {
+            inc(&self.stats.fallback_braked);
+            self.apply(&o.task_id, Action::Brake, true);
+        }
+    }
+
+    fn check_deadlines(&mut self) {
+        let now = self.clock.now_ns();
+        let due: Vec<String> =
+            self.outstanding.values().filter(|o| o.deadline_ns < now).map(|o| o.task_id.clone()).collect();
+        for id in due {
+            if let Some(o) = self.resolve(&id) {
+                self.timed_out.insert(id.clone());
+                tracing::debug!(task = %id, "deadline passed with no recommendation: fallback");
+                self.fallback(&o);
+                self.finish(&o);
+            }
+        }
+    }
+}
+
+impl Handler<Outstanding> for RecommendationHandler {
+    type Result = ();
+    fn handle(&mut self, o: Outstanding, _: &mut Self::Context) {
+        if o.refused {
+            if let Some(o) = self.resolve(&o.task_id) {
+                self.fallback(&o);
+                self.finish(&o);
+            }
+        } else {
+            self.outstanding.insert(o.task_id.clone(), o);
+        }
+    }
+}
+
+impl StreamHandler<Result<Reply, TransportError>> for RecommendationHandler {
+    fn handle(&mut self, reply: Result<Reply, TransportError>, _: &mut Self::Context) {
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "reply stream error");
+                return;
+            }
+        };
+        let rec = match vigil_proto::decode_envelope(&reply.payload) {
+            Ok(v1::Envelope { payload: Some(Payload::Recommendation(r)), .. }) => r,
+            _ => {
+                inc(&self.stats.unknown);
+                return;
+            }
+        };
+        let now = self.clock.now_ns();
+        let Some(o) = self.outstanding.get(&rec.task_id).cloned() else {
+            if self.timed_out.contains(&rec.task_id) {
+                // Its deadline passed first: the fallback already acted.
+                inc(&self.stats.stale);
+            } else if self.answered.contains(&rec.task_id) {
+                inc(&self.stats.duplicate);
+            } else {
+                inc(&self.stats.unknown);
+            }
+            return;
+        };
+        if now > o.deadline_ns {
+            self.resolve(&rec.task_id);
+            self.timed_out.insert(rec.task_id.clone());
+            inc(&self.stats.stale);
+            self.fallback(&o);
+            self.finish(&o);
+            return;
+        }
+        self.resolve(&rec.task_id);
+        inc(&self.stats.completed);
+        let action = action_from_proto(rec.action());
+        inc(&self.stats.by_action[Action::ALL.iter().position(|a| *a == action).unwrap_or(5)]);
+        if let Ok(mut l) = self.stats.latencies_ns.lock() {
+            l.push(now - o.detected_ns);
+        }
+        if let Ok(mut last) = self.stats.last_recommendation.lock() {
+            *last = format!("{} {} ({:.0}%)", action.name(), rec.class().as_str_name(), rec.confidence * 100.0);
+        }
+        let record = LogRecord {
+            topic: topics::RECOMMENDATIONS,
+            key: &self.cfg.vehicle.0,
+            capture_ns: now,
+            publish_ns: now,
+            envelope: &reply.payload,
+        };
+        if self.log.append(record).is_err() {
+            inc(&self.stats.log_errors);
+        }
+        self.apply(&rec.task_id, action, false);
+        self.finish(&o);
+    }
+}
+
+/// Wire action to domain action (unspecified is treated as CONTINUE).
+pub fn action_from_proto(a: v1::Action) -> Action {
+    match a {
+        v1::Action::BrakeHard => Action::BrakeHard,
+        v1::Action::Brake => Action::Brake,
+        v1::Action::SlowDown => Action::SlowDown,
+        v1::Action::SteerLeft => Action::SteerLeft,
+        v1::Action::SteerRight => Action::SteerRight,
+        v1::Action::Continue | v1::Action::Unspecified => Action::Continue,
+    }
+}
+
+/// Domain action to wire action.
+pub fn action_to_proto(a: Action) -> v1::Action {
+    match a {
+        Action::BrakeHard => v1::Action::BrakeHard,
+        Action::Brake => v1::Action::Brake,
+        Action::SlowDown => v1::Action::SlowDown,
+        Action::SteerLeft => v1::Action::SteerLeft,
+        Action::SteerRight => v1::Action::SteerRight,
+        Action::Continue => v1::Action::Continue,
+    }
+}
+
+// ---------------------------------------------------------------- wiring
+
+/// The zenoh channels feeding one node, one per [`SensorKind`].
+#[derive(Debug)]
+pub struct SensorInputs(pub Vec<(SensorKind, tokio::sync::mpsc::Receiver<BusSample>)>);
+
+/// Addresses of a running node.
+#[derive(Debug, Clone)]
+pub struct NodeHandle {
+    pub fusion: Option<Addr<Fusion>>,
+    pub handler: Option<Addr<RecommendationHandler>>,
+}
+
+/// Starts one vehicle node's actors on the current arbiter. Call inside a running
+/// actix `System`.
+pub fn start_node(cfg: NodeConfig, deps: NodeDeps, inputs: SensorInputs) -> NodeHandle {
+    let in_flight: Arc<Mutex<HashSet<u32>>> = Arc::default();
+    let publisher = TelemetryPublisher {
+        vehicle: cfg.vehicle.clone(),
+        log: deps.log.clone(),
+        frames: deps.frames.clone(),
+        stats: deps.stats.clone(),
+        mailbox: cfg.mailbox,
+    }
+    .start();
+    let (fusion, handler) = if cfg.perception {
+        let handler = RecommendationHandler {
+            cfg: cfg.clone(),
+            clock: deps.clock.clone(),
+            tasks: deps.tasks.clone(),
+            log: deps.log.clone(),
+            stats: deps.stats.clone(),
+            control: deps.control.clone(),
+            in_flight: in_flight.clone(),
+            outstanding: HashMap::new(),
+            answered: HashSet::new(),
+            timed_out: HashSet::new(),
+            current: None,
+        }
+        .start();
+        let dispatcher = Dispatcher {
+            vehicle: cfg.vehicle.clone(),
+            clock: deps.clock.clone(),
+            tasks: deps.tasks.clone(),
+            log: deps.log.clone(),
+            stats: deps.stats.clone(),
+            handler: handler.clone(),
+            sequence: 0,
+            mailbox: cfg.mailbox,
+        }
+        .start();
+        let fusion = Fusion {
+            cfg: cfg.clone(),
+            clock: deps.clock.clone(),
+            stats: deps.stats.clone(),
+            dispatcher,
+            tracker: Tracker::default(),
+            lidar: None,
+            camera: None,
+            ego_y: 0.0,
+            in_flight,
+            next_task: 0,
+        }
+        .start();
+        (Some(fusion), Some(handler))
+    } else {
+        (None, None)
+    };
+    for (kind, rx) in inputs.0 {
+        let (clock, stats, publisher, fusion) =
+            (deps.clock.clone(), deps.stats.clone(), publisher.clone(), fusion.clone());
+        let mailbox = cfg.mailbox;
+        Ingest::create(move |ctx| {
+            ctx.add_stream(ReceiverStream::new(rx));
+            Ingest { kind, clock, stats, publisher, fusion, next_seq: HashMap::new(), mailbox }
+        });
+    }
+    NodeHandle { fusion, handler }
+}

@@ -1,0 +1,315 @@
+//! Vision workers. Each [`VisionWorker`] is a supervised actix actor consuming one
+//! stream of deliveries from a [`TaskTransport`]. Per task it:
+//!
+//! 1. checks the deadline at take time: an expired task is dead-lettered and counted,
+//!    never processed late;
+//! 2. fetches the camera frame by reference from the [`FrameStore`] and crops the box;
+//! 3. hands the crop to the shared [`Batcher`] (inference on its own thread, never on
+//!    an arbiter thread) and awaits the prediction;
+//! 4. turns class + TTC + path offset + free lanes into an action with
+//!    [`vigil_core::policy::decide`];
+//! 5. replies to the task's `reply_to` with its id as correlation id, then acks.
+//!
+//! Reply-then-ack gives at-least-once answers; the vehicle drops duplicates by task id.
+//! A panic while processing is caught: the task is requeued, the failure counted and the
+//! actor stopped, and its `Supervisor` restarts it (counted too).
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use actix::prelude::*;
+use vigil_bus::embedded::DeadReason;
+use vigil_bus::transport::delivery_stream;
+use vigil_bus::{FrameStore, Reply, Settle, TaskDelivery, TaskTransport, TransportError};
+use vigil_core::policy::{Situation, decide, path_offset};
+use vigil_core::{Clock, ObstacleClass};
+use vigil_proto::v1::{self, envelope::Payload};
+use vigil_vehicle::node::action_to_proto;
+use vigil_vision::batcher::Batcher;
+use vigil_vision::preprocess::{Crop, crop};
+
+/// Counters of every worker in the process.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    pub taken: AtomicU64,
+    pub answered: AtomicU64,
+    /// Found expired when taken (dead-lettered as expired).
+    pub expired: AtomicU64,
+    /// Could not be processed (bad task, frame gone): dead-lettered as rejected.
+    pub rejected: AtomicU64,
+    /// Panics caught while processing (the task was requeued).
+    pub panics: AtomicU64,
+    /// Actor restarts by the supervisor.
+    pub restarts: AtomicU64,
+    /// Priorities in the order tasks were taken (for ordering checks).
+    pub taken_priorities: std::sync::Mutex<Vec<u8>>,
+}
+
+/// Deliberate faults, for tests and drills.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Panic while processing the n-th task taken (1-based) by any worker; 0 = never.
+    pub panic_on_take: AtomicU64,
+}
+
+/// What every worker shares.
+#[derive(Debug, Clone)]
+pub struct WorkerDeps {
+    pub clock: Arc<dyn Clock>,
+    pub tasks: Arc<dyn TaskTransport>,
+    pub frames: Arc<dyn FrameStore>,
+    pub batcher: Arc<Batcher>,
+    pub model_name: String,
+    pub model_version: String,
+    pub device: String,
+    pub stats: Arc<WorkerStats>,
+    pub faults: Arc<Faults>,
+}
+
+/// Why a task could not be processed.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("task payload: {0}")]
+    Decode(#[from] vigil_proto::DecodeError),
+    #[error("task {0} is malformed: {1}")]
+    Malformed(String, &'static str),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error(transparent)]
+    Vision(#[from] vigil_vision::VisionError),
+}
+
+#[derive(Debug)]
+pub struct VisionWorker {
+    pub id: String,
+    deps: WorkerDeps,
+}
+
+impl VisionWorker {
+    pub fn new(id: String, deps: WorkerDeps) -> Self {
+        Self { id, deps }
+    }
+}
+
+impl Actor for VisionWorker {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let tasks = self.deps.tasks.clone();
+        let id = self.id.clone();
+        ctx.wait(async move { tasks.consume(&id).await }.into_actor(self).map(|r, act, ctx| match r {
+            Ok(consumer) => {
+                ctx.add_stream(delivery_stream(consumer));
+            }
+            Err(e) => {
+                tracing::error!(worker = %act.id, error = %e, "cannot consume tasks");
+                ctx.stop();
+            }
+        }));
+    }
+}
+
+impl Supervised for VisionWorker {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        self.deps.stats.restarts.fetch_add(1, Ordering::SeqCst);
+        tracing::warn!(worker = %self.id, "restarting after a failure");
+    }
+}
+
+/// The decoded, cropped task, ready for inference.
+struct Prepared {
+    vehicle: String,
+    task: v1::ObstacleTask,
+    crop: Crop,
+}
+
+fn prepare(delivery: &TaskDelivery, frames: &dyn FrameStore) -> Result<Prepared, TaskError> {
+    let env = vigil_proto::decode_envelope(&delivery.task.payload)?;
+    let vehicle = env.header.map(|h| h.vehicle_id).unwrap_or_default();
+    let Some(Payload::ObstacleTask(task)) = env.payload else {
+        return Err(TaskError::Malformed(delivery.task.task_id.clone(), "payload is not an ObstacleTask"));
+    };
+    let uri = task.frame_ref.as_ref().map(|r| r.uri.clone()).unwrap_or_default();
+    let bytes = frames.get(&uri)?;
+    let frame = vigil_proto::decode_envelope(&bytes)?;
+    let Some(Payload::Camera(cam)) = frame.payload else {
+        return Err(TaskError::Malformed(task.task_id.clone(), "frame reference is not a camera frame"));
+    };
+    let Some(v1::camera_frame::Pixels::Data(pixels)) = cam.pixels.as_ref() else {
+        return Err(TaskError::Malformed(task.task_id.clone(), "camera frame has no inline pixels"));
+    };
+    let b = task.camera_box.ok_or(TaskError::Malformed(task.task_id.clone(), "no camera box"))?;
+    let crop = crop(pixels, cam.width, cam.height, [b.x_min, b.y_min, b.x_max, b.y_max], [0.0, 0.0], 1.0)?;
+    Ok(Prepared { vehicle, task, crop })
+}
+
+/// Builds the recommendation for a task given the model's prediction.
+pub fn recommend(
+    task: &v1::ObstacleTask,
+    class: ObstacleClass,
+    confidence: f32,
+    probabilities: &[f32],
+) -> v1::Recommendation {
+    let track = task.track.unwrap_or_default();
+    let ttc = if track.closing { track.time_to_collision_s } else { f64::INFINITY };
+    let situation = Situation {
+        class,
+        time_to_collision_s: ttc,
+        lateral_offset_m: path_offset(track.y, track.vy, ttc),
+        left_lane_free: task.left_lane_free,
+        right_lane_free: task.right_lane_free,
+    };
+    let action = decide(&situation);
+    v1::Recommendation {
+        task_id: task.task_id.clone(),
+        action: action_to_proto(action) as i32,
+        confidence,
+        class: class_to_proto(class) as i32,
+        scores: ObstacleClass::ALL
+            .iter()
+            .zip(probabilities)
+            .map(|(c, p)| v1::ClassScore { class: class_to_proto(*c) as i32, probability: *p })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn class_to_proto(c: ObstacleClass) -> v1::ObstacleClass {
+    match c {
+        ObstacleClass::Pedestrian => v1::ObstacleClass::Pedestrian,
+        ObstacleClass::Cyclist => v1::ObstacleClass::Cyclist,
+        ObstacleClass::Vehicle => v1::ObstacleClass::Vehicle,
+        ObstacleClass::Debris => v1::ObstacleClass::Debris,
+        ObstacleClass::Animal => v1::ObstacleClass::Animal,
+        ObstacleClass::None => v1::ObstacleClass::None,
+    }
+}
+
+impl StreamHandler<Result<TaskDelivery, TransportError>> for VisionWorker {
+    fn handle(&mut self, item: Result<TaskDelivery, TransportError>, ctx: &mut Self::Context) {
+        let delivery = match item {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(worker = %self.id, error = %e, "task stream error");
+                return;
+            }
+        };
+        let deps = self.deps.clone();
+        let stats = deps.stats.clone();
+        let n = stats.taken.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Ok(mut p) = stats.taken_priorities.lock() {
+            p.push(delivery.task.priority);
+        }
+        let started = Instant::now();
+        // 1. Deadline at take time.
+        if deps.clock.now_ns() > delivery.task.deadline_ns {
+            stats.expired.fetch_add(1, Ordering::SeqCst);
+            ctx.wait(
+                async move {
+                    let _ = delivery.settle(Settle::DeadLetter(DeadReason::Expired)).await;
+                }
+                .into_actor(self),
+            );
+            return;
+        }
+        // 2. Fetch and crop; a panic here (or an injected one) requeues the task.
+        let frames = deps.frames.clone();
+        let panic_on = deps.faults.panic_on_take.load(Ordering::SeqCst);
+        let prepared = catch_unwind(AssertUnwindSafe(|| {
+            if panic_on == n {
+                panic!("injected worker fault on task {n}");
+            }
+            prepare(&delivery, frames.as_ref())
+        }));
+        let prepared = match prepared {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                stats.rejected.fetch_add(1, Ordering::SeqCst);
+                tracing::warn!(worker = %self.id, task = %delivery.task.task_id, error = %e, "cannot process task; dead-lettered");
+                ctx.wait(
+                    async move {
+                        let _ = delivery.settle(Settle::DeadLetter(DeadReason::Rejected)).await;
+                    }
+                    .into_actor(self),
+                );
+                return;
+            }
+            Err(_) => {
+                stats.panics.fetch_add(1, Ordering::SeqCst);
+                tracing::error!(worker = %self.id, task = %delivery.task.task_id, "worker panicked mid-task; requeued, restarting");
+                ctx.wait(
+                    async move {
+                        let _ = delivery.settle(Settle::Requeue).await;
+                    }
+                    .into_actor(self)
+                    .map(|_, _, ctx: &mut Context<Self>| ctx.stop()),
+                );
+                return;
+            }
+        };
+        // 3.–5. Infer (batched, off this thread), decide, reply, ack.
+        let id = self.id.clone();
+        let fut = async move {
+            let rx = match deps.batcher.submit_async(prepared.crop) {
+                Ok(rx) => rx,
+                Err(e) => {
+                    tracing::error!(error = %e, "batcher unavailable; task requeued");
+                    let _ = delivery.settle(Settle::Requeue).await;
+                    return;
+                }
+            };
+            let pred = match rx.await {
+                Ok(Ok(p)) => p,
+                other => {
+                    tracing::error!(?other, "inference failed; task requeued");
+                    let _ = delivery.settle(Settle::Requeue).await;
+                    return;
+                }
+            };
+            let mut rec = recommend(&prepared.task, pred.class, pred.confidence, &pred.probabilities);
+            rec.model_name = deps.model_name.clone();
+            rec.model_version = deps.model_version.clone();
+            rec.device = deps.device.clone();
+            rec.worker_id = id;
+            rec.inference_ns = started.elapsed().as_nanos() as i64;
+            let payload = Payload::Recommendation(rec);
+            let header = v1::Header {
+                schema_version: vigil_proto::SCHEMA_VERSION,
+                vehicle_id: prepared.vehicle.clone(),
+                sensor_id: "vision".into(),
+                sequence: n,
+                capture_time_ns: deps.clock.now_ns(),
+                publish_time_ns: deps.clock.now_ns(),
+                correlation_id: prepared.task.task_id.clone(),
+                content_type: vigil_proto::content_type(&payload).into(),
+            };
+            let bytes = vigil_proto::encode_envelope(&v1::Envelope { header: Some(header), payload: Some(payload) });
+            let reply = Reply { correlation_id: prepared.task.task_id.clone(), payload: bytes };
+            match deps.tasks.reply(&prepared.task.reply_to, reply).await {
+                Ok(()) => {
+                    stats.answered.fetch_add(1, Ordering::SeqCst);
+                    let _ = delivery.settle(Settle::Ack).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reply failed; task requeued");
+                    let _ = delivery.settle(Settle::Requeue).await;
+                }
+            }
+        };
+        ctx.wait(fut.into_actor(self));
+    }
+}
+
+/// Starts `n` supervised workers on their own arbiter (thread).
+pub fn start_workers(n: usize, deps: WorkerDeps) -> (Arbiter, Vec<Addr<VisionWorker>>) {
+    let arbiter = Arbiter::new();
+    let addrs = (0..n.max(1))
+        .map(|i| {
+            let deps = deps.clone();
+            Supervisor::start_in_arbiter(&arbiter.handle(), move |_| VisionWorker::new(format!("worker-{i}"), deps))
+        })
+        .collect();
+    (arbiter, addrs)
+}

@@ -1,0 +1,160 @@
+//! `vigil run`: the perception pipeline end to end (see `vigil-pipeline`).
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use vigil_pipeline::{RunConfig, RunReport};
+use vigil_sim::Scenario;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A built-in scenario name (see `vigil scenarios`) or a path to a scenario TOML file.
+    #[arg(long)]
+    scenario: String,
+    /// Seed of the simulation; the same seed gives the same world and sensor noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Simulated seconds (default: the scenario's own duration).
+    #[arg(long, allow_negative_numbers = true)]
+    duration: Option<f64>,
+    /// Simulated vehicles, each with its own vehicle node.
+    #[arg(long, default_value_t = 1)]
+    vehicles: usize,
+    /// Vision workers.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Record telemetry, tasks and recommendations to this MCAP file.
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// Off: sensors are ingested and logged but nothing is detected or recognised.
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    perception: OnOff,
+    /// Run the simulator in lockstep with the pipeline, as fast as it allows; commands
+    /// still take effect at capture time + the latency measured for them.
+    #[arg(long)]
+    fast: bool,
+    /// Print one JSON report at the end.
+    #[arg(long)]
+    json: bool,
+    /// The model directory (model.safetensors + config.json).
+    #[arg(long, default_value = "models/obstacle-classifier")]
+    model: PathBuf,
+    /// Task deadline budget after capture, milliseconds.
+    #[arg(long, default_value_t = 100.0)]
+    budget_ms: f64,
+    /// Most obstacle tasks queued at once; publishes beyond fall back.
+    #[arg(long, default_value_t = 256)]
+    queue_capacity: usize,
+    /// Drill: add this many milliseconds to every inference (a slower pipeline).
+    #[arg(long, default_value_t = 0.0)]
+    inject_latency_ms: f64,
+    /// Drill: a worker panics while processing the N-th task it takes.
+    #[arg(long)]
+    fault_worker_panic: Option<u64>,
+}
+
+pub fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
+    let scenario = Scenario::load(&args.scenario)?;
+    let mut cfg = RunConfig::new(scenario, args.seed, args.model.clone());
+    if let Some(d) = args.duration {
+        if !d.is_finite() || d <= 0.0 || d > 24.0 * 3600.0 {
+            bail!("--duration must be a positive number of seconds up to 24 h, got {d}");
+        }
+        cfg.duration_ns = Some((d * 1e9).round() as i64);
+    }
+    if args.vehicles == 0 || args.vehicles > 64 {
+        bail!("--vehicles must be between 1 and 64 for one process, got {}", args.vehicles);
+    }
+    if args.workers == 0 || args.workers > 256 {
+        bail!("--workers must be between 1 and 256, got {}", args.workers);
+    }
+    if !args.budget_ms.is_finite() || args.budget_ms <= 0.0 {
+        bail!("--budget-ms must be a positive number of milliseconds, got {}", args.budget_ms);
+    }
+    if !args.inject_latency_ms.is_finite() || args.inject_latency_ms < 0.0 {
+        bail!("--inject-latency-ms must be zero or positive, got {}", args.inject_latency_ms);
+    }
+    if args.queue_capacity == 0 {
+        bail!("--queue-capacity must be at least 1");
+    }
+    if args.perception == OnOff::On && !args.model.join("config.json").exists() {
+        bail!(
+            "no model at {} (expected config.json and model.safetensors there); pass --model DIR or train one with `vigil train`",
+            args.model.display()
+        );
+    }
+    cfg.vehicles = args.vehicles;
+    cfg.workers = args.workers;
+    cfg.record = args.record.clone();
+    cfg.perception = args.perception == OnOff::On;
+    cfg.fast = args.fast;
+    cfg.task_budget_ns = (args.budget_ms * 1e6).round() as i64;
+    cfg.queue_capacity = args.queue_capacity;
+    cfg.inject_latency = Duration::from_secs_f64(args.inject_latency_ms * 1e-3);
+    cfg.console = !args.json;
+    if let Some(n) = args.fault_worker_panic {
+        cfg.faults.panic_on_take.store(n, Ordering::SeqCst);
+    }
+    Ok(cfg)
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let cfg = config(&args)?;
+    let report = vigil_pipeline::run(cfg).context("vigil run failed")?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_summary(&report);
+    }
+    if report.lost > 0 {
+        bail!("{} frames were produced but never ingested", report.lost);
+    }
+    Ok(())
+}
+
+fn print_summary(r: &RunReport) {
+    let t = &r.tasks;
+    let l = &r.latency_ms.detect_to_recommend;
+    println!(
+        "{} seed {} ({} pacing, perception {}): {:.1} s simulated in {:.1} s",
+        r.scenario,
+        r.seed,
+        r.pacing,
+        if r.perception { "on" } else { "off" },
+        r.sim_seconds,
+        r.wall_seconds
+    );
+    println!(
+        "frames: lidar {}/{} camera {}/{} radar {}/{} (ingested/produced), lost {}",
+        r.frames.lidar.ingested,
+        r.frames.lidar.produced,
+        r.frames.camera.ingested,
+        r.frames.camera.produced,
+        r.frames.radar.ingested,
+        r.frames.radar.produced,
+        r.lost
+    );
+    println!(
+        "tasks: {} published, {} completed, {} fallback, {} expired, {} dead-lettered",
+        t.published, t.completed, t.fallback, t.expired, t.dead_lettered
+    );
+    let actions: Vec<String> =
+        r.recommendations.by_action.iter().filter(|(_, n)| **n > 0).map(|(a, n)| format!("{a} {n}")).collect();
+    println!("recommendations: {} ({})", r.recommendations.count, actions.join(", "));
+    println!("detect→recommend: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", l.p50, l.p99, l.max);
+    println!(
+        "outcome: {}, min gap {}, ego {}",
+        if r.outcome.collision { "COLLISION" } else { "no collision" },
+        r.outcome.min_gap_m.map_or("-".into(), |g| format!("{g:.1} m")),
+        if r.outcome.ego_stopped { "stopped" } else { "moving" }
+    );
+}
