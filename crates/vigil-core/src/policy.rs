@@ -8,13 +8,14 @@
 //! | pedestrian, cyclist, animal | in path | 1.5–3 s | BRAKE |
 //! | pedestrian, cyclist, animal | in path | 3–6 s | SLOW_DOWN |
 //! | vehicle, debris | in path | < 1.5 s | BRAKE_HARD |
-//! | vehicle, debris | in path | 1.5–4 s | STEER_LEFT if the left lane is free, else STEER_RIGHT if the right lane is free, else BRAKE |
+//! | vehicle, debris | in path | 1.5–4 s | STEER_LEFT if the left lane is free, else STEER_RIGHT if the right lane is free, else BRAKE; BRAKE too when the recogniser is less than `STEER_MIN_CONFIDENCE` sure |
 //! | vehicle, debris | in path | 4–8 s | SLOW_DOWN |
 //! | any | in path | beyond those | CONTINUE |
 //!
 //! Vulnerable road users move unpredictably, so Vigil never steers around them: it
 //! brakes. A stopped car or lost cargo stays put, so a free lane is the better escape.
-//! A non-closing object (no TTC) is treated as TTC = ∞.
+//! A non-closing object (no TTC) is treated as TTC = ∞. The lateral offset is the
+//! closest the object comes to the path before the ego reaches it ([`path_offset`]).
 
 use crate::ObstacleClass;
 
@@ -70,7 +71,12 @@ pub struct Situation {
     pub lateral_offset_m: f64,
     pub left_lane_free: bool,
     pub right_lane_free: bool,
+    /// The recogniser's probability for `class`.
+    pub confidence: f32,
 }
+
+/// Vigil steers around an obstacle only when this sure it is a vehicle or debris.
+pub const STEER_MIN_CONFIDENCE: f32 = 0.8;
 
 /// Applies the table above.
 pub fn decide(s: &Situation) -> Action {
@@ -94,7 +100,9 @@ pub fn decide(s: &Situation) -> Action {
         match ttc {
             t if t < 1.5 => Action::BrakeHard,
             t if t < 4.0 => {
-                if s.left_lane_free {
+                if s.confidence < STEER_MIN_CONFIDENCE {
+                    Action::Brake
+                } else if s.left_lane_free {
                     Action::SteerLeft
                 } else if s.right_lane_free {
                     Action::SteerRight
@@ -120,6 +128,7 @@ mod tests {
             lateral_offset_m: offset,
             left_lane_free: left,
             right_lane_free: right,
+            confidence: 0.95,
         }
     }
 
@@ -138,6 +147,7 @@ mod tests {
             (s(C::Vehicle, 3.0, 0.0, true, true), Action::SteerLeft),
             (s(C::Debris, 3.0, 0.5, false, true), Action::SteerRight),
             (s(C::Debris, 3.0, 0.5, false, false), Action::Brake),
+            (Situation { confidence: 0.5, ..s(C::Vehicle, 3.0, 0.0, true, true) }, Action::Brake),
             (s(C::Vehicle, 6.0, 0.0, true, true), Action::SlowDown),
             (s(C::Vehicle, f64::INFINITY, 0.0, true, true), Action::Continue),
             (s(C::Vehicle, 1.0, 2.0, true, true), Action::Continue),

@@ -23,12 +23,12 @@ use vigil_bus::transport::reply_stream;
 use vigil_bus::{
     BusSample, FrameStore, LogRecord, Reply, TaskTransport, TelemetryLog, TransportError, embedded::QueueError, topics,
 };
-use vigil_core::policy::{Action, path_offset};
+use vigil_core::policy::{Action, PATH_HALF_WIDTH_M, path_offset};
 use vigil_core::{Clock, Nanos, VehicleId};
 use vigil_proto::v1::{self, envelope::Payload};
 
 use crate::detector::{CORRIDOR_HALF_WIDTH_M, CameraGeometry, TTC_HORIZON_S, detect};
-use crate::tracker::{Track, Tracker};
+use crate::tracker::{Pose, Track, Tracker};
 
 /// Which input stream an ingest actor serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -336,7 +336,8 @@ pub struct Fusion {
     tracker: Tracker,
     lidar: Option<Arc<v1::Envelope>>,
     camera: Option<CameraRef>,
-    ego_y: f64,
+    /// Latest ego pose from localization: (capture time, pose).
+    ego: Option<(Nanos, v1::EgoState)>,
     in_flight: Arc<Mutex<HashSet<u32>>>,
     next_task: u64,
 }
@@ -362,6 +363,13 @@ impl Actor for Fusion {
     }
 }
 
+/// A track younger than [`MIN_HITS_FOR_VELOCITY`] raises a task only when it is in the
+/// path and closer than this, seconds (low debris is seen late and intermittently).
+pub const EARLY_TTC_S: f64 = 3.0;
+
+/// Lidar sweeps a track needs before its velocity is trusted and it may raise a task.
+pub const MIN_HITS_FOR_VELOCITY: u32 = 3;
+
 /// Priority 1..9 from time to collision: under 1 s is 9, each further second one less.
 pub fn priority_for_ttc(ttc_s: f64) -> u8 {
     if !ttc_s.is_finite() {
@@ -371,9 +379,18 @@ pub fn priority_for_ttc(ttc_s: f64) -> u8 {
 }
 
 impl Fusion {
+    /// The ego pose at `t`, dead-reckoned from the latest localization fix.
+    fn pose_at(&self, t: Nanos) -> Pose {
+        let Some((t0, e)) = self.ego.as_ref() else { return Pose::default() };
+        let dt = (t - t0) as f64 * 1e-9;
+        let (s, c) = e.yaw.sin_cos();
+        Pose { x: e.x + e.speed * c * dt, y: e.y + e.speed * s * dt, yaw: e.yaw, speed: e.speed }
+    }
+
     fn lane_free(&self, tracks: &[Track], side: f64) -> bool {
         let w = self.cfg.road.lane_width_m;
-        let target = self.ego_y + side * w;
+        let ego_y = self.ego.as_ref().map_or(0.0, |e| e.1.y);
+        let target = ego_y + side * w;
         let lane = (target / w).round();
         if lane < 0.0 || lane >= self.cfg.road.lanes as f64 || (target - lane * w).abs() > w / 2.0 {
             return false;
@@ -390,15 +407,37 @@ impl Fusion {
         let camera = self.camera.clone();
         let candidates = detect(radar, lidar, camera.as_ref().map(|c| &c.geometry));
         let capture = f.capture_ns();
-        let tracks = self.tracker.update(capture, candidates);
+        // Positions come from the lidar support, so the tracker runs on lidar time: a
+        // radar scan that reuses the last sweep adds no velocity evidence.
+        let lidar_ns = lidar_env.header.as_ref().map_or(capture, |h| h.capture_time_ns);
+        let pose = self.pose_at(lidar_ns);
+        let tracks = self.tracker.update(lidar_ns, pose, candidates);
         let (left, right) = (self.lane_free(&tracks, 1.0), self.lane_free(&tracks, -1.0));
         for t in &tracks {
             let c = &t.candidate;
-            let ttc = c.time_to_collision_s;
+            // Radar range rate averages every detection in the cluster (clutter beside a
+            // receding car closes at ego speed); once tracked, the track's own motion decides.
+            let closing = if t.hits >= MIN_HITS_FOR_VELOCITY { -t.vx } else { c.closing_speed };
+            let ttc = if closing > 0.3 { t.x.hypot(t.y) / closing } else { f64::INFINITY };
             let offset = path_offset(t.y, t.vy, ttc);
             let threat = t.x > 0.0 && ttc < TTC_HORIZON_S && offset < CORRIDOR_HALF_WIDTH_M + c.width_m / 2.0;
+            tracing::trace!(
+                track = t.id,
+                hits = t.hits,
+                x = t.x,
+                y = t.y,
+                vx = t.vx,
+                vy = t.vy,
+                ttc,
+                offset,
+                threat,
+                boxed = c.camera_box.is_some(),
+                "track"
+            );
             let (Some(cam), Some(b)) = (camera.as_ref(), c.camera_box) else { continue };
-            if !threat || t.hits < 2 {
+            // A young track may ask only when it is in the path now and closing fast.
+            let urgent_now = t.y.abs() < PATH_HALF_WIDTH_M + c.width_m / 2.0 && ttc < EARLY_TTC_S;
+            if !threat || (t.hits < MIN_HITS_FOR_VELOCITY && !urgent_now) {
                 continue;
             }
             {
@@ -475,9 +514,10 @@ impl Handler<Frame> for Fusion {
             }
             SensorKind::Localization => {
                 if let Some(Payload::GroundTruth(gt)) = f.envelope.payload.as_ref()
-                    && let Some(ego) = gt.ego.as_ref()
+                    && let Some(ego) = gt.ego
+                    && self.ego.as_ref().is_none_or(|(t, _)| *t <= f.capture_ns())
                 {
-                    self.ego_y = ego.y;
+                    self.ego = Some((f.capture_ns(), ego));
                 }
             }
             SensorKind::Radar => {
@@ -857,7 +897,7 @@ pub fn start_node(cfg: NodeConfig, deps: NodeDeps, inputs: SensorInputs) -> Node
             tracker: Tracker::default(),
             lidar: None,
             camera: None,
-            ego_y: 0.0,
+            ego: None,
             in_flight,
             next_task: 0,
         }

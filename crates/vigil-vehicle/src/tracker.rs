@@ -2,6 +2,8 @@
 //! a gate around each track's predicted position, an alpha filter on velocity. Time is
 //! the capture time of the frames, never the wall clock.
 
+use std::collections::VecDeque;
+
 use vigil_core::Nanos;
 
 use crate::detector::Candidate;
@@ -9,9 +11,35 @@ use crate::detector::Candidate;
 /// A candidate further than this from every prediction starts a new track, metres.
 pub const GATE_M: f64 = 2.5;
 /// Tracks not seen for this long are dropped.
-pub const MAX_AGE_NS: Nanos = 500_000_000;
-const ALPHA: f64 = 0.35;
+pub const MAX_AGE_NS: Nanos = 1_000_000_000;
+/// Observations kept per track (10 Hz sweeps: 0.6 s).
+const HISTORY: usize = 6;
+/// Lateral speeds below this are centroid jitter, m/s.
+pub const LATERAL_DEADBAND: f64 = 0.4;
+/// Plausible relative speeds; an association jump beyond these is noise, m/s.
+const MAX_SPEED: f64 = 60.0;
+const MAX_LATERAL: f64 = 5.0;
 
+/// The ego pose in the road frame (from localization) when a sweep was taken.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Pose {
+    pub x: f64,
+    pub y: f64,
+    pub yaw: f64,
+    pub speed: f64,
+}
+
+impl Pose {
+    fn to_world(&self, x: f64, y: f64) -> (f64, f64) {
+        let (s, c) = self.yaw.sin_cos();
+        (self.x + c * x - s * y, self.y + s * x + c * y)
+    }
+}
+
+/// Tracks live in the road frame, so the ego's own motion (a lane change included) does
+/// not show up as object motion. `x`, `y` are the latest position in the vehicle frame;
+/// `vx` is the closing-relevant velocity relative to the ego (x axis), `vy` the object's
+/// own lateral velocity over the road.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Track {
     pub id: u32,
@@ -20,9 +48,37 @@ pub struct Track {
     /// Relative velocity in the vehicle frame, m/s.
     pub vx: f64,
     pub vy: f64,
+    /// Road-frame velocity along the road.
+    pub wvx: f64,
     pub hits: u32,
     pub last_ns: Nanos,
     pub candidate: Candidate,
+    /// The last few (time, x, y) observations, road frame.
+    pub history: VecDeque<(Nanos, f64, f64)>,
+}
+
+/// Least-squares velocity over the history (robust to the jitter of a lidar centroid
+/// where a frame-to-frame difference is not); lateral speeds under
+/// [`LATERAL_DEADBAND`] count as zero.
+fn fit_velocity(h: &VecDeque<(Nanos, f64, f64)>) -> (f64, f64) {
+    if h.len() < 2 {
+        return (0.0, 0.0);
+    }
+    let t0 = h[0].0;
+    let n = h.len() as f64;
+    let ts: Vec<f64> = h.iter().map(|p| (p.0 - t0) as f64 * 1e-9).collect();
+    let tm = ts.iter().sum::<f64>() / n;
+    let var: f64 = ts.iter().map(|t| (t - tm).powi(2)).sum();
+    if var < 1e-9 {
+        return (0.0, 0.0);
+    }
+    let slope = |f: &dyn Fn(&(Nanos, f64, f64)) -> f64| {
+        let m = h.iter().map(f).sum::<f64>() / n;
+        h.iter().zip(&ts).map(|(p, t)| (t - tm) * (f(p) - m)).sum::<f64>() / var
+    };
+    let vx = slope(&|p| p.1).clamp(-MAX_SPEED, MAX_SPEED);
+    let vy = slope(&|p| p.2).clamp(-MAX_LATERAL, MAX_LATERAL);
+    (vx, if vy.abs() < LATERAL_DEADBAND { 0.0 } else { vy })
 }
 
 #[derive(Debug, Default)]
@@ -33,11 +89,12 @@ pub struct Tracker {
 
 impl Tracker {
     /// Updates with the candidates of one radar scan; returns the tracks seen now.
-    pub fn update(&mut self, t: Nanos, candidates: Vec<Candidate>) -> Vec<Track> {
+    pub fn update(&mut self, t: Nanos, pose: Pose, candidates: Vec<Candidate>) -> Vec<Track> {
         self.tracks.retain(|tr| t - tr.last_ns <= MAX_AGE_NS);
         let mut taken = vec![false; self.tracks.len()];
         let mut seen = Vec::new();
         for c in candidates {
+            let (wx, wy) = pose.to_world(c.x, c.y);
             let best = self
                 .tracks
                 .iter()
@@ -45,7 +102,8 @@ impl Tracker {
                 .filter(|(i, _)| !taken[*i])
                 .map(|(i, tr)| {
                     let dt = (t - tr.last_ns) as f64 * 1e-9;
-                    (i, (tr.x + tr.vx * dt - c.x).hypot(tr.y + tr.vy * dt - c.y))
+                    let (px, py) = tr.history.back().map_or((wx, wy), |h| (h.1, h.2));
+                    (i, (px + tr.wvx * dt - wx).hypot(py + tr.vy * dt - wy))
                 })
                 .filter(|(_, d)| *d < GATE_M)
                 .min_by(|a, b| a.1.total_cmp(&b.1));
@@ -53,25 +111,37 @@ impl Tracker {
                 Some((i, _)) => {
                     taken[i] = true;
                     let tr = &mut self.tracks[i];
-                    let dt = (t - tr.last_ns) as f64 * 1e-9;
-                    if dt > 1e-3 {
-                        let (vx, vy) = ((c.x - tr.x) / dt, (c.y - tr.y) / dt);
-                        if tr.hits == 1 {
-                            (tr.vx, tr.vy) = (vx, vy);
-                        } else {
-                            tr.vx += ALPHA * (vx - tr.vx);
-                            tr.vy += ALPHA * (vy - tr.vy);
-                        }
+                    tr.candidate = c.clone();
+                    if t - tr.last_ns < 1_000_000 {
+                        // Same sweep again: nothing new about this track.
+                        seen.push(tr.clone());
+                        continue;
                     }
+                    tr.history.push_back((t, wx, wy));
+                    while tr.history.len() > HISTORY {
+                        tr.history.pop_front();
+                    }
+                    (tr.wvx, tr.vy) = fit_velocity(&tr.history);
+                    tr.vx = tr.wvx - pose.speed * pose.yaw.cos();
                     (tr.x, tr.y, tr.last_ns) = (c.x, c.y, t);
                     tr.hits += 1;
-                    tr.candidate = c;
                     seen.push(tr.clone());
                 }
                 None => {
                     self.next_id += 1;
-                    let tr =
-                        Track { id: self.next_id, x: c.x, y: c.y, vx: 0.0, vy: 0.0, hits: 1, last_ns: t, candidate: c };
+                    let history = std::iter::once((t, wx, wy)).collect();
+                    let tr = Track {
+                        id: self.next_id,
+                        x: c.x,
+                        y: c.y,
+                        vx: -pose.speed,
+                        vy: 0.0,
+                        wvx: 0.0,
+                        hits: 1,
+                        last_ns: t,
+                        candidate: c,
+                        history,
+                    };
                     self.tracks.push(tr.clone());
                     taken.push(true);
                     seen.push(tr);
@@ -108,11 +178,13 @@ mod tests {
         for k in 0..20 {
             let now = k * 50_000_000;
             let s = k as f64 * 0.05;
-            let seen = t.update(now, vec![cand(40.0 - 10.0 * s, -4.0 + 1.5 * s), cand(80.0 - 10.0 * s, 3.5)]);
+            let pose = Pose { x: 10.0 * s, y: 0.0, yaw: 0.0, speed: 10.0 };
+            let seen = t.update(now, pose, vec![cand(40.0 - 10.0 * s, -4.0 + 1.5 * s), cand(80.0 - 10.0 * s, 3.5)]);
             ids.push((seen[0].id, seen[1].id));
         }
         assert!(ids.iter().all(|p| *p == ids[0]), "{ids:?}");
-        let seen = t.update(20 * 50_000_000, vec![cand(30.0, -2.5)]);
+        let pose = Pose { x: 10.0, y: 0.0, yaw: 0.0, speed: 10.0 };
+        let seen = t.update(20 * 50_000_000, pose, vec![cand(30.0, -2.5)]);
         assert!((seen[0].vy - 1.5).abs() < 0.2, "vy {}", seen[0].vy);
         assert!((seen[0].vx + 10.0).abs() < 0.5, "vx {}", seen[0].vx);
     }

@@ -160,8 +160,11 @@ pub fn recommend(
         lateral_offset_m: path_offset(track.y, track.vy, ttc),
         left_lane_free: task.left_lane_free,
         right_lane_free: task.right_lane_free,
+        confidence,
     };
     let action = decide(&situation);
+    tracing::debug!(task = %task.task_id, %class, confidence, ttc, x = track.x, y = track.y, vy = track.vy,
+        offset = situation.lateral_offset_m, action = action.name(), "recommendation");
     v1::Recommendation {
         task_id: task.task_id.clone(),
         action: action_to_proto(action) as i32,
