@@ -49,13 +49,13 @@ pub struct RunArgs {
     #[arg(long, default_value = "models/obstacle-classifier")]
     model: PathBuf,
     /// Task deadline budget after capture, milliseconds.
-    #[arg(long, default_value_t = 100.0)]
+    #[arg(long, default_value_t = 100.0, allow_negative_numbers = true)]
     budget_ms: f64,
     /// Most obstacle tasks queued at once; publishes beyond fall back.
     #[arg(long, default_value_t = 256)]
     queue_capacity: usize,
     /// Drill: add this many milliseconds to every inference (a slower pipeline).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     inject_latency_ms: f64,
     /// Drill: a worker panics while processing the N-th task it takes.
     #[arg(long)]
