@@ -235,8 +235,10 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
                                     stats: worker_stats,
                                     faults: cfg.faults.clone(),
                                 };
-                                let (arbiter, _) = start_workers(cfg.workers, deps);
-                                arbiters.push(arbiter);
+                                // The supervisor restarts a stopped worker only while its
+                                // address is held: keep them for the life of the system.
+                                let (arbiter, addrs) = start_workers(cfg.workers, deps);
+                                arbiters.push((arbiter, addrs));
                             }
                             Err(e) => {
                                 tracing::error!(error = %e, "cannot start the batcher; every task will fall back")
@@ -247,7 +249,8 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
                     arbiters
                 });
                 let r = sys.run();
-                for a in arbiters {
+                for (a, addrs) in arbiters {
+                    drop(addrs);
                     a.stop();
                 }
                 r

@@ -50,6 +50,8 @@ pub struct Tasks {
     pub unknown_replies: u64,
     pub queue_peak: u64,
     pub queue_capacity: usize,
+    /// Per priority (1..9, higher is more urgent): [raised, completed, fallback].
+    pub by_priority: BTreeMap<u8, [u64; 3]>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -209,6 +211,20 @@ pub(crate) fn build(i: Inputs<'_>) -> RunReport {
             unknown_replies: get(&s.unknown),
             queue_peak: q.peak_queued,
             queue_capacity: i.cfg.queue_capacity,
+            by_priority: (0..10u8)
+                .map(|p| {
+                    let n = p as usize;
+                    (
+                        p,
+                        [
+                            get(&s.raised_by_priority[n]),
+                            get(&s.completed_by_priority[n]),
+                            get(&s.fallback_by_priority[n]),
+                        ],
+                    )
+                })
+                .filter(|(_, v)| v[0] > 0)
+                .collect(),
         },
         recommendations: Recommendations { count: get(&s.completed), by_action },
         latency_ms: Latency { detect_to_recommend: percentiles(latencies) },

@@ -113,6 +113,10 @@ pub struct NodeStats {
     /// Tasks raised and not yet resolved.
     pub outstanding: AtomicI64,
     pub by_action: [AtomicU64; 6],
+    /// Per task priority 0..=9: raised, completed, fallback.
+    pub raised_by_priority: [AtomicU64; 10],
+    pub completed_by_priority: [AtomicU64; 10],
+    pub fallback_by_priority: [AtomicU64; 10],
     pub log_errors: AtomicU64,
     pub latencies_ns: Mutex<Vec<Nanos>>,
     pub last_recommendation: Mutex<String>,
@@ -474,6 +478,7 @@ impl Fusion {
                 attempt: 0,
             };
             inc(&self.stats.tasks_raised);
+            inc(&self.stats.raised_by_priority[priority_for_ttc(ttc).min(9) as usize]);
             self.stats.outstanding.fetch_add(1, Ordering::SeqCst);
             let raise =
                 RaiseTask { task, capture_ns: capture, detected_ns: self.clock.now_ns(), track_id: t.id, ttc_s: ttc };
@@ -561,6 +566,7 @@ pub struct Outstanding {
     pub deadline_ns: Nanos,
     pub detected_ns: Nanos,
     pub ttc_s: f64,
+    pub priority: u8,
     /// The publish was refused: resolve by fallback now.
     pub refused: bool,
 }
@@ -608,6 +614,7 @@ impl Handler<RaiseTask> for Dispatcher {
             deadline_ns: r.task.deadline_ns,
             detected_ns: r.detected_ns,
             ttc_s: r.ttc_s,
+            priority: (r.task.priority as u8).min(9),
             refused: false,
         };
         let (tasks, handler, stats) = (self.tasks.clone(), self.handler.clone(), self.stats.clone());
@@ -718,6 +725,7 @@ impl RecommendationHandler {
 
     fn fallback(&mut self, o: &Outstanding) {
         inc(&self.stats.fallback);
+        inc(&self.stats.fallback_by_priority[o.priority as usize]);
         if o.ttc_s < self.cfg.fallback_ttc_s {
             inc(&self.stats.fallback_braked);
             self.apply(&o.task_id, Action::Brake, true);
@@ -791,6 +799,7 @@ impl StreamHandler<Result<Reply, TransportError>> for RecommendationHandler {
         }
         self.resolve(&rec.task_id);
         inc(&self.stats.completed);
+        inc(&self.stats.completed_by_priority[o.priority as usize]);
         let action = action_from_proto(rec.action());
         inc(&self.stats.by_action[Action::ALL.iter().position(|a| *a == action).unwrap_or(5)]);
         if let Ok(mut l) = self.stats.latencies_ns.lock() {

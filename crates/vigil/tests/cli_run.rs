@@ -57,15 +57,8 @@ fn recording_holds_telemetry_tasks_and_recommendations_and_decodes_in_python() {
     let dir = std::env::temp_dir().join(format!("vigil-run-mcap-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("run.mcap");
-    let report = vigil_run(&[
-        "--scenario",
-        "stopped-vehicle",
-        "--seed",
-        "3",
-        "--fast",
-        "--record",
-        file.to_str().unwrap(),
-    ]);
+    let report =
+        vigil_run(&["--scenario", "stopped-vehicle", "--seed", "3", "--fast", "--record", file.to_str().unwrap()]);
     let log = &report["log"];
     let total: u64 = log.as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
     assert!(log["vigil.tasks"].as_u64().unwrap() > 0, "{report}");

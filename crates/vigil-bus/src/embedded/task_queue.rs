@@ -3,7 +3,8 @@
 //! consumer takes the task (an expired task is dead-lettered, never delivered late),
 //! manual ack / nack with redelivery up to a retry limit, dead letters with a reason, a
 //! bound on queued tasks (publishing into a full queue is refused, like `x-max-length`
-//! with `reject-publish`), and recovery of unacknowledged deliveries when a consumer
+//! with `reject-publish`, unless the new task is more urgent than the least urgent one
+//! queued, which is then dead-lettered as displaced), and recovery of unacknowledged deliveries when a consumer
 //! goes away. Every task ends in a counted state: the counts always balance.
 //!
 //! Time is whatever the caller passes (`now_ns`, from the clock it was given).
@@ -44,6 +45,8 @@ pub enum DeadReason {
     Rejected,
     /// It was redelivered `max_attempts` times without an ack.
     MaxAttempts,
+    /// The queue was full and a more urgent task took its place.
+    Displaced,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,8 +143,20 @@ impl TaskQueue {
         }
         let mut s = self.lock()?;
         if s.queued() >= self.capacity {
-            s.counts.refused_full += 1;
-            return Err(QueueError::Full { capacity: self.capacity });
+            // Full: a more urgent task displaces the newest of the least urgent ones
+            // (dead-lettered); otherwise the publish is refused.
+            let lowest = s.ready.iter().find(|(_, q)| !q.is_empty()).map(|(p, _)| *p);
+            match lowest {
+                Some(p) if p < task.priority => {
+                    if let Some((attempts, old)) = s.ready.get_mut(&p).and_then(VecDeque::pop_back) {
+                        s.dead_letter(old, DeadReason::Displaced, attempts);
+                    }
+                }
+                _ => {
+                    s.counts.refused_full += 1;
+                    return Err(QueueError::Full { capacity: self.capacity });
+                }
+            }
         }
         s.counts.published += 1;
         s.ready.entry(task.priority).or_default().push_back((0, task));
@@ -361,13 +376,31 @@ mod tests {
     }
 
     #[test]
-    fn full_queue_refuses_and_counts() {
+    fn full_queue_refuses_equal_urgency_and_lets_more_urgent_tasks_displace_the_least_urgent() {
         let q = TaskQueue::new(2, 3);
         q.publish(task("a", 1, 1)).unwrap();
         q.publish(task("b", 1, 1)).unwrap();
-        assert_eq!(q.publish(task("c", 9, 1)), Err(QueueError::Full { capacity: 2 }));
+        assert_eq!(q.publish(task("c", 1, 1)), Err(QueueError::Full { capacity: 2 }));
         let c = q.counts().unwrap();
         assert_eq!((c.published, c.refused_full, c.queued), (2, 1, 2));
+        q.publish(task("d", 9, 1)).unwrap();
+        let c = q.counts().unwrap();
+        assert_eq!((c.published, c.queued, c.dead_lettered, c.peak_queued), (3, 2, 1, 2));
+        let dead = q.dead_letters().unwrap();
+        assert_eq!((dead[0].task.task_id.as_str(), dead[0].reason), ("b", DeadReason::Displaced));
+        assert_eq!(q.take(0).unwrap().unwrap().task.task_id, "d");
+        assert!(balanced(&q.counts().unwrap()));
+    }
+
+    #[test]
+    fn sweep_dead_letters_only_expired_tasks() {
+        let q = TaskQueue::new(8, 3);
+        q.publish(task("old", 5, 10)).unwrap();
+        q.publish(task("live", 5, 1_000)).unwrap();
+        assert_eq!(q.sweep_expired(100).unwrap(), 1);
+        let c = q.counts().unwrap();
+        assert_eq!((c.expired, c.queued), (1, 1));
+        assert!(balanced(&c));
     }
 
     #[test]
