@@ -33,4 +33,8 @@ test -x "$vigil" || cargo build --release --workspace -q
 # thread settings in models/obstacle-classifier/MODEL_CARD.md), so no gate is claimed.
 "$vigil" bench vision --seconds 1 --min-speedup 0
 
+# Report, with a regression bound: the 30% target of the embedded-pipeline issue is not
+# met on this 2-core machine (about +40-50% measured; see crates/vigil-pipeline/README.md).
+"$vigil" bench pipeline --max-overhead 1.0
+
 step "done"

@@ -72,6 +72,8 @@ pub struct Percentiles {
 #[derive(Debug, Clone, Serialize)]
 pub struct Latency {
     pub detect_to_recommend: Percentiles,
+    /// The worker's share: take → reply sent (fetch, crop, batched inference, decide).
+    pub worker: Percentiles,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -126,6 +128,9 @@ pub struct RunReport {
     pub workers: Workers,
     pub log: BTreeMap<String, u64>,
     pub record: Option<String>,
+    /// Every detect→recommend latency, milliseconds (for pooling across runs).
+    #[serde(skip)]
+    pub latency_samples_ms: Vec<f64>,
 }
 
 pub(crate) struct Inputs<'a> {
@@ -227,7 +232,12 @@ pub(crate) fn build(i: Inputs<'_>) -> RunReport {
                 .collect(),
         },
         recommendations: Recommendations { count: get(&s.completed), by_action },
-        latency_ms: Latency { detect_to_recommend: percentiles(latencies) },
+        latency_ms: Latency {
+            detect_to_recommend: percentiles(latencies.clone()),
+            worker: percentiles(
+                s.worker_ns.lock().map(|l| l.iter().map(|v| *v as f64 * 1e-6).collect()).unwrap_or_default(),
+            ),
+        },
         outcome: Outcome {
             collision: !collided.is_empty(),
             collisions: collided.len(),
@@ -246,6 +256,7 @@ pub(crate) fn build(i: Inputs<'_>) -> RunReport {
         },
         log: i.log_counts,
         record: i.cfg.record.as_ref().map(|p| p.display().to_string()),
+        latency_samples_ms: latencies,
     }
 }
 

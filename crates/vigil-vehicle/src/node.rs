@@ -119,6 +119,8 @@ pub struct NodeStats {
     pub fallback_by_priority: [AtomicU64; 10],
     pub log_errors: AtomicU64,
     pub latencies_ns: Mutex<Vec<Nanos>>,
+    /// Worker-side time of each completed task (take → reply), from the recommendation.
+    pub worker_ns: Mutex<Vec<Nanos>>,
     pub last_recommendation: Mutex<String>,
 }
 
@@ -805,6 +807,9 @@ impl StreamHandler<Result<Reply, TransportError>> for RecommendationHandler {
         if let Ok(mut l) = self.stats.latencies_ns.lock() {
             l.push(now - o.detected_ns);
         }
+        if let Ok(mut l) = self.stats.worker_ns.lock() {
+            l.push(rec.inference_ns);
+        }
         if let Ok(mut last) = self.stats.last_recommendation.lock() {
             *last = format!("{} {} ({:.0}%)", action.name(), rec.class().as_str_name(), rec.confidence * 100.0);
         }
@@ -860,18 +865,21 @@ pub struct NodeHandle {
     pub handler: Option<Addr<RecommendationHandler>>,
 }
 
-/// Starts one vehicle node's actors on the current arbiter. Call inside a running
-/// actix `System`.
-pub fn start_node(cfg: NodeConfig, deps: NodeDeps, inputs: SensorInputs) -> NodeHandle {
+/// Starts one vehicle node: fusion, dispatcher and handler on the current arbiter, the
+/// ingest and telemetry actors on `io` (decoding megabyte frames there keeps it off the
+/// path from detection to action). Call inside a running actix `System`.
+pub fn start_node(cfg: NodeConfig, deps: NodeDeps, inputs: SensorInputs, io: &ArbiterHandle) -> NodeHandle {
     let in_flight: Arc<Mutex<HashSet<u32>>> = Arc::default();
-    let publisher = TelemetryPublisher {
-        vehicle: cfg.vehicle.clone(),
-        log: deps.log.clone(),
-        frames: deps.frames.clone(),
-        stats: deps.stats.clone(),
-        mailbox: cfg.mailbox,
-    }
-    .start();
+    let publisher = {
+        let p = TelemetryPublisher {
+            vehicle: cfg.vehicle.clone(),
+            log: deps.log.clone(),
+            frames: deps.frames.clone(),
+            stats: deps.stats.clone(),
+            mailbox: cfg.mailbox,
+        };
+        TelemetryPublisher::start_in_arbiter(io, move |_| p)
+    };
     let (fusion, handler) = if cfg.perception {
         let handler = RecommendationHandler {
             cfg: cfg.clone(),
@@ -919,7 +927,7 @@ pub fn start_node(cfg: NodeConfig, deps: NodeDeps, inputs: SensorInputs) -> Node
         let (clock, stats, publisher, fusion) =
             (deps.clock.clone(), deps.stats.clone(), publisher.clone(), fusion.clone());
         let mailbox = cfg.mailbox;
-        Ingest::create(move |ctx| {
+        Ingest::start_in_arbiter(io, move |ctx| {
             ctx.add_stream(ReceiverStream::new(rx));
             Ingest { kind, clock, stats, publisher, fusion, next_seq: HashMap::new(), mailbox }
         });

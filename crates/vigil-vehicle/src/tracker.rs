@@ -30,7 +30,7 @@ pub struct Pose {
 }
 
 impl Pose {
-    fn to_world(&self, x: f64, y: f64) -> (f64, f64) {
+    fn to_world(self, x: f64, y: f64) -> (f64, f64) {
         let (s, c) = self.yaw.sin_cos();
         (self.x + c * x - s * y, self.y + s * x + c * y)
     }

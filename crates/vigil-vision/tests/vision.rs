@@ -151,7 +151,11 @@ fn batcher_gathers_concurrent_requests() {
     let crops: Vec<Crop> = train::simulate_examples(12, 3, false, 2).unwrap().into_iter().map(|e| e.crop).collect();
     let direct = model.classify(&crops).unwrap();
     let batcher = Arc::new(
-        Batcher::spawn(model, BatcherConfig { max_batch: 8, max_wait: Duration::from_millis(50), queue: 64 }).unwrap(),
+        Batcher::spawn(
+            model,
+            BatcherConfig { max_batch: 8, max_wait: Duration::from_millis(50), queue: 64, threads: 1 },
+        )
+        .unwrap(),
     );
     let receivers: Vec<_> = crops.iter().map(|c| batcher.submit(c.clone()).unwrap()).collect();
     let answers: Vec<_> = receivers.into_iter().map(|r| r.recv().unwrap().unwrap()).collect();

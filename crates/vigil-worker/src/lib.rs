@@ -254,6 +254,7 @@ impl StreamHandler<Result<TaskDelivery, TransportError>> for VisionWorker {
         };
         // 3.–5. Infer (batched, off this thread), decide, reply, ack.
         let id = self.id.clone();
+        let prepared_at = started.elapsed();
         let fut = async move {
             let rx = match deps.batcher.submit_async(prepared.crop) {
                 Ok(rx) => rx,
@@ -263,7 +264,14 @@ impl StreamHandler<Result<TaskDelivery, TransportError>> for VisionWorker {
                     return;
                 }
             };
-            let pred = match rx.await {
+            let submitted = Instant::now();
+            let answer = rx.await;
+            tracing::trace!(
+                prepare_us = prepared_at.as_micros() as u64,
+                infer_us = submitted.elapsed().as_micros() as u64,
+                "worker timing"
+            );
+            let pred = match answer {
                 Ok(Ok(p)) => p,
                 other => {
                     tracing::error!(?other, "inference failed; task requeued");
@@ -277,6 +285,7 @@ impl StreamHandler<Result<TaskDelivery, TransportError>> for VisionWorker {
             rec.device = deps.device.clone();
             rec.worker_id = id;
             rec.inference_ns = started.elapsed().as_nanos() as i64;
+            tracing::trace!(took_us = started.elapsed().as_micros() as u64, "worker");
             let payload = Payload::Recommendation(rec);
             let header = v1::Header {
                 schema_version: vigil_proto::SCHEMA_VERSION,

@@ -20,6 +20,60 @@ enum BenchWhat {
     Sim(SimBench),
     /// Recogniser throughput and latency per batch size (batch 1 is the baseline).
     Vision(crate::vision::VisionBenchArgs),
+    /// Detect→recommend latency of the whole pipeline against the bare cost of its
+    /// parts (fetch+crop, one inference, one queue hop), measured in the same run.
+    Pipeline(PipelineBenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct PipelineBenchArgs {
+    #[arg(long, default_value = "stopped-vehicle")]
+    scenario: String,
+    #[arg(long, default_value_t = 3)]
+    seed: u64,
+    #[arg(long, default_value = "models/obstacle-classifier")]
+    model: std::path::PathBuf,
+    /// Timed repetitions of each bare part.
+    #[arg(long, default_value_t = 300)]
+    reps: usize,
+    /// Fail when the pipeline's p50 exceeds the parts' p50 sum by more than this fraction.
+    #[arg(long, default_value_t = 0.30)]
+    max_overhead: f64,
+    #[arg(long)]
+    json: bool,
+}
+
+fn pipeline(a: PipelineBenchArgs) -> anyhow::Result<()> {
+    let scenario = Scenario::load(&a.scenario)?;
+    if a.reps == 0 {
+        bail!("--reps must be at least 1");
+    }
+    let cfg = vigil_pipeline::RunConfig::new(scenario, a.seed, a.model.clone());
+    let r = vigil_pipeline::bench::pipeline_bench(cfg, a.reps, a.max_overhead)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!("pipeline latency, {} seed {} (p50 / p99, ms)", r.scenario, r.seed);
+        for (name, p) in
+            [("fetch + crop", &r.fetch_and_crop_ms), ("inference", &r.inference_ms), ("queue hop", &r.queue_hop_ms)]
+        {
+            println!("  {name:<24} {:>8.3} {:>8.3}", p.p50, p.p99);
+        }
+        println!("  {:<24} {:>8.3}", "sum of parts (p50)", r.parts_p50_sum_ms);
+        println!(
+            "  {:<24} {:>8.3} {:>8.3}  ({} tasks)",
+            "pipeline detect→recommend", r.pipeline_ms.p50, r.pipeline_ms.p99, r.pipeline_ms.samples
+        );
+        println!("  overhead {:+.1}% (limit {:.0}%)", r.overhead * 100.0, r.max_overhead * 100.0);
+    }
+    if !r.pass {
+        bail!(
+            "the pipeline adds {:.0}% over its parts, above the {:.0}% limit",
+            r.overhead * 100.0,
+            r.max_overhead * 100.0
+        );
+    }
+    Ok(())
 }
 
 #[derive(Debug, Args)]
@@ -64,6 +118,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchWhat::Sim(a) => sim(a),
         BenchWhat::Vision(a) => crate::vision::bench(a),
+        BenchWhat::Pipeline(a) => pipeline(a),
     }
 }
 
