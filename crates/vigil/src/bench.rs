@@ -54,17 +54,26 @@ fn pipeline(a: PipelineBenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         println!("pipeline latency, {} seed {} (p50 / p99, ms)", r.scenario, r.seed);
-        for (name, p) in
-            [("fetch + crop", &r.fetch_and_crop_ms), ("inference", &r.inference_ms), ("queue hop", &r.queue_hop_ms)]
-        {
+        for (name, p) in [
+            ("fetch + crop", &r.fetch_and_crop_ms),
+            ("inference (forward)", &r.inference_ms),
+            ("inference (worker API)", &r.inference_api_ms),
+            ("queue hop", &r.queue_hop_ms),
+        ] {
             println!("  {name:<24} {:>8.3} {:>8.3}", p.p50, p.p99);
         }
         println!("  {:<24} {:>8.3}", "sum of parts (p50)", r.parts_p50_sum_ms);
+        println!("  {:<24} {:>8.3}", "  with bare forward", r.parts_bare_forward_p50_sum_ms);
         println!(
             "  {:<24} {:>8.3} {:>8.3}  ({} tasks)",
             "pipeline detect→recommend", r.pipeline_ms.p50, r.pipeline_ms.p99, r.pipeline_ms.samples
         );
-        println!("  overhead {:+.1}% (limit {:.0}%)", r.overhead * 100.0, r.max_overhead * 100.0);
+        println!(
+            "  overhead {:+.1}% (limit {:.0}%); vs the bare forward pass {:+.1}%",
+            r.overhead * 100.0,
+            r.max_overhead * 100.0,
+            r.overhead_vs_bare_forward * 100.0
+        );
     }
     if !r.pass {
         bail!(
