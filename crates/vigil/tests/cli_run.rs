@@ -3,12 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
+use common::root;
 
 fn vigil_run(args: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
@@ -70,26 +68,11 @@ fn recording_holds_telemetry_tasks_and_recommendations_and_decodes_in_python() {
         vigil_proto::decode_envelope(bytes).expect("strict decode");
     }
 
-    let python = std::env::var("VIGIL_PYTHON").unwrap_or_else(|_| {
-        let venv = root().join(".venv-tools/bin/python");
-        if venv.exists() { venv.display().to_string() } else { "python3".into() }
-    });
-    let check = Command::new(&python).arg(root().join("tests/mcap_check.py")).arg(&file).output();
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    match check {
-        Ok(o) if o.status.success() => {
-            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-            assert_eq!(v["messages"].as_u64().unwrap(), total, "{v}");
-            assert_eq!(v["payloads"]["obstacle_task"], log["vigil.tasks"], "{v}");
-            assert_eq!(v["payloads"]["recommendation"], log["vigil.recommendations"], "{v}");
-            assert_eq!(v["topics"]["vigil.telemetry.camera"], log["vigil.telemetry.camera"], "{v}");
-        }
-        Ok(o) if !ci && String::from_utf8_lossy(&o.stderr).contains("No module named") => {
-            eprintln!("note: python mcap reader not installed; run scripts/python-tools.sh (CI does)");
-        }
-        Ok(o) => panic!("python mcap check failed: {}", String::from_utf8_lossy(&o.stderr)),
-        Err(e) if !ci => eprintln!("note: cannot run {python}: {e}"),
-        Err(e) => panic!("cannot run {python}: {e}"),
+    if let Some(v) = common::python_mcap_check(&file) {
+        assert_eq!(v["messages"].as_u64().unwrap(), total, "{v}");
+        assert_eq!(v["payloads"]["obstacle_task"], log["vigil.tasks"], "{v}");
+        assert_eq!(v["payloads"]["recommendation"], log["vigil.recommendations"], "{v}");
+        assert_eq!(v["topics"]["vigil.telemetry.camera"], log["vigil.telemetry.camera"], "{v}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
