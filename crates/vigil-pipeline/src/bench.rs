@@ -49,6 +49,61 @@ pub struct PipelineBench {
     pub overhead_vs_bare_forward: f64,
     pub max_overhead: f64,
     pub pass: bool,
+    /// Every pipeline latency, milliseconds (for the histogram).
+    #[serde(skip)]
+    pub samples_ms: Vec<f64>,
+}
+
+/// Writes a histogram of the pipeline's detect→recommend latencies (0.05 ms bins up to
+/// 3 ms, the rest in the last bin) with the parts' sum and the pipeline's p50 and p99
+/// marked, to `path` as PNG.
+pub fn histogram_png(b: &PipelineBench, path: &std::path::Path) -> Result<(), RunError> {
+    use vigil_sim::snapshot::Canvas;
+    let (w, h, left, bottom, top) = (720usize, 360usize, 50.0, 320.0, 40.0);
+    let (bins, max_ms) = (60usize, 3.0);
+    let mut counts = vec![0usize; bins];
+    for v in &b.samples_ms {
+        counts[((v / max_ms * bins as f64) as usize).min(bins - 1)] += 1;
+    }
+    let peak = counts.iter().copied().max().unwrap_or(1).max(1) as f64;
+    let mut c = Canvas::new(w, h, [255, 255, 255]);
+    let x_of = |ms: f64| left + (ms / max_ms).min(1.0) * (w as f64 - left - 20.0);
+    let bw = (w as f64 - left - 20.0) / bins as f64;
+    for (i, n) in counts.iter().enumerate() {
+        let x0 = left + i as f64 * bw;
+        let y0 = bottom - (*n as f64 / peak) * (bottom - top);
+        for x in x0 as i64..(x0 + bw - 1.0) as i64 {
+            c.line(x as f64, y0, x as f64, bottom, [70, 110, 180]);
+        }
+    }
+    c.line(left, bottom, w as f64 - 20.0, bottom, [0, 0, 0]);
+    for k in 0..=6 {
+        let ms = k as f64 * 0.5;
+        c.line(x_of(ms), bottom, x_of(ms), bottom + 5.0, [0, 0, 0]);
+        c.text(x_of(ms) as i64 - 8, bottom as i64 + 10, &format!("{ms:.1}"), [0, 0, 0], 2);
+    }
+    let marks = [
+        (b.parts_p50_sum_ms, [40, 160, 40], "PARTS"),
+        (b.pipeline_ms.p50, [200, 40, 40], "P50"),
+        (b.pipeline_ms.p99, [120, 0, 120], "P99"),
+    ];
+    for (i, (ms, colour, label)) in marks.iter().enumerate() {
+        c.line(x_of(*ms), top - 5.0, x_of(*ms), bottom, *colour);
+        let x = if x_of(*ms) > w as f64 - 60.0 { x_of(*ms) as i64 - 30 } else { x_of(*ms) as i64 + 3 };
+        c.text(x, top as i64 + 12 * i as i64, label, *colour, 2);
+    }
+    c.text(
+        10,
+        10,
+        &format!(
+            "DETECT TO RECOMMEND IN MS  {} TASKS  OVERHEAD {:.0} PCT  LAST BIN 3 MS AND OVER",
+            b.pipeline_ms.samples,
+            b.overhead * 100.0
+        ),
+        [0, 0, 0],
+        2,
+    );
+    c.write_png(path).map_err(|e| RunError::Config(format!("cannot write {}: {e}", path.display())))
 }
 
 fn time_ms(reps: usize, mut f: impl FnMut()) -> Percentiles {
@@ -175,6 +230,7 @@ pub fn pipeline_bench(base: RunConfig, reps: usize, max_overhead: f64) -> Result
         let report = run(RunConfig { seed, ..cfg.clone() })?;
         all.extend(report.latency_samples_ms);
     }
+    let samples_ms = all.clone();
     let pipeline_ms = percentiles(all);
     if pipeline_ms.samples == 0 {
         return Err(RunError::Config(format!("{} raised no task to time", cfg.scenario.name)));
@@ -198,5 +254,6 @@ pub fn pipeline_bench(base: RunConfig, reps: usize, max_overhead: f64) -> Result
         overhead_vs_bare_forward,
         max_overhead,
         pass: overhead < max_overhead,
+        samples_ms,
     })
 }

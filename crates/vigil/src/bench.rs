@@ -39,6 +39,9 @@ struct PipelineBenchArgs {
     /// Fail when the pipeline's p50 exceeds the parts' p50 sum by more than this fraction.
     #[arg(long, default_value_t = 0.30)]
     max_overhead: f64,
+    /// Write a latency histogram PNG here.
+    #[arg(long)]
+    plot: Option<std::path::PathBuf>,
     #[arg(long)]
     json: bool,
 }
@@ -50,6 +53,9 @@ fn pipeline(a: PipelineBenchArgs) -> anyhow::Result<()> {
     }
     let cfg = vigil_pipeline::RunConfig::new(scenario, a.seed, a.model.clone());
     let r = vigil_pipeline::bench::pipeline_bench(cfg, a.reps, a.max_overhead)?;
+    if let Some(p) = &a.plot {
+        vigil_pipeline::bench::histogram_png(&r, p)?;
+    }
     if a.json {
         println!("{}", serde_json::to_string(&r)?);
     } else {
