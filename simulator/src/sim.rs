@@ -318,18 +318,7 @@ impl VehicleSim {
     }
 }
 
-/// Maps a domain class to its wire enum.
-pub fn class_to_proto(c: vigil_core::ObstacleClass) -> v1::ObstacleClass {
-    use vigil_core::ObstacleClass as C;
-    match c {
-        C::Pedestrian => v1::ObstacleClass::Pedestrian,
-        C::Cyclist => v1::ObstacleClass::Cyclist,
-        C::Vehicle => v1::ObstacleClass::Vehicle,
-        C::Debris => v1::ObstacleClass::Debris,
-        C::Animal => v1::ObstacleClass::Animal,
-        C::None => v1::ObstacleClass::None,
-    }
-}
+pub use vigil_proto::class_to_proto;
 
 /// Counts from simulating one or more vehicles.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -204,6 +204,7 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         let (clock, log, frames, tasks, stats, worker_stats) =
             (clock.clone(), log.clone(), frames.clone(), tasks.clone(), stats.clone(), worker_stats.clone());
         let cfg = cfg.clone();
+        let (name, version, device) = model_info.clone().unwrap_or_default();
         std::thread::Builder::new()
             .name("vigil-actors".into())
             .spawn(move || {
@@ -226,7 +227,6 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
                     }
                     let mut arbiters = vec![(io, Vec::new())];
                     if let Some(model) = model {
-                        let (name, version, device) = model_info_of(&model);
                         let batcher = Batcher::spawn_with_delay(model, cfg.batcher, cfg.inject_latency);
                         match batcher {
                             Ok(b) => {
@@ -358,10 +358,6 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         sims: &sims,
         model: model_info,
     }))
-}
-
-fn model_info_of(m: &Recogniser) -> (String, String, String) {
-    (m.config.name.clone(), m.config.version.clone(), m.device_name())
 }
 
 /// Applies every pending command decided at or before `until` (vehicle clock), each at

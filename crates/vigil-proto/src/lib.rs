@@ -298,3 +298,42 @@ pub fn pack_point(out: &mut Vec<u8>, x: f32, y: f32, z: f32, intensity: f32, rin
     out.extend_from_slice(&intensity.to_le_bytes());
     out.extend_from_slice(&ring.to_le_bytes());
 }
+
+/// Domain class to wire class.
+pub fn class_to_proto(c: vigil_core::ObstacleClass) -> v1::ObstacleClass {
+    use vigil_core::ObstacleClass as C;
+    match c {
+        C::Pedestrian => v1::ObstacleClass::Pedestrian,
+        C::Cyclist => v1::ObstacleClass::Cyclist,
+        C::Vehicle => v1::ObstacleClass::Vehicle,
+        C::Debris => v1::ObstacleClass::Debris,
+        C::Animal => v1::ObstacleClass::Animal,
+        C::None => v1::ObstacleClass::None,
+    }
+}
+
+/// Domain action to wire action.
+pub fn action_to_proto(a: vigil_core::policy::Action) -> v1::Action {
+    use vigil_core::policy::Action as A;
+    match a {
+        A::BrakeHard => v1::Action::BrakeHard,
+        A::Brake => v1::Action::Brake,
+        A::SlowDown => v1::Action::SlowDown,
+        A::SteerLeft => v1::Action::SteerLeft,
+        A::SteerRight => v1::Action::SteerRight,
+        A::Continue => v1::Action::Continue,
+    }
+}
+
+/// Wire action to domain action (unspecified is treated as CONTINUE).
+pub fn action_from_proto(a: v1::Action) -> vigil_core::policy::Action {
+    use vigil_core::policy::Action as A;
+    match a {
+        v1::Action::BrakeHard => A::BrakeHard,
+        v1::Action::Brake => A::Brake,
+        v1::Action::SlowDown => A::SlowDown,
+        v1::Action::SteerLeft => A::SteerLeft,
+        v1::Action::SteerRight => A::SteerRight,
+        v1::Action::Continue | v1::Action::Unspecified => A::Continue,
+    }
+}

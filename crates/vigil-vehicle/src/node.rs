@@ -25,6 +25,7 @@ use vigil_bus::{
 };
 use vigil_core::policy::{Action, PATH_HALF_WIDTH_M, path_offset};
 use vigil_core::{Clock, Nanos, VehicleId};
+use vigil_proto::action_from_proto;
 use vigil_proto::v1::{self, envelope::Payload};
 
 use crate::detector::{CORRIDOR_HALF_WIDTH_M, CameraGeometry, TTC_HORIZON_S, detect};
@@ -825,30 +826,6 @@ impl StreamHandler<Result<Reply, TransportError>> for RecommendationHandler {
         }
         self.apply(&rec.task_id, action, false);
         self.finish(&o);
-    }
-}
-
-/// Wire action to domain action (unspecified is treated as CONTINUE).
-pub fn action_from_proto(a: v1::Action) -> Action {
-    match a {
-        v1::Action::BrakeHard => Action::BrakeHard,
-        v1::Action::Brake => Action::Brake,
-        v1::Action::SlowDown => Action::SlowDown,
-        v1::Action::SteerLeft => Action::SteerLeft,
-        v1::Action::SteerRight => Action::SteerRight,
-        v1::Action::Continue | v1::Action::Unspecified => Action::Continue,
-    }
-}
-
-/// Domain action to wire action.
-pub fn action_to_proto(a: Action) -> v1::Action {
-    match a {
-        Action::BrakeHard => v1::Action::BrakeHard,
-        Action::Brake => v1::Action::Brake,
-        Action::SlowDown => v1::Action::SlowDown,
-        Action::SteerLeft => v1::Action::SteerLeft,
-        Action::SteerRight => v1::Action::SteerRight,
-        Action::Continue => v1::Action::Continue,
     }
 }
 

@@ -26,7 +26,7 @@ use vigil_bus::{FrameStore, Reply, Settle, TaskDelivery, TaskTransport, Transpor
 use vigil_core::policy::{Situation, decide, path_offset};
 use vigil_core::{Clock, ObstacleClass};
 use vigil_proto::v1::{self, envelope::Payload};
-use vigil_vehicle::node::action_to_proto;
+use vigil_proto::{action_to_proto, class_to_proto};
 use vigil_vision::batcher::Batcher;
 use vigil_vision::preprocess::{Crop, crop};
 
@@ -176,17 +176,6 @@ pub fn recommend(
             .map(|(c, p)| v1::ClassScore { class: class_to_proto(*c) as i32, probability: *p })
             .collect(),
         ..Default::default()
-    }
-}
-
-fn class_to_proto(c: ObstacleClass) -> v1::ObstacleClass {
-    match c {
-        ObstacleClass::Pedestrian => v1::ObstacleClass::Pedestrian,
-        ObstacleClass::Cyclist => v1::ObstacleClass::Cyclist,
-        ObstacleClass::Vehicle => v1::ObstacleClass::Vehicle,
-        ObstacleClass::Debris => v1::ObstacleClass::Debris,
-        ObstacleClass::Animal => v1::ObstacleClass::Animal,
-        ObstacleClass::None => v1::ObstacleClass::None,
     }
 }
 
