@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check CI runs: formatting, lints, all tests, and the benchmark gates.
-# Starts whatever services the tests need (none yet beyond those the machine runs).
+# Starts the brokers the tests need (scripts/brokers.sh: a Kafka-protocol broker, built
+# and cached on first use, and RabbitMQ).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -11,6 +12,9 @@ cargo fmt --all -- --check
 
 step "lints"
 cargo clippy --release --workspace --all-targets -- -D warnings
+
+step "brokers"
+scripts/brokers.sh up
 
 step "tests"
 # The official Python MCAP reader, for the recording test.

@@ -61,6 +61,8 @@ pub struct RunConfig {
     pub inject_latency: Duration,
     /// A live status line on stderr (only when it is a terminal).
     pub console: bool,
+    /// Run over Kafka, RabbitMQ and an object store instead of the embedded transports.
+    pub brokers: Option<vigil_brokers::BrokerConfig>,
 }
 
 impl RunConfig {
@@ -86,6 +88,7 @@ impl RunConfig {
             faults: Arc::default(),
             inject_latency: Duration::ZERO,
             console: false,
+            brokers: None,
         }
     }
 }
@@ -167,13 +170,32 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
     let model_info = model.as_ref().map(|m| (m.config.name.clone(), m.config.version.clone(), m.device_name()));
 
     // Transports.
-    let log: Arc<dyn TelemetryLog> = match &cfg.record {
-        Some(p) => Arc::new(EmbeddedLog::recording(p)?),
-        None => Arc::new(EmbeddedLog::new()),
+    let brokers = match &cfg.brokers {
+        Some(b) => {
+            if cfg.record.is_some() {
+                return Err(RunError::Config(
+                    "--record writes the embedded log; over the brokers the drive is in Kafka already".into(),
+                ));
+            }
+            Some(vigil_brokers::Brokers::connect(b, clock.clone())?)
+        }
+        None => None,
     };
-    let frames: Arc<dyn FrameStore> = Arc::new(MemoryFrameStore::new(64 * cfg.vehicles));
-    let queue = TaskQueue::new(cfg.queue_capacity, cfg.max_attempts);
-    let tasks: Arc<dyn TaskTransport> = Arc::new(EmbeddedTasks::new(queue, clock.clone()));
+    let (log, frames, tasks): (Arc<dyn TelemetryLog>, Arc<dyn FrameStore>, Arc<dyn TaskTransport>) = match &brokers {
+        Some(b) => (b.log.clone(), Arc::new(b.frames.clone()), Arc::new(b.tasks.clone())),
+        None => {
+            let log: Arc<dyn TelemetryLog> = match &cfg.record {
+                Some(p) => Arc::new(EmbeddedLog::recording(p)?),
+                None => Arc::new(EmbeddedLog::new()),
+            };
+            let queue = TaskQueue::new(cfg.queue_capacity, cfg.max_attempts);
+            (
+                log,
+                Arc::new(MemoryFrameStore::new(64 * cfg.vehicles)),
+                Arc::new(EmbeddedTasks::new(queue, clock.clone())),
+            )
+        }
+    };
 
     // Sensor bus: one zenoh session; the simulator publishes where drivers would and
     // each node subscribes to its own vehicle's streams.
@@ -240,6 +262,7 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
                                     device,
                                     stats: worker_stats,
                                     faults: cfg.faults.clone(),
+                                    answered: Arc::default(),
                                 };
                                 // The supervisor restarts a stopped worker only while its
                                 // address is held: keep them for the life of the system.
@@ -346,6 +369,7 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
     let _ = bus.close();
     let log_counts = log.close()?;
     let queue = tasks.counts()?;
+    let broker_report = brokers.as_ref().map(report::BrokerReport::from_brokers);
     Ok(report::build(report::Inputs {
         cfg: &cfg,
         duration_ns,
@@ -357,6 +381,7 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         log_counts,
         sims: &sims,
         model: model_info,
+        brokers: broker_report,
     }))
 }
 

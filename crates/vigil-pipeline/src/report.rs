@@ -104,6 +104,60 @@ pub struct Workers {
     pub panics: u64,
     pub restarts: u64,
     pub rejected: u64,
+    pub duplicates: u64,
+}
+
+/// Broker-side figures of a run over Kafka and RabbitMQ.
+#[derive(Debug, Clone, Serialize)]
+pub struct BrokerReport {
+    pub kafka: KafkaFigures,
+    pub amqp: AmqpFigures,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KafkaFigures {
+    pub brokers: String,
+    pub sent: u64,
+    pub delivered: u64,
+    /// Failed deliveries that were re-sent.
+    pub retried: u64,
+    pub queue_full_waits: u64,
+    /// Envelopes sent as a reference to the frame store.
+    pub claim_checked: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AmqpFigures {
+    /// Failed attempts sent to a delay queue.
+    pub retried: u64,
+    /// Interruptions waited out (connection recovery).
+    pub recoveries: u64,
+    pub refused_full: u64,
+}
+
+impl BrokerReport {
+    pub fn from_brokers(b: &vigil_brokers::Brokers) -> Self {
+        let k = b.log.stats();
+        let a = b.tasks.amqp_counts();
+        let g = |x: &std::sync::atomic::AtomicU64| x.load(std::sync::atomic::Ordering::Relaxed);
+        Self {
+            kafka: KafkaFigures {
+                brokers: b.log_brokers().to_string(),
+                sent: g(&k.sent),
+                delivered: g(&k.delivered),
+                retried: g(&k.retried),
+                queue_full_waits: g(&k.queue_full_waits),
+                claim_checked: g(&k.claim_checked),
+                bytes: g(&k.bytes),
+            },
+            amqp: AmqpFigures {
+                retried: g(&a.retried),
+                recoveries: g(&a.recoveries),
+                refused_full: g(&a.refused_full),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -128,6 +182,8 @@ pub struct RunReport {
     pub workers: Workers,
     pub log: BTreeMap<String, u64>,
     pub record: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub brokers: Option<BrokerReport>,
     /// Every detect→recommend latency, milliseconds (for pooling across runs).
     #[serde(skip)]
     pub latency_samples_ms: Vec<f64>,
@@ -144,6 +200,7 @@ pub(crate) struct Inputs<'a> {
     pub log_counts: BTreeMap<String, u64>,
     pub sims: &'a [VehicleSim],
     pub model: Option<(String, String, String)>,
+    pub brokers: Option<BrokerReport>,
 }
 
 /// Nearest-rank percentile of sorted values.
@@ -191,7 +248,7 @@ pub(crate) fn build(i: Inputs<'_>) -> RunReport {
         run_id: format!("{}-{}-{}", i.cfg.scenario.name, i.cfg.seed, WallClock.now_ns() / 1_000_000),
         scenario: i.cfg.scenario.name.clone(),
         seed: i.cfg.seed,
-        mode: "embedded",
+        mode: if i.brokers.is_some() { "brokers" } else { "embedded" },
         pacing: if i.cfg.fast { "fast" } else { "realtime" },
         perception: i.cfg.perception,
         vehicles: i.cfg.vehicles,
@@ -253,9 +310,11 @@ pub(crate) fn build(i: Inputs<'_>) -> RunReport {
             panics: get(&i.workers.panics),
             restarts: get(&i.workers.restarts),
             rejected: get(&i.workers.rejected),
+            duplicates: get(&i.workers.duplicates),
         },
         log: i.log_counts,
         record: i.cfg.record.as_ref().map(|p| p.display().to_string()),
+        brokers: i.brokers,
         latency_samples_ms: latencies,
     }
 }

@@ -10,7 +10,10 @@
 //!    [`vigil_core::policy::decide`];
 //! 5. replies to the task's `reply_to` with its id as correlation id, then acks.
 //!
-//! Reply-then-ack gives at-least-once answers; the vehicle drops duplicates by task id.
+//! Reply-then-ack gives at-least-once answers; the vehicle drops duplicates by task id,
+//! and workers skip a redelivered task they already answered ([`Answered`]). A task that
+//! cannot be processed (undecodable, frame gone) is requeued: the transport retries it
+//! with backoff and dead-letters it after its last attempt.
 //! A panic while processing is caught: the task is requeued, the failure counted and the
 //! actor stopped, and its `Supervisor` restarts it (counted too).
 
@@ -37,14 +40,54 @@ pub struct WorkerStats {
     pub answered: AtomicU64,
     /// Found expired when taken (dead-lettered as expired).
     pub expired: AtomicU64,
-    /// Could not be processed (bad task, frame gone): dead-lettered as rejected.
+    /// Attempts that could not be processed (bad task, frame gone): requeued for a
+    /// retry with backoff, dead-lettered by the transport after the last attempt.
     pub rejected: AtomicU64,
+    /// Redeliveries of a task this process already answered: acked, not reprocessed.
+    pub duplicates: AtomicU64,
     /// Panics caught while processing (the task was requeued).
     pub panics: AtomicU64,
     /// Actor restarts by the supervisor.
     pub restarts: AtomicU64,
     /// Priorities in the order tasks were taken (for ordering checks).
     pub taken_priorities: std::sync::Mutex<Vec<u8>>,
+}
+
+/// Task ids this process has answered (bounded: the most recent `capacity`).
+#[derive(Debug)]
+pub struct Answered {
+    capacity: usize,
+    inner: std::sync::Mutex<(std::collections::HashSet<String>, std::collections::VecDeque<String>)>,
+}
+
+impl Default for Answered {
+    fn default() -> Self {
+        Self::new(8192)
+    }
+}
+
+impl Answered {
+    pub fn new(capacity: usize) -> Self {
+        Self { capacity: capacity.max(1), inner: Default::default() }
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.inner.lock().map(|g| g.0.contains(id)).unwrap_or(false)
+    }
+
+    pub fn insert(&self, id: &str) {
+        if let Ok(mut g) = self.inner.lock() {
+            let (set, order) = &mut *g;
+            if set.insert(id.to_string()) {
+                order.push_back(id.to_string());
+                while order.len() > self.capacity {
+                    if let Some(old) = order.pop_front() {
+                        set.remove(&old);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Deliberate faults, for tests and drills.
@@ -66,6 +109,7 @@ pub struct WorkerDeps {
     pub device: String,
     pub stats: Arc<WorkerStats>,
     pub faults: Arc<Faults>,
+    pub answered: Arc<Answered>,
 }
 
 /// Why a task could not be processed.
@@ -206,6 +250,17 @@ impl StreamHandler<Result<TaskDelivery, TransportError>> for VisionWorker {
             );
             return;
         }
+        // Idempotence: a redelivery of a task already answered is only acked.
+        if deps.answered.contains(&delivery.task.task_id) {
+            stats.duplicates.fetch_add(1, Ordering::SeqCst);
+            ctx.wait(
+                async move {
+                    let _ = delivery.settle(Settle::Ack).await;
+                }
+                .into_actor(self),
+            );
+            return;
+        }
         // 2. Fetch and crop; a panic here (or an injected one) requeues the task.
         let frames = deps.frames.clone();
         let panic_on = deps.faults.panic_on_take.load(Ordering::SeqCst);
@@ -219,10 +274,11 @@ impl StreamHandler<Result<TaskDelivery, TransportError>> for VisionWorker {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => {
                 stats.rejected.fetch_add(1, Ordering::SeqCst);
-                tracing::warn!(worker = %self.id, task = %delivery.task.task_id, error = %e, "cannot process task; dead-lettered");
+                tracing::warn!(worker = %self.id, task = %delivery.task.task_id, attempt = delivery.attempt, error = %e,
+                    "cannot process task; requeued for a retry");
                 ctx.wait(
                     async move {
-                        let _ = delivery.settle(Settle::DeadLetter(DeadReason::Rejected)).await;
+                        let _ = delivery.settle(Settle::Requeue).await;
                     }
                     .into_actor(self),
                 );
@@ -291,6 +347,7 @@ impl StreamHandler<Result<TaskDelivery, TransportError>> for VisionWorker {
             match deps.tasks.reply(&prepared.task.reply_to, reply).await {
                 Ok(()) => {
                     stats.answered.fetch_add(1, Ordering::SeqCst);
+                    deps.answered.insert(&prepared.task.task_id);
                     let _ = delivery.settle(Settle::Ack).await;
                 }
                 Err(e) => {

@@ -60,6 +60,17 @@ pub struct RunArgs {
     /// Drill: a worker panics while processing the N-th task it takes.
     #[arg(long)]
     fault_worker_panic: Option<u64>,
+    /// Run over a Kafka-protocol broker (bootstrap servers, e.g. 127.0.0.1:9092) instead of
+    /// the embedded log. Needs --amqp too.
+    #[arg(long)]
+    kafka: Option<String>,
+    /// Run obstacle tasks through RabbitMQ (e.g. amqp://user:pass@127.0.0.1:5672/%2f).
+    /// Needs --kafka too.
+    #[arg(long)]
+    amqp: Option<String>,
+    /// Broker settings file (default: ./vigil.toml if present; see vigil.example.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 pub fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
@@ -101,6 +112,17 @@ pub fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
     cfg.queue_capacity = args.queue_capacity;
     cfg.inject_latency = Duration::from_secs_f64(args.inject_latency_ms * 1e-3);
     cfg.console = !args.json;
+    match (&args.kafka, &args.amqp) {
+        (None, None) => {}
+        (Some(k), Some(a)) => {
+            let mut b = crate::config::load(args.config.as_deref(), std::env::vars())?;
+            b.kafka.brokers = k.clone();
+            b.amqp.url = Some(a.clone());
+            b.amqp.queue_capacity = args.queue_capacity.min(u32::MAX as usize) as u32;
+            cfg.brokers = Some(b);
+        }
+        _ => bail!("running over the brokers needs both --kafka BROKERS and --amqp URL"),
+    }
     if let Some(n) = args.fault_worker_panic {
         cfg.faults.panic_on_take.store(n, Ordering::SeqCst);
     }

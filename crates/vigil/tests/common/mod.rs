@@ -34,3 +34,43 @@ pub fn python_mcap_check(file: &Path) -> Option<serde_json::Value> {
         Err(e) => panic!("cannot run {python}: {e}"),
     }
 }
+
+/// The development brokers the broker tests use (started by `scripts/brokers.sh up`).
+pub const KAFKA: &str = "127.0.0.1:9092";
+pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+fn reachable(addr: &str) -> bool {
+    use std::net::{TcpStream, ToSocketAddrs};
+    addr.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| TcpStream::connect_timeout(&a, std::time::Duration::from_secs(2)).is_ok())
+}
+
+/// Whether both brokers answer. Under `CI=true` an unreachable broker FAILS the test;
+/// elsewhere it is a note and the test returns early.
+pub fn brokers_up() -> bool {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    for (name, addr) in [("Kafka-protocol broker", KAFKA), ("RabbitMQ", "127.0.0.1:5672")] {
+        if !reachable(addr) {
+            assert!(!ci, "{name} unreachable at {addr} under CI=true: `scripts/brokers.sh up` starts it");
+            eprintln!("note: {name} unreachable at {addr}; skipped (scripts/brokers.sh up starts it)");
+            return false;
+        }
+    }
+    true
+}
+
+/// A name unique to this test run, for topic and queue prefixes (tests run in parallel).
+pub fn unique(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("t{}-{}-{}", tag, std::process::id(), nanos % 1_000_000_000)
+}
+
+/// The Python from scripts/python-tools.sh (or a note and `None` outside CI).
+pub fn python() -> String {
+    std::env::var("VIGIL_PYTHON").unwrap_or_else(|_| {
+        let venv = root().join(".venv-tools/bin/python");
+        if venv.exists() { venv.display().to_string() } else { "python3".into() }
+    })
+}

@@ -1,0 +1,667 @@
+//! The task plane in RabbitMQ (lapin 4, automatic recovery on).
+//!
+//! Topology (all names start with the configured prefix, `vigil` by default):
+//!
+//! | name | kind | what |
+//! |---|---|---|
+//! | `vigil.tasks` | topic exchange, durable | tasks, routing key `task.<model>.p<priority>` |
+//! | `vigil.tasks.obstacle` | queue, durable | `x-max-priority`, `x-max-length` + `reject-publish`, dead letters to the DLX |
+//! | `vigil.tasks.dlx` | topic exchange, durable | dead letters |
+//! | `vigil.tasks.dead` | queue, durable | the dead-letter queue (bounded, 1 h TTL) |
+//! | `vigil.tasks.retry.<n>` | queue, durable | retry `n` waits `retry_base_ms × 2^(n-1)`, then back to `vigil.tasks` |
+//! | `vigil.replies.<address>` | queue | one per vehicle; replies by `reply_to` + `correlation_id` |
+//!
+//! Publishes wait for the publisher confirm; a full task queue nacks (`reject-publish`)
+//! and the caller falls back at once. Each task carries a per-message `expiration` (its
+//! remaining budget) besides the deadline the worker checks at take time. A failed
+//! attempt goes to the next delay queue; after `max_attempts` it is dead-lettered with
+//! its reason in the `x-vigil-reason` header.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+use tokio::runtime::Handle;
+use vigil_bus::embedded::{DeadReason, QueueCounts, QueueError, QueuedTask};
+use vigil_bus::transport::{
+    Acker, BoxFuture, Reply, ReplyConsumer, Settle, TaskConsumer, TaskDelivery, TaskTransport, TransportError,
+};
+use vigil_core::{Clock, Nanos};
+
+use crate::config::{AmqpConfig, Persistence};
+
+const H_DEADLINE: &str = "x-vigil-deadline-ns";
+const H_ATTEMPT: &str = "x-vigil-attempt";
+const H_REASON: &str = "x-vigil-reason";
+
+fn err(what: impl Into<String>, e: impl std::fmt::Display) -> TransportError {
+    TransportError::Broker { what: what.into(), reason: e.to_string() }
+}
+
+/// Queue and exchange names under a prefix.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub exchange: String,
+    pub queue: String,
+    pub dlx: String,
+    pub dead: String,
+    pub retry_prefix: String,
+    pub reply_prefix: String,
+}
+
+impl Names {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            exchange: format!("{prefix}.tasks"),
+            queue: format!("{prefix}.tasks.obstacle"),
+            dlx: format!("{prefix}.tasks.dlx"),
+            dead: format!("{prefix}.tasks.dead"),
+            retry_prefix: format!("{prefix}.tasks.retry."),
+            reply_prefix: format!("{prefix}.replies."),
+        }
+    }
+
+    pub fn retry(&self, n: u32) -> String {
+        format!("{}{n}", self.retry_prefix)
+    }
+
+    pub fn reply(&self, address: &str) -> String {
+        format!("{}{address}", self.reply_prefix)
+    }
+}
+
+/// Transport-side counters (this process's view).
+#[derive(Debug, Default)]
+pub struct AmqpCounts {
+    pub published: AtomicU64,
+    pub refused_full: AtomicU64,
+    pub delivered: AtomicU64,
+    pub redelivered: AtomicU64,
+    pub retried: AtomicU64,
+    pub acked: AtomicU64,
+    pub expired: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub queued: AtomicU64,
+    pub peak_queued: AtomicU64,
+    pub unacked: AtomicU64,
+    pub recoveries: AtomicU64,
+}
+
+/// The RabbitMQ task plane.
+#[derive(Debug, Clone)]
+pub struct AmqpTasks {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    conn: Connection,
+    publish: Channel,
+    cfg: AmqpConfig,
+    names: Names,
+    clock: Arc<dyn Clock>,
+    rt: Handle,
+    counts: AmqpCounts,
+}
+
+fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in entries {
+        t.insert(ShortString::from(*k), v.clone());
+    }
+    t
+}
+
+fn long(s: &str) -> AMQPValue {
+    AMQPValue::LongString(s.into())
+}
+
+fn header_i64(p: &BasicProperties, key: &str) -> Option<i64> {
+    let h = p.headers().as_ref()?;
+    match h.inner().get(key)? {
+        AMQPValue::LongLongInt(v) => Some(*v),
+        AMQPValue::LongInt(v) => Some(*v as i64),
+        AMQPValue::LongUInt(v) => Some(*v as i64),
+        AMQPValue::ShortInt(v) => Some(*v as i64),
+        AMQPValue::ShortUInt(v) => Some(*v as i64),
+        AMQPValue::ShortShortInt(v) => Some(*v as i64),
+        AMQPValue::ShortShortUInt(v) => Some(*v as i64),
+        _ => None,
+    }
+}
+
+/// The AMQP URL: the config's, else `VIGIL_AMQP_URL`. Never a default from code.
+pub fn amqp_url(cfg: &AmqpConfig) -> Result<String, TransportError> {
+    cfg.url.clone().or_else(|| std::env::var("VIGIL_AMQP_URL").ok()).ok_or_else(|| {
+        err(
+            "RabbitMQ",
+            "no AMQP URL: pass --amqp URL, set [amqp] url in vigil.toml, or set VIGIL_AMQP_URL (e.g. amqp://guest:guest@127.0.0.1:5672/%2f)",
+        )
+    })
+}
+
+/// Redacts the password of an AMQP URL for messages and logs.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl AmqpTasks {
+    /// Connects (automatic recovery on), declares the topology and starts the queue-depth
+    /// sampler. `clock` sets each task's remaining budget; `rt` runs the connection.
+    pub async fn connect(cfg: &AmqpConfig, clock: Arc<dyn Clock>, rt: Handle) -> Result<Self, TransportError> {
+        let url = amqp_url(cfg)?;
+        let shown = redact(&url);
+        let props = ConnectionProperties::default()
+            .with_connection_name(format!("vigil-{}", std::process::id()).into())
+            .enable_auto_recover()
+            .configure_backoff(|b| {
+                b.with_min_delay(Duration::from_millis(100)).with_max_delay(Duration::from_secs(2)).with_max_times(120)
+            });
+        let conn = rt
+            .spawn(async move { Connection::connect(&url, props).await })
+            .await
+            .map_err(|e| err("RabbitMQ connection task", e))?
+            .map_err(|e| {
+                err(
+                    format!("connecting to RabbitMQ at {shown}"),
+                    format!("{e} (is it running? `scripts/brokers.sh up`)"),
+                )
+            })?;
+        let publish = conn.create_channel().await.map_err(|e| err("RabbitMQ channel", e))?;
+        publish.confirm_select(ConfirmSelectOptions::default()).await.map_err(|e| err("confirm.select", e))?;
+        let names = Names::new(&cfg.prefix);
+        declare(&publish, cfg, &names).await?;
+        let me = Self {
+            inner: Arc::new(Inner { conn, publish, cfg: cfg.clone(), names, clock, rt, counts: AmqpCounts::default() }),
+        };
+        me.spawn_sampler();
+        Ok(me)
+    }
+
+    pub fn names(&self) -> &Names {
+        &self.inner.names
+    }
+
+    pub fn amqp_counts(&self) -> &AmqpCounts {
+        &self.inner.counts
+    }
+
+    /// Whether the connection is up (false while it recovers).
+    pub fn connected(&self) -> bool {
+        self.inner.conn.status().connected()
+    }
+
+    /// Messages now in the dead-letter queue.
+    pub async fn dead_letter_depth(&self) -> Result<u32, TransportError> {
+        let ch = self.channel().await?;
+        let q = ch
+            .queue_declare(self.inner.names.dead.as_str().into(), passive(), FieldTable::default())
+            .await
+            .map_err(|e| err("dead-letter queue depth", e))?;
+        Ok(q.message_count())
+    }
+
+    async fn channel(&self) -> Result<Channel, TransportError> {
+        self.inner.conn.create_channel().await.map_err(|e| err("RabbitMQ channel", e))
+    }
+
+    fn spawn_sampler(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        self.inner.rt.spawn(async move {
+            let mut ch: Option<Channel> = None;
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let Some(inner) = weak.upgrade() else { return };
+                if ch.as_ref().is_none_or(|c| !c.status().connected()) {
+                    ch = inner.conn.create_channel().await.ok();
+                }
+                let Some(c) = &ch else { continue };
+                if let Ok(q) =
+                    c.queue_declare(inner.names.queue.as_str().into(), passive(), FieldTable::default()).await
+                {
+                    let n = q.message_count() as u64;
+                    inner.counts.queued.store(n, Ordering::Relaxed);
+                    inner.counts.peak_queued.fetch_max(n, Ordering::Relaxed);
+                } else {
+                    ch = None;
+                }
+            }
+        });
+    }
+
+    fn persistence(&self, priority: u8) -> Persistence {
+        if priority >= self.inner.cfg.urgent_priority { self.inner.cfg.urgent } else { self.inner.cfg.routine }
+    }
+
+    /// Publishes with a confirm; retries once after a connection recovery.
+    async fn publish_confirmed(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        payload: &[u8],
+        props: BasicProperties,
+    ) -> Result<Confirmation, TransportError> {
+        let ch = &self.inner.publish;
+        let mut last = None;
+        for _ in 0..3 {
+            let r = async {
+                ch.basic_publish(
+                    exchange.into(),
+                    routing_key.into(),
+                    BasicPublishOptions::default(),
+                    payload,
+                    props.clone(),
+                )
+                .await?
+                .await
+            }
+            .await;
+            match r {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "publish failed; waiting for the connection to recover");
+                    self.inner.counts.recoveries.fetch_add(1, Ordering::Relaxed);
+                    match tokio::time::timeout(Duration::from_secs(30), ch.wait_for_recovery(e.clone())).await {
+                        Ok(Ok(())) => last = Some(e),
+                        Ok(Err(e)) => return Err(err(format!("publishing to `{exchange}` `{routing_key}`"), e)),
+                        Err(_) => return Err(err("RabbitMQ", format!("no recovery within 30 s after: {e}"))),
+                    }
+                }
+            }
+        }
+        Err(err(format!("publishing to `{exchange}`"), last.map(|e| e.to_string()).unwrap_or_default()))
+    }
+
+    /// Properties of a task message. `expire`: set the per-message expiration to the
+    /// remaining budget (not in delay queues, whose TTL is the backoff, nor in the DLQ).
+    fn task_properties(&self, task: &QueuedTask, attempt: u32, expire: bool, reason: Option<&str>) -> BasicProperties {
+        let mode = match self.persistence(task.priority) {
+            Persistence::Transient => 1,
+            Persistence::Persistent => 2,
+        };
+        let mut headers = vec![(H_ATTEMPT, AMQPValue::LongUInt(attempt))];
+        if task.deadline_ns != Nanos::MAX {
+            headers.push((H_DEADLINE, AMQPValue::LongLongInt(task.deadline_ns)));
+        }
+        if let Some(r) = reason {
+            headers.push((H_REASON, long(r)));
+        }
+        let props = BasicProperties::default()
+            .with_message_id(task.task_id.as_str().into())
+            .with_priority(task.priority.min(self.inner.cfg.max_priority))
+            .with_delivery_mode(mode)
+            .with_content_type("application/x-protobuf; messageType=vigil.v1.Envelope".into())
+            .with_headers(table(&headers));
+        if expire && task.deadline_ns != Nanos::MAX {
+            let remaining_ms = ((task.deadline_ns - self.inner.clock.now_ns()).max(1) as u64).div_ceil(1_000_000);
+            props.with_expiration(remaining_ms.to_string().into())
+        } else {
+            props
+        }
+    }
+
+    fn routing_key(&self, priority: u8) -> String {
+        format!("task.{}.p{priority}", self.inner.cfg.model)
+    }
+
+    /// Publishes raw bytes as a task (tests and drills: a poison task).
+    pub async fn publish_raw(&self, task_id: &str, priority: u8, body: &[u8]) -> Result<(), TransportError> {
+        let props = BasicProperties::default()
+            .with_message_id(task_id.into())
+            .with_priority(priority)
+            .with_headers(table(&[(H_ATTEMPT, AMQPValue::LongUInt(1))]));
+        let rk = self.routing_key(priority);
+        match self.publish_confirmed(&self.inner.names.exchange, &rk, body, props).await? {
+            Confirmation::Nack(_) => Err(QueueError::Full { capacity: self.inner.cfg.queue_capacity as usize }.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Sends a failed delivery to its next delay queue, or to the DLX after the last attempt.
+    async fn retry_or_dead(&self, task: &QueuedTask, attempt: u32) -> Result<(), TransportError> {
+        if attempt >= self.inner.cfg.max_attempts {
+            return self.dead_letter(task, attempt, "max-attempts").await;
+        }
+        // The delay queue's own TTL sets the backoff; no per-message expiration there
+        // (the deadline is checked again at take time).
+        let props = self.task_properties(task, attempt + 1, false, None);
+        self.publish_confirmed("", &self.inner.names.retry(attempt), &task.payload, props).await?;
+        self.inner.counts.retried.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn dead_letter(&self, task: &QueuedTask, attempt: u32, reason: &str) -> Result<(), TransportError> {
+        let props = self.task_properties(task, attempt, false, Some(reason));
+        self.publish_confirmed(&self.inner.names.dlx, &self.routing_key(task.priority), &task.payload, props).await?;
+        self.inner.counts.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        if reason == "expired" {
+            self.inner.counts.expired.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+fn passive() -> QueueDeclareOptions {
+    QueueDeclareOptions { passive: true, ..Default::default() }
+}
+
+fn durable() -> QueueDeclareOptions {
+    QueueDeclareOptions { durable: true, ..Default::default() }
+}
+
+/// Declares the exchanges and queues (idempotent; same arguments every time).
+async fn declare(ch: &Channel, cfg: &AmqpConfig, n: &Names) -> Result<(), TransportError> {
+    let ex = ExchangeDeclareOptions { durable: true, ..Default::default() };
+    for name in [&n.exchange, &n.dlx] {
+        ch.exchange_declare(name.as_str().into(), ExchangeKind::Topic, ex, FieldTable::default())
+            .await
+            .map_err(|e| err(format!("declaring exchange `{name}`"), e))?;
+    }
+    let q_args = table(&[
+        ("x-max-priority", AMQPValue::ShortShortUInt(cfg.max_priority)),
+        ("x-max-length", AMQPValue::LongLongInt(cfg.queue_capacity as i64)),
+        ("x-overflow", long("reject-publish")),
+        ("x-dead-letter-exchange", long(&n.dlx)),
+    ]);
+    let hint = "(declared before with other arguments? delete it with `rabbitmqctl delete_queue`, or use another [amqp] prefix)";
+    ch.queue_declare(n.queue.as_str().into(), durable(), q_args)
+        .await
+        .map_err(|e| err(format!("declaring queue `{}`", n.queue), format!("{e} {hint}")))?;
+    ch.queue_bind(
+        n.queue.as_str().into(),
+        n.exchange.as_str().into(),
+        "task.#".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .map_err(|e| err("binding the task queue", e))?;
+    let dead_args = table(&[
+        ("x-max-length", AMQPValue::LongLongInt(100_000)),
+        ("x-message-ttl", AMQPValue::LongLongInt(3_600_000)),
+    ]);
+    ch.queue_declare(n.dead.as_str().into(), durable(), dead_args)
+        .await
+        .map_err(|e| err(format!("declaring queue `{}`", n.dead), format!("{e} {hint}")))?;
+    ch.queue_bind(
+        n.dead.as_str().into(),
+        n.dlx.as_str().into(),
+        "#".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .map_err(|e| err("binding the dead-letter queue", e))?;
+    for attempt in 1..cfg.max_attempts.max(1) {
+        let delay = cfg.retry_base_ms.saturating_mul(1 << (attempt - 1).min(20));
+        let args = table(&[
+            ("x-message-ttl", AMQPValue::LongLongInt(delay as i64)),
+            ("x-dead-letter-exchange", long(&n.exchange)),
+            ("x-dead-letter-routing-key", long(&format!("task.{}.retry", cfg.model))),
+        ]);
+        let name = n.retry(attempt);
+        ch.queue_declare(name.as_str().into(), durable(), args)
+            .await
+            .map_err(|e| err(format!("declaring queue `{name}`"), format!("{e} {hint}")))?;
+    }
+    Ok(())
+}
+
+#[derive(Debug)]
+struct AmqpAcker {
+    tasks: AmqpTasks,
+    acker: lapin::Acker,
+    task: QueuedTask,
+    attempt: u32,
+}
+
+impl AmqpAcker {
+    async fn ack(&self) -> Result<(), TransportError> {
+        self.tasks.inner.counts.unacked.fetch_sub(1, Ordering::Relaxed);
+        // After a connection loss the broker has requeued it already: acking fails, and
+        // the redelivery is deduplicated by task id.
+        match self.acker.ack(BasicAckOptions::default()).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::warn!(task = %self.task.task_id, error = %e, "ack failed (the broker will redeliver)");
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Acker for AmqpAcker {
+    fn settle(self: Box<Self>, how: Settle) -> BoxFuture<'static, Result<(), TransportError>> {
+        Box::pin(async move {
+            let counts = &self.tasks.inner.counts;
+            match how {
+                Settle::Ack => {
+                    self.ack().await?;
+                    counts.acked.fetch_add(1, Ordering::Relaxed);
+                }
+                Settle::Requeue => {
+                    self.tasks.retry_or_dead(&self.task, self.attempt).await?;
+                    self.ack().await?;
+                }
+                Settle::DeadLetter(reason) => {
+                    let why = match reason {
+                        DeadReason::Expired => "expired",
+                        DeadReason::Rejected => "rejected",
+                        DeadReason::MaxAttempts => "max-attempts",
+                        DeadReason::Displaced => "displaced",
+                    };
+                    self.tasks.dead_letter(&self.task, self.attempt, why).await?;
+                    self.ack().await?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn abandon(self: Box<Self>) {
+        let rt = self.tasks.inner.rt.clone();
+        rt.spawn(async move {
+            self.tasks.inner.counts.unacked.fetch_sub(1, Ordering::Relaxed);
+            let _ = self.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
+        });
+    }
+}
+
+struct AmqpConsumer {
+    tasks: AmqpTasks,
+    channel: Channel,
+    consumer: lapin::Consumer,
+}
+
+impl std::fmt::Debug for AmqpConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpConsumer").field("channel", &self.channel.id()).finish()
+    }
+}
+
+impl TaskConsumer for AmqpConsumer {
+    fn next(&mut self) -> BoxFuture<'_, Result<TaskDelivery, TransportError>> {
+        Box::pin(async move {
+            loop {
+                let d = match self.consumer.next().await {
+                    None => return Err(TransportError::Closed),
+                    Some(Ok(d)) => d,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "task consumer interrupted; waiting for recovery");
+                        self.tasks.inner.counts.recoveries.fetch_add(1, Ordering::Relaxed);
+                        if let Err(e) = self.channel.wait_for_recovery(e).await {
+                            return Err(err("task consumer", e));
+                        }
+                        continue;
+                    }
+                };
+                let counts = &self.tasks.inner.counts;
+                counts.delivered.fetch_add(1, Ordering::Relaxed);
+                counts.unacked.fetch_add(1, Ordering::Relaxed);
+                let attempt =
+                    header_i64(&d.properties, H_ATTEMPT).unwrap_or(1).max(1) as u32 + u32::from(d.redelivered);
+                if attempt > 1 {
+                    counts.redelivered.fetch_add(1, Ordering::Relaxed);
+                }
+                let task = QueuedTask {
+                    task_id: d.properties.message_id().as_ref().map(|s| s.to_string()).unwrap_or_default(),
+                    priority: d.properties.priority().unwrap_or(0),
+                    // No deadline header: nothing to expire against (the worker still
+                    // validates the body).
+                    deadline_ns: header_i64(&d.properties, H_DEADLINE).unwrap_or(Nanos::MAX),
+                    payload: d.data,
+                };
+                let acker =
+                    Box::new(AmqpAcker { tasks: self.tasks.clone(), acker: d.acker, task: task.clone(), attempt });
+                return Ok(TaskDelivery::new(attempt, task, acker));
+            }
+        })
+    }
+}
+
+struct AmqpReplies {
+    channel: Channel,
+    consumer: lapin::Consumer,
+}
+
+impl std::fmt::Debug for AmqpReplies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpReplies").field("channel", &self.channel.id()).finish()
+    }
+}
+
+impl ReplyConsumer for AmqpReplies {
+    fn next(&mut self) -> BoxFuture<'_, Result<Reply, TransportError>> {
+        Box::pin(async move {
+            loop {
+                match self.consumer.next().await {
+                    None => return Err(TransportError::Closed),
+                    Some(Ok(d)) => {
+                        let correlation_id =
+                            d.properties.correlation_id().as_ref().map(|s| s.to_string()).unwrap_or_default();
+                        return Ok(Reply { correlation_id, payload: d.data });
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "reply consumer interrupted; waiting for recovery");
+                        if let Err(e) = self.channel.wait_for_recovery(e).await {
+                            return Err(err("reply consumer", e));
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+impl TaskTransport for AmqpTasks {
+    fn publish(&self, task: QueuedTask) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async move {
+            let props = self.task_properties(&task, 1, true, None);
+            let rk = self.routing_key(task.priority);
+            match self.publish_confirmed(&self.inner.names.exchange, &rk, &task.payload, props).await? {
+                Confirmation::Nack(_) => {
+                    self.inner.counts.refused_full.fetch_add(1, Ordering::Relaxed);
+                    Err(QueueError::Full { capacity: self.inner.cfg.queue_capacity as usize }.into())
+                }
+                _ => {
+                    self.inner.counts.published.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    fn consume(&self, consumer: &str) -> BoxFuture<'_, Result<Box<dyn TaskConsumer>, TransportError>> {
+        let tag = format!("{consumer}-{}", std::process::id());
+        Box::pin(async move {
+            let channel = self.channel().await?;
+            channel
+                .basic_qos(self.inner.cfg.prefetch, BasicQosOptions::default())
+                .await
+                .map_err(|e| err("basic.qos", e))?;
+            let consumer = channel
+                .basic_consume(
+                    self.inner.names.queue.as_str().into(),
+                    tag.as_str().into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| err(format!("consuming `{}`", self.inner.names.queue), e))?;
+            Ok(Box::new(AmqpConsumer { tasks: self.clone(), channel, consumer }) as Box<dyn TaskConsumer>)
+        })
+    }
+
+    fn reply(&self, reply_to: &str, reply: Reply) -> BoxFuture<'_, Result<(), TransportError>> {
+        let queue = self.inner.names.reply(reply_to);
+        Box::pin(async move {
+            let props = BasicProperties::default()
+                .with_correlation_id(reply.correlation_id.as_str().into())
+                .with_delivery_mode(1);
+            match self.publish_confirmed("", &queue, &reply.payload, props).await? {
+                Confirmation::Nack(_) => Err(err(format!("reply to `{queue}`"), "refused by the broker")),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    fn replies(&self, reply_to: &str) -> BoxFuture<'_, Result<Box<dyn ReplyConsumer>, TransportError>> {
+        let queue = self.inner.names.reply(reply_to);
+        Box::pin(async move {
+            let channel = self.channel().await?;
+            // Not durable: replies are worthless after a restart; it outlives a short
+            // disconnect and is removed a minute after its vehicle is gone.
+            let args = table(&[("x-expires", AMQPValue::LongLongInt(60_000))]);
+            channel
+                .queue_declare(queue.as_str().into(), QueueDeclareOptions::default(), args)
+                .await
+                .map_err(|e| err(format!("declaring reply queue `{queue}`"), e))?;
+            let consumer = channel
+                .basic_consume(
+                    queue.as_str().into(),
+                    "".into(),
+                    BasicConsumeOptions { no_ack: true, exclusive: true, ..Default::default() },
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| err(format!("consuming `{queue}`"), e))?;
+            Ok(Box::new(AmqpReplies { channel, consumer }) as Box<dyn ReplyConsumer>)
+        })
+    }
+
+    fn counts(&self) -> Result<QueueCounts, TransportError> {
+        let c = &self.inner.counts;
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Ok(QueueCounts {
+            published: g(&c.published),
+            refused_full: g(&c.refused_full),
+            delivered: g(&c.delivered),
+            redelivered: g(&c.redelivered),
+            acked: g(&c.acked),
+            expired: g(&c.expired),
+            dead_lettered: g(&c.dead_lettered),
+            queued: g(&c.queued),
+            unacked: g(&c.unacked),
+            peak_queued: g(&c.peak_queued),
+        })
+    }
+
+    fn sweep_expired(&self, _now_ns: Nanos) -> Result<u64, TransportError> {
+        // The broker expires queued tasks itself (per-message expiration → the DLX).
+        Ok(0)
+    }
+}

@@ -1,0 +1,425 @@
+//! The telemetry log in Kafka, through rdkafka only (so it runs unchanged against
+//! Apache Kafka and any Kafka-protocol broker).
+//!
+//! - Topics `<prefix>.telemetry.{lidar,camera,radar,groundtruth}`, `<prefix>.recommendations`
+//!   and `<prefix>.tasks.audit`, created with partitions and retention from config.
+//! - Key = vehicle id (a vehicle's stream stays ordered in one partition); idempotent
+//!   producer, `acks=all`, lz4; Kafka headers carry the envelope metadata.
+//! - Envelopes over `claim_check_bytes` go to the frame store and travel as a `BlobRef`
+//!   (uri + size + sha256): a camera frame does not fit the broker's ~1 MB limit.
+//! - A failed delivery is re-sent, never dropped silently; the producer queue is bounded
+//!   and its fill is visible in [`KafkaLogStats`].
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use prost::Message as _;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use vigil_bus::{LogRecord, TelemetryLog, TransportError, topics};
+use vigil_proto::v1;
+
+use crate::config::KafkaConfig;
+use crate::store::ObjectFrameStore;
+
+/// The Kafka topic for one of Vigil's logical log topics ([`topics`]).
+pub fn topic_name(prefix: &str, logical: &str) -> String {
+    let rest = logical.strip_prefix("vigil").unwrap_or(logical);
+    if logical == topics::TASKS { format!("{prefix}.tasks.audit") } else { format!("{prefix}{rest}") }
+}
+
+/// Every topic Vigil writes.
+pub fn all_topics(prefix: &str) -> Vec<String> {
+    [topics::LIDAR, topics::CAMERA, topics::RADAR, topics::GROUND_TRUTH, topics::RECOMMENDATIONS, topics::TASKS]
+        .iter()
+        .map(|t| topic_name(prefix, t))
+        .collect()
+}
+
+fn broker_err(what: impl Into<String>, e: impl std::fmt::Display) -> TransportError {
+    TransportError::Broker { what: what.into(), reason: e.to_string() }
+}
+
+/// The client settings shared by producers, consumers and the admin client.
+pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers);
+    for (k, v) in &cfg.properties {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Creates Vigil's topics (partitions and retention from config); existing ones are kept.
+pub async fn ensure_topics(cfg: &KafkaConfig) -> Result<(), TransportError> {
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(cfg).create().map_err(|e| broker_err(format!("Kafka admin client for {}", cfg.brokers), e))?;
+    let names = all_topics(&cfg.topic_prefix);
+    let retention = cfg.retention_ms.to_string();
+    let max_bytes = cfg.max_message_bytes.to_string();
+    let new: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|n| {
+            NewTopic::new(n, cfg.partitions, TopicReplication::Fixed(cfg.replication))
+                .set("retention.ms", &retention)
+                .set("max.message.bytes", &max_bytes)
+        })
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin.create_topics(new.iter(), &opts).await.map_err(|e| {
+        broker_err(
+            format!("creating topics on {}", cfg.brokers),
+            format!("{e} (is the broker up? `scripts/brokers.sh up` starts one)"),
+        )
+    })?;
+    for r in results {
+        if let Err((name, code)) = r
+            && code != RDKafkaErrorCode::TopicAlreadyExists
+        {
+            return Err(broker_err(format!("creating topic `{name}`"), code));
+        }
+    }
+    Ok(())
+}
+
+/// Counters of the log producer.
+#[derive(Debug, Default)]
+pub struct KafkaLogStats {
+    pub sent: AtomicU64,
+    pub delivered: AtomicU64,
+    /// Deliveries that failed and were re-sent.
+    pub retried: AtomicU64,
+    /// Times `append` found the producer queue full and waited.
+    pub queue_full_waits: AtomicU64,
+    /// Envelopes sent as a reference to the frame store.
+    pub claim_checked: AtomicU64,
+    pub bytes: AtomicU64,
+    per_topic: Mutex<BTreeMap<String, u64>>,
+    failed: Mutex<Vec<OwnedMessage>>,
+}
+
+/// Producer context: counts deliveries and keeps failures for a re-send.
+#[derive(Debug, Clone)]
+pub struct LogContext(Arc<KafkaLogStats>);
+
+impl ClientContext for LogContext {}
+
+impl ProducerContext for LogContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(m) => {
+                self.0.delivered.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut t) = self.0.per_topic.lock() {
+                    *t.entry(m.topic().to_string()).or_default() += 1;
+                }
+            }
+            Err((e, m)) => {
+                tracing::warn!(topic = m.topic(), error = %e, "telemetry delivery failed; will re-send");
+                if let Ok(mut f) = self.0.failed.lock() {
+                    f.push(m.detach());
+                }
+            }
+        }
+    }
+}
+
+/// Metadata of an envelope, decoded without touching its payload.
+#[derive(Clone, PartialEq, prost::Message)]
+struct HeaderOnly {
+    #[prost(message, optional, tag = "1")]
+    header: Option<v1::Header>,
+}
+
+/// The Kafka telemetry log.
+pub struct KafkaLog {
+    producer: ThreadedProducer<LogContext>,
+    cfg: KafkaConfig,
+    store: Option<ObjectFrameStore>,
+    stats: Arc<KafkaLogStats>,
+}
+
+impl std::fmt::Debug for KafkaLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaLog").field("brokers", &self.cfg.brokers).field("prefix", &self.cfg.topic_prefix).finish()
+    }
+}
+
+impl KafkaLog {
+    /// A producer for Vigil's topics. `store` takes envelopes over the claim-check size
+    /// (without one they must fit the broker's limit).
+    pub fn new(cfg: &KafkaConfig, store: Option<ObjectFrameStore>) -> Result<Self, TransportError> {
+        let stats = Arc::new(KafkaLogStats::default());
+        let mut c = client_config(cfg);
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", &cfg.compression)
+            .set("linger.ms", cfg.linger_ms.to_string())
+            .set("queue.buffering.max.messages", cfg.queue_max_messages.to_string())
+            .set("message.max.bytes", cfg.max_message_bytes.to_string());
+        let producer: ThreadedProducer<LogContext> = c
+            .create_with_context(LogContext(stats.clone()))
+            .map_err(|e| broker_err(format!("Kafka producer for {}", cfg.brokers), e))?;
+        Ok(Self { producer, cfg: cfg.clone(), store, stats })
+    }
+
+    pub fn brokers(&self) -> &str {
+        &self.cfg.brokers
+    }
+
+    pub fn stats(&self) -> &KafkaLogStats {
+        &self.stats
+    }
+
+    /// Messages waiting in the producer (queued or in flight) and the queue's bound.
+    pub fn queue_fill(&self) -> (u64, u64) {
+        (self.producer.in_flight_count().max(0) as u64, self.cfg.queue_max_messages as u64)
+    }
+
+    /// Replaces the inline pixels of a big camera envelope by a reference to the store.
+    fn claim_check(&self, envelope: &[u8]) -> Result<Option<Vec<u8>>, TransportError> {
+        if envelope.len() <= self.cfg.claim_check_bytes {
+            return Ok(None);
+        }
+        let Some(store) = &self.store else {
+            return Ok(None);
+        };
+        let mut env = vigil_proto::decode_envelope(envelope).map_err(|e| broker_err("claim check", e))?;
+        let header = env.header.clone().unwrap_or_default();
+        let Some(v1::envelope::Payload::Camera(cam)) = env.payload.as_mut() else {
+            return Ok(None);
+        };
+        let Some(v1::camera_frame::Pixels::Data(pixels)) = cam.pixels.take() else {
+            return Ok(None);
+        };
+        let key = format!("{}/{}/{}.rgb", header.vehicle_id, header.sensor_id.replace('/', "_"), header.sequence);
+        let size = pixels.len() as u64;
+        let (uri, sha256) = store.put_bytes(&key, pixels)?;
+        cam.pixels = Some(v1::camera_frame::Pixels::Blob(v1::BlobRef { uri, size, sha256 }));
+        self.stats.claim_checked.fetch_add(1, Ordering::Relaxed);
+        Ok(Some(vigil_proto::encode_envelope(&env)))
+    }
+
+    fn send_owned(&self, m: &OwnedMessage) -> Result<(), TransportError> {
+        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(m.topic());
+        if let Some(k) = m.key() {
+            rec = rec.key(k);
+        }
+        if let Some(p) = m.payload() {
+            rec = rec.payload(p);
+        }
+        if let Some(h) = m.headers() {
+            rec = rec.headers(h.clone());
+        }
+        if let Some(ts) = m.timestamp().to_millis() {
+            rec = rec.timestamp(ts);
+        }
+        self.send_record(rec)
+    }
+
+    fn send_record(&self, mut rec: BaseRecord<'_, [u8], [u8]>) -> Result<(), TransportError> {
+        let started = Instant::now();
+        let limit = Duration::from_millis(self.cfg.queue_full_timeout_ms);
+        loop {
+            match self.producer.send(rec) {
+                Ok(()) => {
+                    self.stats.sent.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    self.stats.queue_full_waits.fetch_add(1, Ordering::Relaxed);
+                    if started.elapsed() > limit {
+                        return Err(TransportError::Log {
+                            topic: back.topic.to_string(),
+                            reason: format!(
+                                "the producer queue stayed full ({} messages) for {limit:?}: the broker at {} is not keeping up or is down",
+                                self.cfg.queue_max_messages, self.cfg.brokers
+                            ),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                    rec = back;
+                }
+                Err((e, back)) => {
+                    return Err(TransportError::Log { topic: back.topic.to_string(), reason: e.to_string() });
+                }
+            }
+        }
+    }
+
+    fn resend_failed(&self) -> Result<usize, TransportError> {
+        let failed = std::mem::take(&mut *self.stats.failed.lock().map_err(|_| TransportError::Closed)?);
+        for m in &failed {
+            self.stats.retried.fetch_add(1, Ordering::Relaxed);
+            self.send_owned(m)?;
+        }
+        Ok(failed.len())
+    }
+}
+
+impl TelemetryLog for KafkaLog {
+    fn append(&self, record: LogRecord<'_>) -> Result<(), TransportError> {
+        self.resend_failed()?;
+        let topic = topic_name(&self.cfg.topic_prefix, record.topic);
+        let checked = self.claim_check(record.envelope)?;
+        let payload: &[u8] = checked.as_deref().unwrap_or(record.envelope);
+        let meta = HeaderOnly::decode(record.envelope).ok().and_then(|h| h.header).unwrap_or_default();
+        let headers = OwnedHeaders::new_with_capacity(8)
+            .insert(Header { key: "vehicle_id", value: Some(meta.vehicle_id.as_str()) })
+            .insert(Header { key: "sensor_id", value: Some(meta.sensor_id.as_str()) })
+            .insert(Header { key: "sequence", value: Some(&meta.sequence.to_string()) })
+            .insert(Header { key: "capture_time_ns", value: Some(&record.capture_ns.to_string()) })
+            .insert(Header { key: "publish_time_ns", value: Some(&record.publish_ns.to_string()) })
+            .insert(Header { key: "correlation_id", value: Some(meta.correlation_id.as_str()) })
+            .insert(Header { key: "content_type", value: Some(meta.content_type.as_str()) })
+            .insert(Header { key: "schema_version", value: Some(&meta.schema_version.to_string()) });
+        self.stats.bytes.fetch_add(payload.len() as u64, Ordering::Relaxed);
+        let rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topic)
+            .key(record.key.as_bytes())
+            .payload(payload)
+            .headers(headers)
+            // Kafka timestamps are the capture time: offsets-for-times finds a drive window.
+            .timestamp(record.capture_ns.div_euclid(1_000_000));
+        self.send_record(rec)
+    }
+
+    fn close(&self) -> Result<BTreeMap<String, u64>, TransportError> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            self.producer.flush(Duration::from_secs(10)).map_err(|e| broker_err("flushing the Kafka producer", e))?;
+            if self.resend_failed()? == 0 && self.producer.in_flight_count() == 0 {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(TransportError::Log {
+                    topic: self.cfg.topic_prefix.clone(),
+                    reason: format!("{} messages still undelivered after 60 s", self.producer.in_flight_count()),
+                });
+            }
+        }
+        Ok(self.stats.per_topic.lock().map(|t| t.clone()).unwrap_or_default())
+    }
+}
+
+/// One record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct ConsumedRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub timestamp_ms: Option<i64>,
+    pub headers: BTreeMap<String, String>,
+    pub payload: Vec<u8>,
+}
+
+/// Reads a topic's records (all partitions) whose Kafka timestamp lies in
+/// `[from_ms, to_ms)`, up to the high watermark at the time of the call. The start
+/// offsets come from the broker's offsets-for-times; records are filtered by timestamp
+/// as well, so a broker that answers the lookup loosely still yields exactly the window.
+pub fn read_window(
+    cfg: &KafkaConfig,
+    topic: &str,
+    from_ms: Option<i64>,
+    to_ms: Option<i64>,
+    timeout: Duration,
+) -> Result<Vec<ConsumedRecord>, TransportError> {
+    let mut c = client_config(cfg);
+    c.set("group.id", format!("vigil-reader-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false");
+    let consumer: BaseConsumer = c.create().map_err(|e| broker_err("Kafka consumer", e))?;
+    let meta =
+        consumer.fetch_metadata(Some(topic), timeout).map_err(|e| broker_err(format!("metadata of `{topic}`"), e))?;
+    let partitions: Vec<i32> = meta
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(broker_err(format!("topic `{topic}`"), "does not exist (or has no partitions)"));
+    }
+    let mut ends = BTreeMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for &p in &partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, timeout)
+            .map_err(|e| broker_err(format!("watermarks of {topic}/{p}"), e))?;
+        ends.insert(p, high);
+        // With a window start, offsets-for-times below moves this.
+        tpl.add_partition_offset(topic, p, Offset::Offset(low)).map_err(|e| broker_err("partition list", e))?;
+    }
+    if let Some(from) = from_ms {
+        let mut q = TopicPartitionList::new();
+        for &p in &partitions {
+            q.add_partition_offset(topic, p, Offset::Offset(from)).map_err(|e| broker_err("partition list", e))?;
+        }
+        let found = consumer.offsets_for_times(q, timeout).map_err(|e| broker_err("offsets-for-times", e))?;
+        for el in found.elements() {
+            let off = match el.offset() {
+                Offset::Offset(o) => Offset::Offset(o),
+                // No record at or after the time: start at the end (nothing to read).
+                _ => Offset::Offset(ends[&el.partition()]),
+            };
+            tpl.set_partition_offset(topic, el.partition(), off).map_err(|e| broker_err("partition list", e))?;
+        }
+    }
+    let mut remaining: BTreeMap<i32, i64> = BTreeMap::new();
+    for el in tpl.elements() {
+        if let Offset::Offset(o) = el.offset()
+            && o < ends[&el.partition()]
+        {
+            remaining.insert(el.partition(), o);
+        }
+    }
+    consumer.assign(&tpl).map_err(|e| broker_err("assign", e))?;
+    let mut out = Vec::new();
+    let deadline = Instant::now() + timeout;
+    while !remaining.is_empty() {
+        if Instant::now() > deadline {
+            return Err(broker_err(format!("reading `{topic}`"), format!("timed out with {remaining:?} left")));
+        }
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
+        let m = m.map_err(|e| broker_err(format!("reading `{topic}`"), e))?;
+        let p = m.partition();
+        let ts = m.timestamp().to_millis();
+        if m.offset() >= ends[&p] {
+            continue; // written after the call began
+        }
+        if m.offset() + 1 >= ends[&p] {
+            remaining.remove(&p);
+        }
+        let in_window = ts.is_none_or(|t| from_ms.is_none_or(|f| t >= f) && to_ms.is_none_or(|e| t < e));
+        if !in_window {
+            continue;
+        }
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|x| (x.key.to_string(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(ConsumedRecord {
+            topic: topic.to_string(),
+            partition: p,
+            offset: m.offset(),
+            key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            timestamp_ms: ts,
+            headers,
+            payload: m.payload().unwrap_or_default().to_vec(),
+        });
+    }
+    Ok(out)
+}

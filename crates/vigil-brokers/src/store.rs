@@ -1,0 +1,164 @@
+//! The claim-check frame store over the `object_store` crate: a local directory by
+//! default (`file:///var/tmp/vigil-frames`), any S3-compatible store by URL with the
+//! `s3` feature. Every URI it hands out carries the payload's sha256 in its fragment
+//! (`…/frame.bin#sha256=<hex>`), and every fetch verifies it.
+
+use std::sync::Arc;
+
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use sha2::{Digest, Sha256};
+use tokio::runtime::Handle;
+use url::Url;
+use vigil_bus::{FrameStore, TransportError};
+
+/// Lower-case hex sha256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let d = Sha256::digest(bytes);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A [`FrameStore`] over an [`ObjectStore`].
+#[derive(Debug, Clone)]
+pub struct ObjectFrameStore {
+    store: Arc<dyn ObjectStore>,
+    base: Url,
+    prefix: Path,
+    rt: Handle,
+}
+
+fn err(what: impl std::fmt::Display) -> TransportError {
+    TransportError::Frame(what.to_string())
+}
+
+impl ObjectFrameStore {
+    /// Opens the store at `url` (`file:///abs/dir` or, with the `s3` feature,
+    /// `s3://bucket/prefix`). A local directory is created if missing. `rt` runs the
+    /// store's I/O; the synchronous [`FrameStore`] calls wait on it.
+    pub fn open(url: &str, rt: Handle) -> Result<Self, TransportError> {
+        let base = Url::parse(url)
+            .map_err(|e| err(format!("`{url}` is not a URL ({e}); use file:///absolute/dir or s3://bucket/prefix")))?;
+        if base.scheme() == "file" {
+            let dir = base.to_file_path().map_err(|_| err(format!("`{url}`: not an absolute file path")))?;
+            std::fs::create_dir_all(&dir).map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let (store, prefix) = object_store::parse_url(&base)
+            .map_err(|e| err(format!("cannot open frame store `{url}`: {e} (S3 URLs need the `s3` feature)")))?;
+        Ok(Self { store: Arc::from(store), base, prefix, rt })
+    }
+
+    fn location(&self, key: &str) -> Path {
+        let mut p = self.prefix.clone();
+        for part in key.split('/').filter(|s| !s.is_empty()) {
+            p = p.clone().join(part);
+        }
+        p
+    }
+
+    fn uri_for(&self, location: &Path, sha: &str) -> String {
+        let mut u = self.base.clone();
+        // file:///dir/key and s3://bucket/prefix/key alike: the location is the path.
+        u.set_path(&format!("/{location}"));
+        u.set_fragment(Some(&format!("sha256={sha}")));
+        u.to_string()
+    }
+
+    fn wait<T: Send + 'static>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, TransportError>> + Send + 'static,
+    ) -> Result<T, TransportError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.rt.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv().map_err(|_| err("the frame store's runtime stopped"))?
+    }
+
+    /// Stores `bytes` and returns `(uri, sha256)`.
+    pub fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(String, String), TransportError> {
+        let sha = sha256_hex(&bytes);
+        let location = self.location(key);
+        let uri = self.uri_for(&location, &sha);
+        let store = self.store.clone();
+        self.wait(async move {
+            store
+                .put(&location, PutPayload::from(bytes))
+                .await
+                .map_err(|e| err(format!("put {location}: {e}")))
+                .map(|_| ())
+        })?;
+        Ok((uri, sha))
+    }
+
+    /// Fetches by URI and verifies the sha256 carried in its fragment (if any).
+    pub fn get_bytes(&self, uri: &str) -> Result<Vec<u8>, TransportError> {
+        let u = Url::parse(uri).map_err(|e| err(format!("bad frame URI `{uri}`: {e}")))?;
+        if u.scheme() != self.base.scheme() || u.host_str() != self.base.host_str() {
+            return Err(err(format!("frame URI `{uri}` is not in this store ({})", self.base)));
+        }
+        let want = u.fragment().and_then(|f| f.strip_prefix("sha256=")).map(str::to_owned);
+        let location = Path::parse(u.path().trim_start_matches('/')).map_err(|e| err(format!("`{uri}`: {e}")))?;
+        let store = self.store.clone();
+        let loc = location.clone();
+        let bytes = self.wait(async move {
+            let got = store.get(&loc).await.map_err(|e| err(format!("get {loc}: {e}")))?;
+            got.bytes().await.map_err(|e| err(format!("read {loc}: {e}")))
+        })?;
+        if let Some(want) = want {
+            let have = sha256_hex(&bytes);
+            if have != want {
+                return Err(err(format!(
+                    "frame `{location}` is corrupt: sha256 {have}, expected {want} (the object was changed after it was stored)"
+                )));
+            }
+        }
+        Ok(bytes.to_vec())
+    }
+}
+
+impl FrameStore for ObjectFrameStore {
+    fn put(&self, key: &str, bytes: Arc<Vec<u8>>) -> Result<String, TransportError> {
+        let owned = Arc::try_unwrap(bytes).unwrap_or_else(|a| (*a).clone());
+        self.put_bytes(key, owned).map(|(uri, _)| uri)
+    }
+
+    fn get(&self, uri: &str) -> Result<Arc<Vec<u8>>, TransportError> {
+        self.get_bytes(uri).map(Arc::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime")
+    }
+
+    #[test]
+    fn round_trip_and_corruption_is_caught() {
+        let rt = rt();
+        let dir = std::env::temp_dir().join(format!("vigil-store-{}", std::process::id()));
+        let url = Url::from_directory_path(&dir).expect("abs").to_string();
+        let store = ObjectFrameStore::open(&url, rt.handle().clone()).expect("open");
+        let uri = store.put("veh-1/camera/7.bin", Arc::new(vec![1, 2, 3])).expect("put");
+        assert!(uri.contains("#sha256="), "{uri}");
+        assert_eq!(*store.get(&uri).expect("get"), vec![1, 2, 3]);
+        // Change the object behind the store's back: the fetch must refuse it.
+        let path = dir.join("veh-1/camera/7.bin");
+        std::fs::write(&path, [9, 9, 9]).expect("overwrite");
+        let e = store.get(&uri).expect_err("corrupt");
+        assert!(e.to_string().contains("corrupt"), "{e}");
+        // A URI from elsewhere is refused with the reason.
+        let e = store.get("mem://frames/1").expect_err("foreign");
+        assert!(e.to_string().contains("not in this store"), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn bad_url_says_how_to_fix() {
+        let rt = rt();
+        let e = ObjectFrameStore::open("not a url", rt.handle().clone()).expect_err("bad");
+        assert!(e.to_string().contains("file:///"), "{e}");
+    }
+}

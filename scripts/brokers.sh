@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Development and CI brokers: a Kafka-protocol broker (nisshi) and RabbitMQ.
+#
+#   scripts/brokers.sh up       install what is missing, start both, wait until they answer
+#   scripts/brokers.sh down     stop the Kafka-protocol broker (RabbitMQ belongs to the machine)
+#   scripts/brokers.sh status   say whether each answers; exit 1 if one does not
+#   scripts/brokers.sh restart-kafka   stop and start the Kafka broker, keeping its data
+#
+# Settings (environment):
+#   VIGIL_CACHE        where the nisshi binary is cached      (~/.cache/vigil)
+#   VIGIL_KAFKA_DATA   the broker's working directory (data)  ($VIGIL_CACHE/kafka-data)
+#   VIGIL_KAFKA_PORT   listener port                           (9092)
+#   VIGIL_AMQP_PORT    RabbitMQ port                           (5672)
+set -euo pipefail
+
+NISSHI_VERSION=0.8.1
+cache=${VIGIL_CACHE:-$HOME/.cache/vigil}
+nisshi_root="$cache/nisshi-$NISSHI_VERSION"
+nisshi="$nisshi_root/bin/nisshi"
+data=${VIGIL_KAFKA_DATA:-$cache/kafka-data}
+kport=${VIGIL_KAFKA_PORT:-9092}
+aport=${VIGIL_AMQP_PORT:-5672}
+pidfile="$data/nisshi.pid"
+log="$data/nisshi.log"
+
+answers() { # host port
+  (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
+}
+
+wait_for() { # name port seconds
+  local name=$1 port=$2 secs=$3 i
+  for ((i = 0; i < secs * 5; i++)); do
+    if answers 127.0.0.1 "$port"; then return 0; fi
+    sleep 0.2
+  done
+  echo "brokers.sh: $name did not answer on 127.0.0.1:$port within ${secs}s" >&2
+  return 1
+}
+
+install_nisshi() {
+  if [[ -x "$nisshi" ]]; then return 0; fi
+  echo "brokers.sh: installing nisshi $NISSHI_VERSION into $nisshi_root (about 10 minutes on 2 cores, once)" >&2
+  mkdir -p "$nisshi_root"
+  # nisshi declares rustc 1.96 but builds and runs on 1.95.
+  CARGO_TARGET_DIR="$cache/nisshi-build" cargo install nisshi --version "$NISSHI_VERSION" --locked \
+    --ignore-rust-version --root "$nisshi_root" -q
+  rm -rf "$cache/nisshi-build"
+}
+
+kafka_up() {
+  install_nisshi
+  if answers 127.0.0.1 "$kport"; then return 0; fi
+  mkdir -p "$data"
+  # The sqlite path is relative to the working directory; data survives a restart.
+  (cd "$data" && nohup "$nisshi" broker --listener-url "tcp://127.0.0.1:$kport" \
+    --advertised-listener-url "tcp://127.0.0.1:$kport" --storage-engine sqlite://kafka.db \
+    >>"$log" 2>&1 & echo $! >"$pidfile")
+  wait_for "Kafka-protocol broker (nisshi, log $log)" "$kport" 60
+}
+
+kafka_down() {
+  if [[ -f "$pidfile" ]]; then
+    local pid
+    pid=$(cat "$pidfile")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    rm -f "$pidfile"
+  fi
+}
+
+rabbit_up() {
+  if answers 127.0.0.1 "$aport"; then return 0; fi
+  if ! command -v rabbitmq-server >/dev/null; then
+    echo "brokers.sh: RabbitMQ is not installed (apt-get install rabbitmq-server)" >&2
+    return 1
+  fi
+  rabbitmq-server -detached || true
+  wait_for RabbitMQ "$aport" 90
+  # start_app after a test's stop_app leaves the node up but the app stopped.
+  rabbitmqctl await_startup >/dev/null 2>&1 || true
+}
+
+rabbit_ensure_app() {
+  # A test that ran `rabbitmqctl stop_app` and died leaves the port closed.
+  if ! answers 127.0.0.1 "$aport" && command -v rabbitmqctl >/dev/null; then
+    rabbitmqctl start_app >/dev/null 2>&1 || true
+  fi
+}
+
+case ${1:-status} in
+  up)
+    rabbit_ensure_app
+    rabbit_up
+    kafka_up
+    echo "brokers.sh: Kafka-protocol broker on 127.0.0.1:$kport, RabbitMQ on 127.0.0.1:$aport" >&2
+    ;;
+  down) kafka_down ;;
+  restart-kafka)
+    kafka_down
+    kafka_up
+    ;;
+  install) install_nisshi; echo "$nisshi" ;;
+  path) echo "$nisshi" ;;
+  status)
+    ok=0
+    if answers 127.0.0.1 "$kport"; then echo "kafka: up (127.0.0.1:$kport)"; else echo "kafka: down"; ok=1; fi
+    if answers 127.0.0.1 "$aport"; then echo "rabbitmq: up (127.0.0.1:$aport)"; else echo "rabbitmq: down"; ok=1; fi
+    exit $ok
+    ;;
+  *)
+    echo "usage: scripts/brokers.sh up|down|status|restart-kafka|install|path" >&2
+    exit 2
+    ;;
+esac
