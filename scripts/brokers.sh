@@ -8,18 +8,18 @@
 #
 # Settings (environment):
 #   VIGIL_CACHE        where the nisshi binary is cached      (~/.cache/vigil)
-#   VIGIL_KAFKA_DATA   the broker's working directory (data)  ($VIGIL_CACHE/kafka-data)
-#   VIGIL_KAFKA_PORT   listener port                           (9092)
-#   VIGIL_AMQP_PORT    RabbitMQ port                           (5672)
+#   VIGIL_NISSHI_DATA   the broker's working directory (data)  ($VIGIL_CACHE/kafka-data)
+#   VIGIL_NISSHI_PORT   listener port                           (9092)
+#   VIGIL_RABBIT_PORT    RabbitMQ port                           (5672)
 set -euo pipefail
 
 NISSHI_VERSION=0.8.1
 cache=${VIGIL_CACHE:-$HOME/.cache/vigil}
 nisshi_root="$cache/nisshi-$NISSHI_VERSION"
 nisshi="$nisshi_root/bin/nisshi"
-data=${VIGIL_KAFKA_DATA:-$cache/kafka-data}
-kport=${VIGIL_KAFKA_PORT:-9092}
-aport=${VIGIL_AMQP_PORT:-5672}
+data=${VIGIL_NISSHI_DATA:-$cache/kafka-data}
+kport=${VIGIL_NISSHI_PORT:-9092}
+aport=${VIGIL_RABBIT_PORT:-5672}
 pidfile="$data/nisshi.pid"
 log="$data/nisshi.log"
 
@@ -52,9 +52,14 @@ kafka_up() {
   if answers 127.0.0.1 "$kport"; then return 0; fi
   mkdir -p "$data"
   # The sqlite path is relative to the working directory; data survives a restart.
-  (cd "$data" && nohup "$nisshi" broker --listener-url "tcp://127.0.0.1:$kport" \
-    --advertised-listener-url "tcp://127.0.0.1:$kport" --storage-engine sqlite://kafka.db \
-    >>"$log" 2>&1 & echo $! >"$pidfile")
+  # `cd` first, then one backgrounded command: `$!` is the broker's own pid.
+  (
+    cd "$data" || exit 1
+    nohup "$nisshi" broker --listener-url "tcp://127.0.0.1:$kport" \
+      --advertised-listener-url "tcp://127.0.0.1:$kport" --storage-engine sqlite://kafka.db \
+      >>"$log" 2>&1 &
+    echo $! >"$pidfile"
+  )
   wait_for "Kafka-protocol broker (nisshi, log $log)" "$kport" 60
 }
 
@@ -67,6 +72,11 @@ kafka_down() {
     kill -9 "$pid" 2>/dev/null || true
     rm -f "$pidfile"
   fi
+  # Whatever answers now is not the broker this data directory started: say so rather
+  # than "restart" someone else's broker.
+  for _ in $(seq 50); do answers 127.0.0.1 "$kport" || return 0; sleep 0.1; done
+  echo "brokers.sh: something still answers on 127.0.0.1:$kport after stopping the broker of $data" >&2
+  return 1
 }
 
 rabbit_up() {

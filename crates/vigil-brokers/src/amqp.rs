@@ -37,6 +37,8 @@ use vigil_core::{Clock, Nanos};
 
 use crate::config::{AmqpConfig, Persistence};
 
+/// How long a publish waits for the broker's confirm.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(2);
 const H_DEADLINE: &str = "x-vigil-deadline-ns";
 const H_ATTEMPT: &str = "x-vigil-attempt";
 const H_REASON: &str = "x-vigil-reason";
@@ -93,6 +95,8 @@ pub struct AmqpCounts {
     pub peak_queued: AtomicU64,
     pub unacked: AtomicU64,
     pub recoveries: AtomicU64,
+    /// Publishes that failed (broker down or recovering, or no confirm in time).
+    pub publish_errors: AtomicU64,
 }
 
 /// The RabbitMQ task plane.
@@ -247,7 +251,10 @@ impl AmqpTasks {
         if priority >= self.inner.cfg.urgent_priority { self.inner.cfg.urgent } else { self.inner.cfg.routine }
     }
 
-    /// Publishes with a confirm; retries once after a connection recovery.
+    /// Publishes and waits for the confirm. Fails fast while the connection is down or
+    /// recovering: a task is worthless after its deadline, so the caller falls back (the
+    /// vehicle) or leaves the delivery unacked for the broker to redeliver (a worker)
+    /// rather than wait. The connection recovers on its own in the background.
     async fn publish_confirmed(
         &self,
         exchange: &str,
@@ -256,34 +263,23 @@ impl AmqpTasks {
         props: BasicProperties,
     ) -> Result<Confirmation, TransportError> {
         let ch = &self.inner.publish;
-        let mut last = None;
-        for _ in 0..3 {
-            let r = async {
-                ch.basic_publish(
-                    exchange.into(),
-                    routing_key.into(),
-                    BasicPublishOptions::default(),
-                    payload,
-                    props.clone(),
-                )
+        let what = || format!("publishing to `{exchange}` `{routing_key}`");
+        let publish = async {
+            ch.basic_publish(exchange.into(), routing_key.into(), BasicPublishOptions::default(), payload, props)
                 .await?
                 .await
+        };
+        match tokio::time::timeout(CONFIRM_TIMEOUT, publish).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => {
+                self.inner.counts.publish_errors.fetch_add(1, Ordering::Relaxed);
+                Err(err(what(), format!("{e} (RabbitMQ unreachable or recovering)")))
             }
-            .await;
-            match r {
-                Ok(c) => return Ok(c),
-                Err(e) => {
-                    tracing::warn!(error = %e, "publish failed; waiting for the connection to recover");
-                    self.inner.counts.recoveries.fetch_add(1, Ordering::Relaxed);
-                    match tokio::time::timeout(Duration::from_secs(30), ch.wait_for_recovery(e.clone())).await {
-                        Ok(Ok(())) => last = Some(e),
-                        Ok(Err(e)) => return Err(err(format!("publishing to `{exchange}` `{routing_key}`"), e)),
-                        Err(_) => return Err(err("RabbitMQ", format!("no recovery within 30 s after: {e}"))),
-                    }
-                }
+            Err(_) => {
+                self.inner.counts.publish_errors.fetch_add(1, Ordering::Relaxed);
+                Err(err(what(), format!("no publisher confirm within {CONFIRM_TIMEOUT:?}")))
             }
         }
-        Err(err(format!("publishing to `{exchange}`"), last.map(|e| e.to_string()).unwrap_or_default()))
     }
 
     /// Properties of a task message. `expire`: set the per-message expiration to the
@@ -663,5 +659,20 @@ impl TaskTransport for AmqpTasks {
     fn sweep_expired(&self, _now_ns: Nanos) -> Result<u64, TransportError> {
         // The broker expires queued tasks itself (per-message expiration → the DLX).
         Ok(0)
+    }
+}
+
+/// Deletes the queues and exchanges of `t`'s prefix (benchmarks and tests that made
+/// their own). Errors are ignored: what is gone is gone.
+pub async fn delete_topology(t: &AmqpTasks) {
+    let Ok(ch) = t.channel().await else { return };
+    let n = &t.inner.names;
+    let mut queues = vec![n.queue.clone(), n.dead.clone()];
+    queues.extend((1..t.inner.cfg.max_attempts.max(1)).map(|i| n.retry(i)));
+    for q in queues {
+        let _ = ch.queue_delete(q.as_str().into(), lapin::options::QueueDeleteOptions::default()).await;
+    }
+    for e in [&n.exchange, &n.dlx] {
+        let _ = ch.exchange_delete(e.as_str().into(), lapin::options::ExchangeDeleteOptions::default()).await;
     }
 }

@@ -286,9 +286,12 @@ impl TelemetryLog for KafkaLog {
         let rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topic)
             .key(record.key.as_bytes())
             .payload(payload)
-            .headers(headers)
-            // Kafka timestamps are the capture time: offsets-for-times finds a drive window.
-            .timestamp(record.capture_ns.div_euclid(1_000_000));
+            // The Kafka timestamp is the producer's wall time (librdkafka's default), not
+            // the capture time: retention counts from it, and a simulated drive starts on
+            // a fixed date long past (2026-01-01), so capture-time stamps were deleted by
+            // retention at the broker's next check (found by the Kafka-restart test). The
+            // capture time travels in the `capture_time_ns` header.
+            .headers(headers);
         self.send_record(rec)
     }
 
@@ -322,8 +325,8 @@ pub struct ConsumedRecord {
     pub payload: Vec<u8>,
 }
 
-/// Reads a topic's records (all partitions) whose Kafka timestamp lies in
-/// `[from_ms, to_ms)`, up to the high watermark at the time of the call. The start
+/// Reads a topic's records (all partitions) whose Kafka timestamp (append wall time)
+/// lies in `[from_ms, to_ms)`, up to the high watermark at the time of the call. The start
 /// offsets come from the broker's offsets-for-times; records are filtered by timestamp
 /// as well, so a broker that answers the lookup loosely still yields exactly the window.
 pub fn read_window(

@@ -4,6 +4,7 @@
 //! actors run unchanged over these or over the embedded transports.
 
 pub mod amqp;
+pub mod bench;
 pub mod config;
 pub mod kafka;
 pub mod store;

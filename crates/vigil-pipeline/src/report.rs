@@ -134,6 +134,7 @@ pub struct AmqpFigures {
     /// Interruptions waited out (connection recovery).
     pub recoveries: u64,
     pub refused_full: u64,
+    pub publish_errors: u64,
 }
 
 impl BrokerReport {
@@ -155,6 +156,7 @@ impl BrokerReport {
                 retried: g(&a.retried),
                 recoveries: g(&a.recoveries),
                 refused_full: g(&a.refused_full),
+                publish_errors: g(&a.publish_errors),
             },
         }
     }

@@ -23,6 +23,98 @@ enum BenchWhat {
     /// Detect→recommend latency of the whole pipeline against the bare cost of its
     /// parts (fetch+crop, one inference, one queue hop), measured in the same run.
     Pipeline(PipelineBenchArgs),
+    /// Task round trip through RabbitMQ (Vigil's transport, transient and persistent)
+    /// against a bare lapin request/reply of the same size.
+    Amqp(AmqpBenchArgs),
+    /// Log ingest into Kafka through Vigil's log against a bare rdkafka producer
+    /// sending the same bytes to the same broker.
+    Kafka(KafkaBenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct AmqpBenchArgs {
+    /// RabbitMQ URL (else [amqp] url in vigil.toml or VIGIL_AMQP_URL).
+    #[arg(long)]
+    amqp: Option<String>,
+    /// Round trips of each kind.
+    #[arg(long, default_value_t = 400)]
+    n: usize,
+    /// Task payload size (an encoded ObstacleTask is ~300 B).
+    #[arg(long, default_value_t = 512)]
+    bytes: usize,
+    /// Fail when Vigil's p50 exceeds the bare p50 by more than this fraction.
+    #[arg(long, default_value_t = 0.30)]
+    max_overhead: f64,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct KafkaBenchArgs {
+    /// Bootstrap servers (else [kafka] brokers in vigil.toml or VIGIL_KAFKA_BROKERS).
+    #[arg(long)]
+    kafka: Option<String>,
+    #[arg(long, default_value_t = 20_000)]
+    n: usize,
+    /// Fail when Vigil's messages/s fall below this fraction of the bare producer's.
+    #[arg(long, default_value_t = 0.9)]
+    min_ratio: f64,
+    #[arg(long)]
+    json: bool,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+}
+
+fn amqp(a: AmqpBenchArgs) -> anyhow::Result<()> {
+    let mut b = crate::config::load(None, std::env::vars())?;
+    if a.amqp.is_some() {
+        b.amqp.url = a.amqp.clone();
+    }
+    if a.n < 8 {
+        bail!("--n must be at least 8");
+    }
+    let r = runtime()?.block_on(vigil_brokers::bench::amqp_bench(&b.amqp, a.bytes, a.n))?;
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!("task round trip, {} B, {} samples each (ms):", r.payload_bytes, r.bare.samples);
+        println!("  bare lapin request/reply   p50 {:.3}  p99 {:.3}", r.bare.p50, r.bare.p99);
+        println!("  vigil, transient tasks     p50 {:.3}  p99 {:.3}", r.vigil_transient.p50, r.vigil_transient.p99);
+        println!("  vigil, persistent tasks    p50 {:.3}  p99 {:.3}", r.vigil_persistent.p50, r.vigil_persistent.p99);
+        println!(
+            "overhead vs bare: p50 {:+.0}%, p99 {:+.0}%; persistence costs {:+.0}% at p50",
+            r.overhead_p50 * 100.0,
+            r.overhead_p99 * 100.0,
+            r.persistence_cost_p50 * 100.0
+        );
+    }
+    if r.overhead_p50 > a.max_overhead {
+        bail!("task round trip overhead {:.0}% exceeds {:.0}%", r.overhead_p50 * 100.0, a.max_overhead * 100.0);
+    }
+    Ok(())
+}
+
+fn kafka(a: KafkaBenchArgs) -> anyhow::Result<()> {
+    let mut b = crate::config::load(None, std::env::vars())?;
+    if let Some(k) = &a.kafka {
+        b.kafka.brokers = k.clone();
+    }
+    let rt = runtime()?;
+    let r = vigil_brokers::bench::kafka_bench(&b.kafka, &rt, a.n.max(100))?;
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!("kafka ingest, {} messages of {} B (best of 2):", r.messages, r.payload_bytes);
+        println!("  bare rdkafka producer  {:>9.0} msg/s  {:.1} MB/s", r.bare_msgs_per_s, r.bare_mb_per_s);
+        println!("  vigil KafkaLog         {:>9.0} msg/s  {:.1} MB/s", r.vigil_msgs_per_s, r.vigil_mb_per_s);
+        println!("ratio {:.2}", r.ratio);
+    }
+    if r.ratio < a.min_ratio {
+        bail!("Vigil's log ingests at {:.2} of the bare producer, below {:.2}", r.ratio, a.min_ratio);
+    }
+    Ok(())
 }
 
 #[derive(Debug, Args)]
@@ -134,6 +226,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::Sim(a) => sim(a),
         BenchWhat::Vision(a) => crate::vision::bench(a),
         BenchWhat::Pipeline(a) => pipeline(a),
+        BenchWhat::Amqp(a) => amqp(a),
+        BenchWhat::Kafka(a) => kafka(a),
     }
 }
 

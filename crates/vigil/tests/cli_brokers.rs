@@ -102,8 +102,8 @@ fn kafka_restart_mid_run_loses_no_frame() {
     let brokers_sh = |cmd: &str| {
         let s = Command::new(root().join("scripts/brokers.sh"))
             .arg(cmd)
-            .env("VIGIL_KAFKA_PORT", "19092")
-            .env("VIGIL_KAFKA_DATA", &data)
+            .env("VIGIL_NISSHI_PORT", "19092")
+            .env("VIGIL_NISSHI_DATA", &data)
             .status()
             .expect("brokers.sh");
         assert!(s.success(), "brokers.sh {cmd}");
