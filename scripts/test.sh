@@ -45,4 +45,10 @@ test -x "$vigil" || cargo build --release --workspace -q
 # met on this 2-core machine (about +40-50% measured; see crates/vigil-pipeline/README.md).
 "$vigil" bench pipeline --max-overhead 1.0
 
+# Telemetry into Kafka through the vehicle actors vs a bare rdkafka producer, 1/2/4
+# vehicles. Report, with a regression bound: the 0.9 target is not met against this
+# machine's broker (best of three: 0.80-0.87; single rounds swing 0.75-1.32 with the
+# broker's sqlite store; crates/vigil-brokers/README.md).
+"$vigil" bench ingest --kafka 127.0.0.1:9092 --seconds 10 --min-ratio 0.5
+
 step "done"

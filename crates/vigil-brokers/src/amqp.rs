@@ -227,9 +227,20 @@ impl AmqpTasks {
         let weak = Arc::downgrade(&self.inner);
         self.inner.rt.spawn(async move {
             let mut ch: Option<Channel> = None;
+            let mut was_down = false;
             loop {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 let Some(inner) = weak.upgrade() else { return };
+                // Connection recoveries (lapin recovers connection, channels and consumers
+                // on its own; the consumers may never see an error).
+                let up = inner.conn.status().connected();
+                if !up && !was_down {
+                    tracing::warn!("RabbitMQ connection lost; recovering");
+                } else if up && was_down {
+                    inner.counts.recoveries.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!("RabbitMQ connection recovered");
+                }
+                was_down = !up;
                 if ch.as_ref().is_none_or(|c| !c.status().connected()) {
                     ch = inner.conn.create_channel().await.ok();
                 }

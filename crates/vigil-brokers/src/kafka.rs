@@ -120,7 +120,12 @@ impl ProducerContext for LogContext {
             Ok(m) => {
                 self.0.delivered.fetch_add(1, Ordering::Relaxed);
                 if let Ok(mut t) = self.0.per_topic.lock() {
-                    *t.entry(m.topic().to_string()).or_default() += 1;
+                    match t.get_mut(m.topic()) {
+                        Some(n) => *n += 1,
+                        None => {
+                            t.insert(m.topic().to_string(), 1);
+                        }
+                    }
                 }
             }
             Err((e, m)) => {

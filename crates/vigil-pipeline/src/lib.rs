@@ -11,6 +11,8 @@
 
 pub mod bench;
 pub mod clock;
+pub mod ingest_bench;
+pub mod process;
 pub mod report;
 
 use std::io::IsTerminal;
@@ -78,11 +80,7 @@ impl RunConfig {
             fast: false,
             model_dir,
             task_budget_ns: 100_000_000,
-            // No waiting for company: on a CPU a crop fills a core, so waiting only adds
-            // latency (measured with `vigil bench pipeline`: 0.90 → 0.57 ms p50); batches
-            // still form from whatever is queued. A second inference thread measured no
-            // better on 2 cores (it competes with ingest).
-            batcher: BatcherConfig { max_batch: 16, max_wait: Duration::ZERO, queue: 256, threads: 1 },
+            batcher: default_batcher(),
             queue_capacity: 256,
             max_attempts: 3,
             faults: Arc::default(),
@@ -91,6 +89,14 @@ impl RunConfig {
             brokers: None,
         }
     }
+}
+
+/// The batcher settings of a run and of a worker process. No waiting for company: on a
+/// CPU a crop fills a core, so waiting only adds latency (measured with `vigil bench
+/// pipeline`: 0.90 → 0.57 ms p50); batches still form from whatever is queued. A second
+/// inference thread measured no better on 2 cores (it competes with ingest).
+pub fn default_batcher() -> BatcherConfig {
+    BatcherConfig { max_batch: 16, max_wait: Duration::ZERO, queue: 256, threads: 1 }
 }
 
 /// Why a run could not start or finish.
@@ -387,7 +393,7 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
 
 /// Applies every pending command decided at or before `until` (vehicle clock), each at
 /// its own time: the world is advanced to that instant first.
-fn apply_due(
+pub fn apply_due(
     sims: &mut [VehicleSim],
     pending: &mut Vec<ControlCommand>,
     index_of: &std::collections::HashMap<VehicleId, usize>,

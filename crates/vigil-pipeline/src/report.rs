@@ -89,6 +89,21 @@ pub struct Outcome {
     pub first_collision_s: Option<f64>,
 }
 
+impl Outcome {
+    /// What happened to the simulated vehicles.
+    pub fn of(sims: &[vigil_sim::VehicleSim]) -> Self {
+        let collided: Vec<Nanos> = sims.iter().filter_map(|s| s.world.collision.map(|c| c.0)).collect();
+        let min_gap = sims.iter().map(|s| s.world.min_gap_m).fold(f64::INFINITY, f64::min);
+        Self {
+            collision: !collided.is_empty(),
+            collisions: collided.len(),
+            min_gap_m: min_gap.is_finite().then_some(min_gap),
+            ego_stopped: sims.iter().all(|s| s.world.ego_stopped()),
+            first_collision_s: collided.iter().min().map(|t| *t as f64 * 1e-9),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Model {
     pub name: String,
@@ -131,7 +146,7 @@ pub struct KafkaFigures {
 pub struct AmqpFigures {
     /// Failed attempts sent to a delay queue.
     pub retried: u64,
-    /// Interruptions waited out (connection recovery).
+    /// Connection recoveries and consumer interruptions waited out.
     pub recoveries: u64,
     pub refused_full: u64,
     pub publish_errors: u64,
@@ -243,8 +258,6 @@ pub(crate) fn build(i: Inputs<'_>) -> RunReport {
         Action::ALL.iter().enumerate().map(|(n, a)| (a.name().to_string(), get(&s.by_action[n]))).collect();
     let latencies: Vec<f64> =
         s.latencies_ns.lock().map(|l| l.iter().map(|v| *v as f64 * 1e-6).collect()).unwrap_or_default();
-    let collided: Vec<Nanos> = i.sims.iter().filter_map(|s| s.world.collision.map(|c| c.0)).collect();
-    let min_gap = i.sims.iter().map(|s| s.world.min_gap_m).fold(f64::INFINITY, f64::min);
     let q = i.queue;
     RunReport {
         run_id: format!("{}-{}-{}", i.cfg.scenario.name, i.cfg.seed, WallClock.now_ns() / 1_000_000),
@@ -297,13 +310,7 @@ pub(crate) fn build(i: Inputs<'_>) -> RunReport {
                 s.worker_ns.lock().map(|l| l.iter().map(|v| *v as f64 * 1e-6).collect()).unwrap_or_default(),
             ),
         },
-        outcome: Outcome {
-            collision: !collided.is_empty(),
-            collisions: collided.len(),
-            min_gap_m: min_gap.is_finite().then_some(min_gap),
-            ego_stopped: i.sims.iter().all(|s| s.world.ego_stopped()),
-            first_collision_s: collided.iter().min().map(|t| *t as f64 * 1e-9),
-        },
+        outcome: Outcome::of(i.sims),
         model: i.model.map(|(name, version, device)| Model { name, version, device }),
         workers: Workers {
             count: if i.cfg.perception { i.cfg.workers } else { 0 },

@@ -103,6 +103,7 @@ pub fn content_type(payload: &Payload) -> &'static str {
         Payload::GroundTruth(_) => "application/x-protobuf; type=vigil.v1.GroundTruth",
         Payload::ObstacleTask(_) => "application/x-protobuf; type=vigil.v1.ObstacleTask",
         Payload::Recommendation(_) => "application/x-protobuf; type=vigil.v1.Recommendation",
+        Payload::Control(_) => "application/x-protobuf; type=vigil.v1.ControlCommand",
     }
 }
 
@@ -225,6 +226,16 @@ pub fn validate(envelope: &v1::Envelope, limits: &Limits) -> Result<(), DecodeEr
             finite("recommendation.confidence", &[rec.confidence as f64])?;
             for sc in &rec.scores {
                 finite("recommendation.scores", &[sc.probability as f64])?;
+            }
+            Ok(())
+        }
+        Payload::Control(c) => {
+            check_len("control.task_id", c.task_id.len(), s)?;
+            if c.task_id.is_empty() {
+                return Err(invalid("control.task_id", "must not be empty"));
+            }
+            if v1::Action::try_from(c.action).is_err() {
+                return Err(invalid("control.action", format!("{} is not a known action", c.action)));
             }
             Ok(())
         }

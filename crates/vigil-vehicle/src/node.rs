@@ -146,6 +146,53 @@ pub struct ControlCommand {
     pub fallback: bool,
 }
 
+impl ControlCommand {
+    /// Zenoh key of `vehicle`'s control channel (vehicle node → the ego's controller).
+    pub fn key_expr(vehicle: &VehicleId) -> String {
+        format!("vigil/{vehicle}/control")
+    }
+
+    /// The command as an encoded `vigil.v1.Envelope` (payload `ControlCommand`).
+    pub fn encode(&self) -> Vec<u8> {
+        let payload = Payload::Control(v1::ControlCommand {
+            task_id: self.task_id.clone(),
+            action: vigil_proto::action_to_proto(self.action) as i32,
+            decided_at_ns: self.at_ns,
+            fallback: self.fallback,
+        });
+        let header = v1::Header {
+            schema_version: vigil_proto::SCHEMA_VERSION,
+            vehicle_id: self.vehicle.0.clone(),
+            sensor_id: "control".into(),
+            sequence: 0,
+            capture_time_ns: self.at_ns,
+            publish_time_ns: self.at_ns,
+            correlation_id: self.task_id.clone(),
+            content_type: vigil_proto::content_type(&payload).into(),
+        };
+        vigil_proto::encode_envelope(&v1::Envelope { header: Some(header), payload: Some(payload) })
+    }
+
+    /// Decodes (strictly) what [`ControlCommand::encode`] wrote.
+    pub fn decode(bytes: &[u8]) -> Result<Self, vigil_proto::DecodeError> {
+        let env = vigil_proto::decode_envelope(bytes)?;
+        let vehicle = VehicleId(env.header.map(|h| h.vehicle_id).unwrap_or_default());
+        match env.payload {
+            Some(Payload::Control(c)) => Ok(Self {
+                vehicle,
+                action: action_from_proto(v1::Action::try_from(c.action).unwrap_or(v1::Action::Unspecified)),
+                task_id: c.task_id,
+                at_ns: c.decided_at_ns,
+                fallback: c.fallback,
+            }),
+            _ => Err(vigil_proto::DecodeError::InvalidField {
+                field: "payload",
+                reason: "expected a ControlCommand on the control channel".into(),
+            }),
+        }
+    }
+}
+
 /// Lanes the vehicle knows from its map.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RoadMap {

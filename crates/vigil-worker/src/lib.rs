@@ -37,6 +37,9 @@ use vigil_vision::preprocess::{Crop, crop};
 #[derive(Debug, Default)]
 pub struct WorkerStats {
     pub taken: AtomicU64,
+    /// Deliveries that were not a task's first (a redelivery after a worker died or
+    /// disconnected, or a retry after a failed attempt).
+    pub redelivered: AtomicU64,
     pub answered: AtomicU64,
     /// Found expired when taken (dead-lettered as expired).
     pub expired: AtomicU64,
@@ -235,6 +238,10 @@ impl StreamHandler<Result<TaskDelivery, TransportError>> for VisionWorker {
         let deps = self.deps.clone();
         let stats = deps.stats.clone();
         let n = stats.taken.fetch_add(1, Ordering::SeqCst) + 1;
+        if delivery.attempt > 1 {
+            stats.redelivered.fetch_add(1, Ordering::SeqCst);
+        }
+        tracing::debug!(worker = %self.id, task = %delivery.task.task_id, attempt = delivery.attempt, "task taken");
         if let Ok(mut p) = stats.taken_priorities.lock() {
             p.push(delivery.task.priority);
         }

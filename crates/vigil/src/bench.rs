@@ -29,6 +29,72 @@ enum BenchWhat {
     /// Log ingest into Kafka through Vigil's log against a bare rdkafka producer
     /// sending the same bytes to the same broker.
     Kafka(KafkaBenchArgs),
+    /// Telemetry ingest into Kafka through the vehicle actors against a bare rdkafka
+    /// producer sending the same envelopes, for 1, 2 and 4 vehicles.
+    Ingest(IngestBenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct IngestBenchArgs {
+    /// Bootstrap servers (else [kafka] brokers in vigil.toml or VIGIL_KAFKA_BROKERS).
+    #[arg(long)]
+    kafka: Option<String>,
+    #[arg(long, default_value = "urban-dense")]
+    scenario: String,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Simulated seconds of telemetry per vehicle.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2, 4])]
+    vehicles: Vec<usize>,
+    /// Fail when Vigil's messages/s fall below this fraction of the bare producer's.
+    #[arg(long, default_value_t = 0.9)]
+    min_ratio: f64,
+    #[arg(long)]
+    json: bool,
+}
+
+fn ingest(a: IngestBenchArgs) -> anyhow::Result<()> {
+    let mut b = crate::config::load(None, std::env::vars())?;
+    if let Some(k) = &a.kafka {
+        b.kafka.brokers = k.clone();
+    }
+    if !a.seconds.is_finite() || a.seconds <= 0.0 || a.seconds > 600.0 {
+        bail!("--seconds must be between 0 and 600, got {}", a.seconds);
+    }
+    if a.vehicles.is_empty() || a.vehicles.iter().any(|v| *v == 0 || *v > 64) {
+        bail!("--vehicles must list counts between 1 and 64");
+    }
+    let scenario = Scenario::load(&a.scenario)?;
+    let r =
+        vigil_pipeline::ingest_bench::ingest_bench(&b.kafka, &scenario, a.seed, a.seconds, &a.vehicles, a.min_ratio)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "telemetry ingest into Kafka, {} ({} s per vehicle; lidar, radar, ground truth):",
+            r.scenario, r.sim_seconds
+        );
+        println!("  vehicles  messages      MB   bare msg/s  bare MB/s  vigil msg/s  vigil MB/s  ratio");
+        for x in &r.rows {
+            println!(
+                "  {:>8} {:>9} {:>7.1} {:>12.0} {:>10.1} {:>12.0} {:>11.1} {:>6.2}",
+                x.vehicles,
+                x.messages,
+                x.bytes as f64 / 1e6,
+                x.bare_msgs_per_s,
+                x.bare_mb_per_s,
+                x.vigil_msgs_per_s,
+                x.vigil_mb_per_s,
+                x.ratio
+            );
+        }
+    }
+    if !r.pass {
+        bail!("ingest through the vehicle actors fell below {:.2} of the bare producer", r.min_ratio);
+    }
+    Ok(())
 }
 
 #[derive(Debug, Args)]
@@ -228,6 +294,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::Pipeline(a) => pipeline(a),
         BenchWhat::Amqp(a) => amqp(a),
         BenchWhat::Kafka(a) => kafka(a),
+        BenchWhat::Ingest(a) => ingest(a),
     }
 }
 

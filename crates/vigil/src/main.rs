@@ -11,6 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod config;
+mod process;
 mod run;
 mod sim;
 mod vision;
@@ -32,6 +33,12 @@ enum Command {
     /// Run the perception pipeline end to end: simulator, vehicle actors, vision
     /// workers and the closed loop, on the embedded transports.
     Run(Box<run::RunArgs>),
+    /// Run vehicle nodes as their own process: sensors from zenoh, telemetry to Kafka,
+    /// obstacle tasks to RabbitMQ, commands back on zenoh (`vigil/<vehicle>/control`).
+    Vehicle(Box<process::VehicleArgs>),
+    /// Run vision workers as their own process: tasks from RabbitMQ (any number of
+    /// workers compete), frames from the frame store, replies to each vehicle.
+    Worker(Box<process::WorkerArgs>),
     /// Train the obstacle recogniser on simulator crops or a dataset directory.
     Train(vision::TrainArgs),
     /// Evaluate a model on freshly simulated crops (with a colour-only baseline).
@@ -57,6 +64,8 @@ fn main() -> ExitCode {
     size_thread_pools();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal; log files and pipes get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG").unwrap_or_else(|_| "warn".into()))
         .init();
     let cli = Cli::parse();
@@ -64,6 +73,8 @@ fn main() -> ExitCode {
         Command::Scenarios => sim::list_scenarios(),
         Command::Sim(args) => sim::run(args),
         Command::Run(args) => run::run(*args),
+        Command::Vehicle(args) => process::vehicle(*args),
+        Command::Worker(args) => process::worker(*args),
         Command::Bench(args) => bench::run(args),
         Command::Train(args) => vision::train(args),
         Command::Eval(args) => vision::eval(args),

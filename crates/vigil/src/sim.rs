@@ -1,5 +1,6 @@
 //! `vigil scenarios` and `vigil sim`.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -8,11 +9,13 @@ use clap::Args;
 use serde::Serialize;
 use vigil_bus::embedded::recorder::McapRecorder;
 use vigil_bus::{ZenohBus, ZenohConfig};
-use vigil_core::Digest;
+use vigil_core::{Clock, Digest, VehicleId, WallClock};
+use vigil_pipeline::apply_due;
 use vigil_sim::scenario::BUILTINS;
 use vigil_sim::sim::frame_count;
 use vigil_sim::snapshot::Snapshotter;
 use vigil_sim::{Scenario, SimMessage, SimStats, VehicleSim, run_fleet};
+use vigil_vehicle::node::ControlCommand;
 
 #[derive(Debug, Args)]
 pub struct SimArgs {
@@ -55,6 +58,14 @@ pub struct SimArgs {
     /// With --wait-peers: how long to wait, seconds.
     #[arg(long, default_value_t = 10.0)]
     wait_timeout: f64,
+    /// With --publish: stamp captures with the wall clock (the run starts now), as real
+    /// sensors do; needed when vehicle and workers run as separate processes.
+    #[arg(long)]
+    wall_clock: bool,
+    /// With --publish: close the loop across processes, applying the commands vehicle
+    /// nodes send on `vigil/<vehicle>/control` to the simulated egos.
+    #[arg(long)]
+    control: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -77,6 +88,23 @@ struct SimReport {
     lidar_points: u64,
     bytes: u64,
     digest: String,
+    /// With --control: what the commands did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<vigil_pipeline::Outcome>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    controls: Option<Controls>,
+}
+
+/// Commands received on the control channels (`--control`).
+#[derive(Debug, Default, Serialize)]
+struct Controls {
+    received: u64,
+    /// Fallbacks among them (no recommendation in time).
+    fallback: u64,
+    /// Commands for a task that had a command already (each was applied): must be 0.
+    applied_twice: u64,
+    /// Undecodable, or for a vehicle this simulator does not run (counted, not applied).
+    rejected: u64,
 }
 
 pub fn list_scenarios() -> anyhow::Result<()> {
@@ -95,6 +123,9 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     }
     if duration > 24.0 * 3600.0 {
         bail!("--duration {duration} s is over the 24 h limit of one run; split the drive");
+    }
+    if (args.wall_clock || args.control) && !args.publish {
+        bail!("--wall-clock and --control go with --publish (a paced run on the zenoh bus)");
     }
     if args.vehicles == 0 || args.vehicles > 4096 {
         bail!("--vehicles must be between 1 and 4096, got {}", args.vehicles);
@@ -127,8 +158,11 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         }
     };
     let start = Instant::now();
+    let mut closed_loop = None;
     let (stats, digest) = if args.publish {
-        publish(&args, &scenario, duration_ns, &mut observe)?
+        let (stats, digest, outcome) = publish(&args, &scenario, duration_ns, &mut observe)?;
+        closed_loop = outcome;
+        (stats, digest)
     } else {
         // Recording keeps one thread so the file is in a reproducible order.
         let default =
@@ -166,6 +200,8 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         lidar_points: stats.lidar_points,
         bytes: stats.bytes,
         digest,
+        outcome: closed_loop.as_ref().map(|(o, _)| o.clone()),
+        controls: closed_loop.map(|(_, c)| c),
     };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -186,23 +222,66 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the fleet in lockstep, paced to real time, publishing on zenoh.
+/// What the commands did to the simulated egos (`--control`).
+type ClosedLoop = (vigil_pipeline::Outcome, Controls);
+
+/// How long a closed-loop publisher listens for late commands after its last frame.
+const CONTROL_GRACE: Duration = Duration::from_millis(500);
+
+/// Runs the fleet in lockstep, paced to real time, publishing on zenoh; with `--control`
+/// it applies the commands that come back and reports the outcome.
 fn publish(
     args: &SimArgs,
     scenario: &Scenario,
     duration_ns: i64,
     observe: &mut impl FnMut(usize, &SimMessage, &[u8]),
-) -> anyhow::Result<(SimStats, String)> {
+) -> anyhow::Result<(SimStats, String, Option<ClosedLoop>)> {
     let cfg = ZenohConfig { listen: args.listen.clone(), connect: args.connect.clone(), ..ZenohConfig::default() };
     let bus = ZenohBus::open(&cfg)?;
+    let mut control_rx = if args.control { Some(bus.subscribe("vigil/*/control", 1024)?) } else { None };
     if args.wait_peers > 0 {
         bus.wait_for_peers(args.wait_peers, Duration::from_secs_f64(args.wait_timeout.max(0.0)))?;
     }
     let publisher = bus.publisher()?;
+    let mut scenario = scenario.clone();
+    if args.wall_clock {
+        scenario.environment.start_time_ns = WallClock.now_ns();
+    }
+    let start_ns = scenario.environment.start_time_ns;
     let mut sims: Vec<VehicleSim> =
-        (0..args.vehicles).map(|i| VehicleSim::new(scenario, i, args.seed, duration_ns)).collect();
+        (0..args.vehicles).map(|i| VehicleSim::new(&scenario, i, args.seed, duration_ns)).collect();
+    let index_of: HashMap<VehicleId, usize> = sims.iter().enumerate().map(|(i, s)| (s.vehicle.clone(), i)).collect();
     let mut digests: Vec<Digest> = (0..args.vehicles).map(|_| Digest::new()).collect();
     let mut stats = SimStats::default();
+    let mut controls = Controls::default();
+    let mut seen_tasks = HashSet::new();
+    let mut pending = Vec::new();
+    let mut take_controls = |rx: &mut Option<tokio::sync::mpsc::Receiver<vigil_bus::BusSample>>,
+                             pending: &mut Vec<ControlCommand>| {
+        let Some(rx) = rx.as_mut() else { return };
+        while let Ok(sample) = rx.try_recv() {
+            match ControlCommand::decode(&sample.payload) {
+                Ok(c) if index_of.contains_key(&c.vehicle) => {
+                    controls.received += 1;
+                    controls.fallback += u64::from(c.fallback);
+                    if !seen_tasks.insert((c.vehicle.clone(), c.task_id.clone())) {
+                        controls.applied_twice += 1;
+                        tracing::warn!(task = %c.task_id, "a second command for the same task");
+                    }
+                    pending.push(c);
+                }
+                Ok(c) => {
+                    controls.rejected += 1;
+                    tracing::warn!(vehicle = %c.vehicle, "command for a vehicle this simulator does not run");
+                }
+                Err(e) => {
+                    controls.rejected += 1;
+                    tracing::warn!(key = %sample.key, error = %e, "undecodable command; dropped and counted");
+                }
+            }
+        }
+    };
+    let road = scenario.road.clone();
     let mut batch = Vec::new();
     let start = Instant::now();
     loop {
@@ -212,6 +291,8 @@ fn publish(
         if let Some(wait) = due.checked_sub(start.elapsed()) {
             std::thread::sleep(wait);
         }
+        take_controls(&mut control_rx, &mut pending);
+        apply_due(&mut sims, &mut pending, &index_of, start_ns + t, start_ns, &road);
         sims[i].step(&mut batch);
         for msg in batch.drain(..) {
             let bytes = msg.encode();
@@ -221,11 +302,26 @@ fn publish(
             publisher.put_blocking(&msg.key, bytes)?;
         }
     }
+    let outcome = if control_rx.is_some() {
+        let until = Instant::now() + CONTROL_GRACE;
+        while Instant::now() < until {
+            take_controls(&mut control_rx, &mut pending);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        apply_due(&mut sims, &mut pending, &index_of, start_ns + duration_ns, start_ns, &road);
+        for s in sims.iter_mut() {
+            s.world.advance_to(duration_ns);
+        }
+        Some((vigil_pipeline::Outcome::of(&sims), controls))
+    } else {
+        None
+    };
+    drop(control_rx);
     drop(publisher);
     bus.close()?;
     let mut digest = Digest::new();
     for d in &digests {
         digest.update(d.hex().as_bytes());
     }
-    Ok((stats, digest.hex()))
+    Ok((stats, digest.hex(), outcome))
 }

@@ -74,3 +74,18 @@ pub fn python() -> String {
         if venv.exists() { venv.display().to_string() } else { "python3".into() }
     })
 }
+
+/// `vigil` with the broker settings of one test: topic and queue prefix, frame store.
+pub fn vigil_over_brokers(prefix: &str, frames: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
+    c.current_dir(root())
+        .env("VIGIL_KAFKA_TOPIC_PREFIX", prefix)
+        .env("VIGIL_AMQP_PREFIX", prefix)
+        .env("VIGIL_FRAMES_URL", format!("file://{}/", frames.display()));
+    c
+}
+
+/// A free TCP port on 127.0.0.1 (for zenoh endpoints).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}

@@ -1,0 +1,378 @@
+//! The distributed deployment: `vigil vehicle` and `vigil worker` as processes of their
+//! own. The vehicle process subscribes to its sensors on zenoh, writes telemetry to Kafka,
+//! publishes obstacle tasks to RabbitMQ and sends every applied command back on zenoh
+//! (`vigil/<vehicle>/control`), where `vigil sim --publish --control` steers its ego.
+//! A worker process takes tasks from RabbitMQ (any number compete), fetches frames from
+//! the shared frame store and replies to the vehicle's reply queue.
+//!
+//! Across processes there is one time base: the sensors stamp captures with the wall
+//! clock (`vigil sim --wall-clock`, as real sensors do) and both processes read
+//! [`WallClock`]. Each process stops on SIGINT/SIGTERM, or after `idle_exit` with
+//! nothing to do, and reports what it counted.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use vigil_brokers::{BrokerConfig, Brokers, TaskPlane};
+use vigil_bus::{FrameStore, TaskTransport, TelemetryLog, ZenohBus, ZenohConfig};
+use vigil_core::policy::Action;
+use vigil_core::{Clock, Nanos, VehicleId, WallClock};
+use vigil_sim::Scenario;
+use vigil_vehicle::node::{
+    ControlCommand, NodeConfig, NodeDeps, NodeStats, RoadMap, SensorInputs, SensorKind, start_node,
+};
+use vigil_vision::batcher::{Batcher, BatcherConfig};
+use vigil_vision::model::{Recogniser, default_device};
+use vigil_worker::{WorkerDeps, WorkerStats, start_workers};
+
+use crate::RunError;
+use crate::report::{BrokerReport, Model, Percentiles, Recommendations, percentiles};
+
+fn get(a: &AtomicU64) -> u64 {
+    a.load(Ordering::SeqCst)
+}
+
+/// `vigil vehicle`: the vehicle nodes of one computer.
+#[derive(Debug, Clone)]
+pub struct VehicleProcess {
+    /// The road map (lanes) and the vehicle ids (`veh-0000`…) come from the scenario.
+    pub scenario: Scenario,
+    pub vehicles: usize,
+    pub brokers: BrokerConfig,
+    pub zenoh: ZenohConfig,
+    pub task_budget_ns: Nanos,
+    pub perception: bool,
+    /// Stop when no frame has arrived for this long (after the first) and no task is
+    /// outstanding; `None`: run until stopped.
+    pub idle_exit: Option<Duration>,
+    /// Set (by a signal handler) to stop.
+    pub stop: Arc<AtomicBool>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VehicleTasks {
+    pub raised: u64,
+    pub published: u64,
+    /// Refused by the broker (queue full) or unpublishable (broker down): fell back at once.
+    pub refused: u64,
+    pub completed: u64,
+    pub fallback: u64,
+    pub fallback_braked: u64,
+    /// Published and still unresolved when the process stopped (0 after a clean stop).
+    pub outstanding: i64,
+    pub stale_replies: u64,
+    pub duplicate_replies: u64,
+    pub unknown_replies: u64,
+}
+
+/// What `vigil vehicle --json` prints when it stops.
+#[derive(Debug, Clone, Serialize)]
+pub struct VehicleReport {
+    pub mode: &'static str,
+    pub vehicles: Vec<String>,
+    pub wall_seconds: f64,
+    /// Frames ingested per stream.
+    pub frames: BTreeMap<String, u64>,
+    /// Missing sequence numbers seen at ingest (frames the bus never delivered).
+    pub gaps: u64,
+    pub rejected_frames: u64,
+    pub tasks: VehicleTasks,
+    pub recommendations: Recommendations,
+    /// Commands sent to the ego controllers (one per task at most).
+    pub controls_sent: u64,
+    pub latency_ms: Percentiles,
+    pub log_errors: u64,
+    pub brokers: BrokerReport,
+}
+
+/// Runs the vehicle nodes until stopped; see [`VehicleProcess`].
+pub fn run_vehicle(cfg: VehicleProcess) -> Result<VehicleReport, RunError> {
+    if cfg.vehicles == 0 {
+        return Err(RunError::Config("--vehicles must be at least 1".into()));
+    }
+    let wall_start = Instant::now();
+    let clock: Arc<dyn Clock> = Arc::new(WallClock);
+    let brokers = Brokers::connect(&cfg.brokers, clock.clone())?;
+    let log: Arc<dyn TelemetryLog> = brokers.log.clone();
+    let frames: Arc<dyn FrameStore> = Arc::new(brokers.frames.clone());
+    let tasks: Arc<dyn TaskTransport> = Arc::new(brokers.tasks.clone());
+
+    let bus = ZenohBus::open(&cfg.zenoh)?;
+    let publisher = bus.publisher()?;
+    let mut inputs = Vec::new();
+    for i in 0..cfg.vehicles {
+        let vehicle = VehicleId::simulated(i);
+        let mut streams = Vec::new();
+        for kind in SensorKind::ALL {
+            streams.push((kind, bus.subscribe(&kind.key_expr(&vehicle), 64)?));
+        }
+        inputs.push((vehicle, SensorInputs(streams)));
+    }
+    let vehicles: Vec<String> = inputs.iter().map(|(v, _)| v.0.clone()).collect();
+    let road = RoadMap { lanes: cfg.scenario.road.lanes, lane_width_m: cfg.scenario.road.lane_width_m };
+    let stats = Arc::new(NodeStats::default());
+    let (control_tx, control_rx) = std::sync::mpsc::channel::<ControlCommand>();
+
+    let (sys_tx, sys_rx) = std::sync::mpsc::channel();
+    let actor_thread = {
+        let (stats, cfg) = (stats.clone(), cfg.clone());
+        std::thread::Builder::new()
+            .name("vigil-actors".into())
+            .spawn(move || {
+                let sys = actix::System::new();
+                let io = sys.block_on(async move {
+                    let io = actix::Arbiter::new();
+                    for (vehicle, input) in inputs {
+                        let mut node_cfg = NodeConfig::new(vehicle, road);
+                        node_cfg.perception = cfg.perception;
+                        node_cfg.task_budget_ns = cfg.task_budget_ns;
+                        let deps = NodeDeps {
+                            clock: clock.clone(),
+                            log: log.clone(),
+                            frames: frames.clone(),
+                            tasks: tasks.clone(),
+                            control: control_tx.clone(),
+                            stats: stats.clone(),
+                        };
+                        start_node(node_cfg, deps, input, &io.handle());
+                    }
+                    let _ = sys_tx.send(actix::System::current());
+                    io
+                });
+                let r = sys.run();
+                io.stop();
+                r
+            })
+            .map_err(|e| RunError::Actors(e.to_string()))?
+    };
+    let system = sys_rx.recv().map_err(|_| RunError::Actors("the actor system did not start".into()))?;
+    tracing::info!(vehicles = ?vehicles, "vehicle nodes up");
+
+    let ingested = || SensorKind::ALL.iter().map(|k| get(&stats.ingested[k.index()])).sum::<u64>();
+    let mut controls_sent = 0u64;
+    let mut forward = |c: ControlCommand| -> Result<(), RunError> {
+        publisher.put_blocking(&ControlCommand::key_expr(&c.vehicle), c.encode())?;
+        controls_sent += 1;
+        Ok(())
+    };
+    let (mut last_total, mut last_change) = (0u64, Instant::now());
+    loop {
+        match control_rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(c) => forward(c)?,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        let total = ingested();
+        if total != last_total {
+            (last_total, last_change) = (total, Instant::now());
+        }
+        if cfg.stop.load(Ordering::SeqCst) {
+            tracing::info!("stopping on request");
+            break;
+        }
+        let quiet = stats.outstanding.load(Ordering::SeqCst) <= 0;
+        if let Some(idle) = cfg.idle_exit
+            && total > 0
+            && quiet
+            && last_change.elapsed() >= idle
+        {
+            break;
+        }
+    }
+    // Let what is in flight resolve (answered or fallen back), within one budget.
+    let grace = Duration::from_nanos(cfg.task_budget_ns.max(0) as u64) + Duration::from_millis(200);
+    let waited = Instant::now();
+    while stats.outstanding.load(Ordering::SeqCst) > 0 && waited.elapsed() < grace {
+        while let Ok(c) = control_rx.try_recv() {
+            forward(c)?;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    while let Ok(c) = control_rx.try_recv() {
+        forward(c)?;
+    }
+    let _ = bus.flush();
+    system.stop();
+    let _ = actor_thread.join();
+    drop(publisher);
+    let _ = bus.close();
+    brokers.log.close()?;
+    let s = &stats;
+    let latencies: Vec<f64> =
+        s.latencies_ns.lock().map(|l| l.iter().map(|v| *v as f64 * 1e-6).collect()).unwrap_or_default();
+    Ok(VehicleReport {
+        mode: "vehicle",
+        vehicles,
+        wall_seconds: wall_start.elapsed().as_secs_f64(),
+        frames: SensorKind::ALL.iter().map(|k| (k.name().to_string(), get(&s.ingested[k.index()]))).collect(),
+        gaps: get(&s.gaps),
+        rejected_frames: get(&s.rejected),
+        tasks: VehicleTasks {
+            raised: get(&s.tasks_raised),
+            published: get(&s.tasks_published),
+            refused: get(&s.tasks_refused),
+            completed: get(&s.completed),
+            fallback: get(&s.fallback),
+            fallback_braked: get(&s.fallback_braked),
+            outstanding: s.outstanding.load(Ordering::SeqCst),
+            stale_replies: get(&s.stale),
+            duplicate_replies: get(&s.duplicate),
+            unknown_replies: get(&s.unknown),
+        },
+        recommendations: Recommendations {
+            count: get(&s.completed),
+            by_action: Action::ALL
+                .iter()
+                .enumerate()
+                .map(|(n, a)| (a.name().to_string(), get(&s.by_action[n])))
+                .collect(),
+        },
+        controls_sent,
+        latency_ms: percentiles(latencies),
+        log_errors: get(&s.log_errors),
+        brokers: BrokerReport::from_brokers(&brokers),
+    })
+}
+
+/// `vigil worker`: vision workers competing for tasks on RabbitMQ.
+#[derive(Debug, Clone)]
+pub struct WorkerProcess {
+    pub model_dir: PathBuf,
+    pub workers: usize,
+    pub brokers: BrokerConfig,
+    pub batcher: BatcherConfig,
+    /// Extra latency added to every inference (drills: a slow worker).
+    pub inject_latency: Duration,
+    /// Stop when no task has been taken for this long (since the last one, or since
+    /// the start); `None`: run until stopped.
+    pub idle_exit: Option<Duration>,
+    pub stop: Arc<AtomicBool>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerAmqp {
+    pub delivered: u64,
+    pub acked: u64,
+    /// Failed attempts sent to a delay queue.
+    pub retried: u64,
+    pub dead_lettered: u64,
+    pub expired: u64,
+    pub recoveries: u64,
+    pub publish_errors: u64,
+}
+
+/// What `vigil worker --json` prints when it stops.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerReport {
+    pub mode: &'static str,
+    pub workers: usize,
+    pub wall_seconds: f64,
+    pub taken: u64,
+    pub redelivered: u64,
+    pub answered: u64,
+    pub expired: u64,
+    pub rejected: u64,
+    pub duplicates: u64,
+    pub panics: u64,
+    pub restarts: u64,
+    pub model: Model,
+    pub amqp: WorkerAmqp,
+}
+
+/// Runs vision workers until stopped; see [`WorkerProcess`].
+pub fn run_worker(cfg: WorkerProcess) -> Result<WorkerReport, RunError> {
+    if cfg.workers == 0 {
+        return Err(RunError::Config("--workers must be at least 1".into()));
+    }
+    let wall_start = Instant::now();
+    let clock: Arc<dyn Clock> = Arc::new(WallClock);
+    let model = Recogniser::load(&cfg.model_dir, &default_device())?;
+    let info =
+        Model { name: model.config.name.clone(), version: model.config.version.clone(), device: model.device_name() };
+    let plane = TaskPlane::connect(&cfg.brokers, clock.clone())?;
+    let batcher = Batcher::spawn_with_delay(model, cfg.batcher, cfg.inject_latency)?;
+    let stats = Arc::new(WorkerStats::default());
+    let deps = WorkerDeps {
+        clock,
+        tasks: Arc::new(plane.tasks.clone()),
+        frames: Arc::new(plane.frames.clone()),
+        batcher: Arc::new(batcher),
+        model_name: info.name.clone(),
+        model_version: info.version.clone(),
+        device: info.device.clone(),
+        stats: stats.clone(),
+        faults: Arc::default(),
+        answered: Arc::default(),
+    };
+    let (sys_tx, sys_rx) = std::sync::mpsc::channel();
+    let workers = cfg.workers;
+    let actor_thread = std::thread::Builder::new()
+        .name("vigil-actors".into())
+        .spawn(move || {
+            let sys = actix::System::new();
+            let (arbiter, addrs) = sys.block_on(async move {
+                let started = start_workers(workers, deps);
+                let _ = sys_tx.send(actix::System::current());
+                started
+            });
+            let r = sys.run();
+            drop(addrs);
+            arbiter.stop();
+            r
+        })
+        .map_err(|e| RunError::Actors(e.to_string()))?;
+    let system = sys_rx.recv().map_err(|_| RunError::Actors("the actor system did not start".into()))?;
+    tracing::info!(workers, model = %info.name, device = %info.device, "workers up");
+
+    let (mut last_taken, mut last_change) = (0u64, Instant::now());
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let taken = get(&stats.taken);
+        if taken != last_taken {
+            (last_taken, last_change) = (taken, Instant::now());
+        }
+        if cfg.stop.load(Ordering::SeqCst) {
+            tracing::info!("stopping on request");
+            break;
+        }
+        // Idle: nothing taken for a while and nothing in hand (taken = settled).
+        let in_hand = plane.tasks.counts().map(|c| c.unacked).unwrap_or(0);
+        if let Some(idle) = cfg.idle_exit
+            && in_hand == 0
+            && last_change.elapsed() >= idle
+        {
+            break;
+        }
+    }
+    system.stop();
+    let _ = actor_thread.join();
+    let a = plane.tasks.amqp_counts();
+    let g = |x: &AtomicU64| x.load(Ordering::Relaxed);
+    Ok(WorkerReport {
+        mode: "worker",
+        workers,
+        wall_seconds: wall_start.elapsed().as_secs_f64(),
+        taken: get(&stats.taken),
+        redelivered: get(&stats.redelivered),
+        answered: get(&stats.answered),
+        expired: get(&stats.expired),
+        rejected: get(&stats.rejected),
+        duplicates: get(&stats.duplicates),
+        panics: get(&stats.panics),
+        restarts: get(&stats.restarts),
+        model: info,
+        amqp: WorkerAmqp {
+            delivered: g(&a.delivered),
+            acked: g(&a.acked),
+            retried: g(&a.retried),
+            dead_lettered: g(&a.dead_lettered),
+            expired: g(&a.expired),
+            recoveries: g(&a.recoveries),
+            publish_errors: g(&a.publish_errors),
+        },
+    })
+}
