@@ -90,6 +90,19 @@ pub async fn ensure_topics(cfg: &KafkaConfig) -> Result<(), TransportError> {
     Ok(())
 }
 
+/// The telemetry producer's settings: idempotent, `acks=all`, compression, linger,
+/// bounded queue, message size. The log and the benchmarks' bare producers share them.
+pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = client_config(cfg);
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", &cfg.compression)
+        .set("linger.ms", cfg.linger_ms.to_string())
+        .set("queue.buffering.max.messages", cfg.queue_max_messages.to_string())
+        .set("message.max.bytes", cfg.max_message_bytes.to_string());
+    c
+}
+
 /// Counters of the log producer.
 #[derive(Debug, Default)]
 pub struct KafkaLogStats {
@@ -164,14 +177,7 @@ impl KafkaLog {
     /// (without one they must fit the broker's limit).
     pub fn new(cfg: &KafkaConfig, store: Option<ObjectFrameStore>) -> Result<Self, TransportError> {
         let stats = Arc::new(KafkaLogStats::default());
-        let mut c = client_config(cfg);
-        c.set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("compression.type", &cfg.compression)
-            .set("linger.ms", cfg.linger_ms.to_string())
-            .set("queue.buffering.max.messages", cfg.queue_max_messages.to_string())
-            .set("message.max.bytes", cfg.max_message_bytes.to_string());
-        let producer: ThreadedProducer<LogContext> = c
+        let producer: ThreadedProducer<LogContext> = producer_config(cfg)
             .create_with_context(LogContext(stats.clone()))
             .map_err(|e| broker_err(format!("Kafka producer for {}", cfg.brokers), e))?;
         Ok(Self { producer, cfg: cfg.clone(), store, stats })

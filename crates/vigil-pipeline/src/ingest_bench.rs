@@ -16,7 +16,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use serde::Serialize;
 use vigil_brokers::KafkaConfig;
-use vigil_brokers::kafka::{KafkaLog, client_config, ensure_topics, topic_name};
+use vigil_brokers::kafka::{KafkaLog, ensure_topics, producer_config, topic_name};
 use vigil_bus::embedded::{EmbeddedTasks, MemoryFrameStore, TaskQueue};
 use vigil_bus::{BusSample, TelemetryLog, topics};
 use vigil_core::{ManualClock, VehicleId};
@@ -93,14 +93,8 @@ fn messages(scenario: &Scenario, seed: u64, duration_ns: i64, vehicles: usize) -
 }
 
 fn bare(cfg: &KafkaConfig, msgs: &[Msg], vehicles: &[VehicleId]) -> Result<f64, RunError> {
-    let mut c = client_config(cfg);
-    c.set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("compression.type", &cfg.compression)
-        .set("linger.ms", cfg.linger_ms.to_string())
-        .set("queue.buffering.max.messages", cfg.queue_max_messages.to_string())
-        .set("message.max.bytes", cfg.max_message_bytes.to_string());
-    let p: ThreadedProducer<DefaultProducerContext> = c.create().map_err(|e| bench_err("bare producer", e))?;
+    let p: ThreadedProducer<DefaultProducerContext> =
+        producer_config(cfg).create().map_err(|e| bench_err("bare producer", e))?;
     let topics: Vec<String> = SensorKind::ALL.iter().map(|k| topic_name(&cfg.topic_prefix, topic_of(*k))).collect();
     let t0 = Instant::now();
     for m in msgs {
