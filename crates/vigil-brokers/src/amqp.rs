@@ -677,9 +677,25 @@ impl TaskTransport for AmqpTasks {
 /// their own). Errors are ignored: what is gone is gone.
 pub async fn delete_topology(t: &AmqpTasks) {
     let Ok(ch) = t.channel().await else { return };
-    let n = &t.inner.names;
+    delete_names(&ch, &t.inner.names, t.inner.cfg.max_attempts).await;
+}
+
+/// Connects to `cfg`'s broker and deletes the queues and exchanges under `cfg.prefix`
+/// (the per-run prefixes of tests, once they pass). Reply queues expire on their own.
+pub async fn delete_prefix(cfg: &AmqpConfig) -> Result<(), TransportError> {
+    let url = amqp_url(cfg)?;
+    let conn = Connection::connect(&url, ConnectionProperties::default())
+        .await
+        .map_err(|e| err(format!("connecting to RabbitMQ at {}", redact(&url)), e))?;
+    let ch = conn.create_channel().await.map_err(|e| err("RabbitMQ channel", e))?;
+    delete_names(&ch, &Names::new(&cfg.prefix), cfg.max_attempts).await;
+    let _ = conn.close(200, "done".into()).await;
+    Ok(())
+}
+
+async fn delete_names(ch: &Channel, n: &Names, max_attempts: u32) {
     let mut queues = vec![n.queue.clone(), n.dead.clone()];
-    queues.extend((1..t.inner.cfg.max_attempts.max(1)).map(|i| n.retry(i)));
+    queues.extend((1..max_attempts.max(1)).map(|i| n.retry(i)));
     for q in queues {
         let _ = ch.queue_delete(q.as_str().into(), lapin::options::QueueDeleteOptions::default()).await;
     }

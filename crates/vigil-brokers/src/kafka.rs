@@ -106,9 +106,11 @@ pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
 /// Counters of the log producer.
 #[derive(Debug, Default)]
 pub struct KafkaLogStats {
+    /// Envelopes handed to the producer, each counted once however often it is re-sent.
     pub sent: AtomicU64,
+    /// Envelopes the broker acknowledged. Equal to `sent` after a clean `close`.
     pub delivered: AtomicU64,
-    /// Deliveries that failed and were re-sent.
+    /// Deliveries that failed and were re-sent (not counted again in `sent`).
     pub retried: AtomicU64,
     /// Times `append` found the producer queue full and waited.
     pub queue_full_waits: AtomicU64,
@@ -242,10 +244,7 @@ impl KafkaLog {
         let limit = Duration::from_millis(self.cfg.queue_full_timeout_ms);
         loop {
             match self.producer.send(rec) {
-                Ok(()) => {
-                    self.stats.sent.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
-                }
+                Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     self.stats.queue_full_waits.fetch_add(1, Ordering::Relaxed);
                     if started.elapsed() > limit {
@@ -303,7 +302,9 @@ impl TelemetryLog for KafkaLog {
             // retention at the broker's next check (found by the Kafka-restart test). The
             // capture time travels in the `capture_time_ns` header.
             .headers(headers);
-        self.send_record(rec)
+        self.send_record(rec)?;
+        self.stats.sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     fn close(&self) -> Result<BTreeMap<String, u64>, TransportError> {
@@ -436,4 +437,34 @@ pub fn read_window(
         });
     }
     Ok(out)
+}
+
+/// Reads the records of `topic` captured in `[from_ns, to_ns)` (the `capture_time_ns`
+/// header, on the vehicle clock) and, when given, keyed by `vehicle`.
+///
+/// Kafka indexes time by append time, and a record is appended after it is captured: the
+/// broker's offsets-for-times lookup at `from − slack` (slack: the most the vehicle's clock
+/// may run ahead of the broker's) is a start that skips no record of the window. Every
+/// record from there is filtered by its capture time, so the window is exact whatever the
+/// lookup answers — a drive recorded on a simulated clock, whose capture times lie before
+/// every append time, is read from the start and filtered the same way.
+pub fn read_capture_window(
+    cfg: &KafkaConfig,
+    topic: &str,
+    vehicle: Option<&str>,
+    from_ns: Option<i64>,
+    to_ns: Option<i64>,
+    slack: Duration,
+    timeout: Duration,
+) -> Result<Vec<ConsumedRecord>, TransportError> {
+    let from_ms = from_ns.map(|f| f.div_euclid(1_000_000) - slack.as_millis() as i64);
+    let records = read_window(cfg, topic, from_ms, None, timeout)?;
+    Ok(records
+        .into_iter()
+        .filter(|r| vehicle.is_none_or(|v| r.key.as_deref() == Some(v)))
+        .filter(|r| {
+            let capture = r.headers.get("capture_time_ns").and_then(|c| c.parse::<i64>().ok());
+            capture.is_some_and(|c| from_ns.is_none_or(|f| c >= f) && to_ns.is_none_or(|t| c < t))
+        })
+        .collect())
 }

@@ -7,6 +7,7 @@ pub mod amqp;
 pub mod bench;
 pub mod config;
 pub mod kafka;
+pub mod monitor;
 pub mod store;
 
 use std::sync::Arc;

@@ -116,6 +116,34 @@ impl ObjectFrameStore {
     }
 }
 
+impl ObjectFrameStore {
+    /// The envelope with a claim-checked camera frame's pixels fetched (sha256 verified)
+    /// and put back inline; other envelopes unchanged.
+    pub fn inline_claim_checked(&self, envelope: Vec<u8>) -> Result<Vec<u8>, TransportError> {
+        let mut env = match vigil_proto::decode_envelope(&envelope) {
+            Ok(e) => e,
+            Err(_) => return Ok(envelope),
+        };
+        let Some(vigil_proto::v1::envelope::Payload::Camera(cam)) = env.payload.as_mut() else {
+            return Ok(envelope);
+        };
+        let Some(vigil_proto::v1::camera_frame::Pixels::Blob(blob)) = cam.pixels.as_ref() else {
+            return Ok(envelope);
+        };
+        let pixels = self.get_bytes(&blob.uri)?;
+        if pixels.len() as u64 != blob.size {
+            return Err(err(format!(
+                "frame `{}` has {} bytes, its reference says {}",
+                blob.uri,
+                pixels.len(),
+                blob.size
+            )));
+        }
+        cam.pixels = Some(vigil_proto::v1::camera_frame::Pixels::Data(pixels));
+        Ok(vigil_proto::encode_envelope(&env))
+    }
+}
+
 impl FrameStore for ObjectFrameStore {
     fn put(&self, key: &str, bytes: Arc<Vec<u8>>) -> Result<String, TransportError> {
         let owned = Arc::try_unwrap(bytes).unwrap_or_else(|a| (*a).clone());

@@ -121,7 +121,7 @@ fn time_ms(reps: usize, mut f: impl FnMut()) -> Percentiles {
 }
 
 /// A camera frame with a visible obstacle box, from the simulator.
-fn sample_frame(scenario: &Scenario, seed: u64) -> Option<(Vec<u8>, [f32; 4])> {
+pub(crate) fn sample_frame(scenario: &Scenario, seed: u64) -> Option<(Vec<u8>, [f32; 4])> {
     let mut sim = VehicleSim::new(scenario, 0, seed, 3_000_000_000);
     let mut batch = Vec::new();
     while sim.step(&mut batch).is_some() {

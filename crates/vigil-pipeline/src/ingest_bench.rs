@@ -22,7 +22,7 @@ use vigil_bus::{BusSample, TelemetryLog, topics};
 use vigil_core::{ManualClock, VehicleId};
 use vigil_sim::sim::StreamKind;
 use vigil_sim::{Scenario, VehicleSim};
-use vigil_vehicle::node::{NodeConfig, NodeDeps, NodeStats, RoadMap, SensorInputs, SensorKind, start_node};
+use vigil_vehicle::node::{NodeStats, RoadMap, SensorInputs, SensorKind};
 
 use crate::RunError;
 
@@ -135,35 +135,24 @@ fn through_actors(cfg: &KafkaConfig, msgs: &[Msg], vehicles: &[VehicleId]) -> Re
         inputs.push((v.clone(), SensorInputs(streams)));
     }
     let (control, _control_rx) = std::sync::mpsc::channel();
-    let (sys_tx, sys_rx) = std::sync::mpsc::channel();
-    let actors = {
-        let (log, stats) = (log.clone(), stats.clone());
-        std::thread::spawn(move || {
-            let sys = actix::System::new();
-            let io = sys.block_on(async move {
-                let io = actix::Arbiter::new();
-                let tasks = Arc::new(EmbeddedTasks::new(TaskQueue::new(16, 3), clock.clone()));
-                for (vehicle, input) in inputs {
-                    let mut node_cfg = NodeConfig::new(vehicle, RoadMap { lanes: 2, lane_width_m: 3.5 });
-                    node_cfg.perception = false;
-                    let deps = NodeDeps {
-                        clock: clock.clone(),
-                        log: log.clone(),
-                        frames: Arc::new(MemoryFrameStore::new(4)),
-                        tasks: tasks.clone(),
-                        control: control.clone(),
-                        stats: stats.clone(),
-                    };
-                    start_node(node_cfg, deps, input, &io.handle());
-                }
-                let _ = sys_tx.send(actix::System::current());
-                io
-            });
-            let _ = sys.run();
-            io.stop();
-        })
-    };
-    let system = sys_rx.recv().map_err(|_| RunError::Actors("the benchmark's actor system did not start".into()))?;
+    let (system, actors) = crate::start_actors(crate::Actors {
+        inputs,
+        road: RoadMap { lanes: 2, lane_width_m: 3.5 },
+        perception: false,
+        task_budget_ns: 100_000_000,
+        workers: 0,
+        model: None,
+        batcher: crate::default_batcher(),
+        inject_latency: Duration::ZERO,
+        faults: Arc::default(),
+        clock: clock.clone(),
+        log: log.clone(),
+        frames: Arc::new(MemoryFrameStore::new(4)),
+        tasks: Arc::new(EmbeddedTasks::new(TaskQueue::new(16, 3), clock)),
+        stats: stats.clone(),
+        worker_stats: Arc::default(),
+        control,
+    })?;
     // The samples as the bus hands them over (owned), made before the clock starts.
     let mut samples: Vec<Vec<(usize, BusSample)>> = vec![Vec::new(); vehicles.len()];
     for m in msgs {

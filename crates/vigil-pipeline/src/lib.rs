@@ -12,8 +12,11 @@
 pub mod bench;
 pub mod clock;
 pub mod ingest_bench;
+pub mod metrics;
 pub mod process;
+pub mod replay;
 pub mod report;
+pub mod worker_bench;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -227,72 +230,24 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
     let road_map = RoadMap { lanes: road.lanes, lane_width_m: road.lane_width_m };
 
     // The actor system lives on its own thread; this thread drives the simulator.
-    let (sys_tx, sys_rx) = std::sync::mpsc::channel();
-    let actor_thread = {
-        let (clock, log, frames, tasks, stats, worker_stats) =
-            (clock.clone(), log.clone(), frames.clone(), tasks.clone(), stats.clone(), worker_stats.clone());
-        let cfg = cfg.clone();
-        let (name, version, device) = model_info.clone().unwrap_or_default();
-        std::thread::Builder::new()
-            .name("vigil-actors".into())
-            .spawn(move || {
-                let sys = actix::System::new();
-                let arbiters = sys.block_on(async move {
-                    let io = actix::Arbiter::new();
-                    for (vehicle, input) in inputs {
-                        let mut node_cfg = NodeConfig::new(vehicle, road_map);
-                        node_cfg.perception = cfg.perception;
-                        node_cfg.task_budget_ns = cfg.task_budget_ns;
-                        let deps = NodeDeps {
-                            clock: clock.clone(),
-                            log: log.clone(),
-                            frames: frames.clone(),
-                            tasks: tasks.clone(),
-                            control: control_tx.clone(),
-                            stats: stats.clone(),
-                        };
-                        start_node(node_cfg, deps, input, &io.handle());
-                    }
-                    let mut arbiters = vec![(io, Vec::new())];
-                    if let Some(model) = model {
-                        let batcher = Batcher::spawn_with_delay(model, cfg.batcher, cfg.inject_latency);
-                        match batcher {
-                            Ok(b) => {
-                                let deps = WorkerDeps {
-                                    clock,
-                                    tasks,
-                                    frames,
-                                    batcher: Arc::new(b),
-                                    model_name: name,
-                                    model_version: version,
-                                    device,
-                                    stats: worker_stats,
-                                    faults: cfg.faults.clone(),
-                                    answered: Arc::default(),
-                                };
-                                // The supervisor restarts a stopped worker only while its
-                                // address is held: keep them for the life of the system.
-                                let (arbiter, addrs) = start_workers(cfg.workers, deps);
-                                arbiters.push((arbiter, addrs));
-                            }
-                            Err(e) => {
-                                tracing::error!(error = %e, "cannot start the batcher; every task will fall back")
-                            }
-                        }
-                    }
-                    let _ = sys_tx.send(actix::System::current());
-                    arbiters
-                });
-                let r = sys.run();
-                for (a, addrs) in arbiters {
-                    drop(addrs);
-                    a.stop();
-                }
-                r
-            })
-            .map_err(|e| RunError::Actors(e.to_string()))?
-    };
-    let system = sys_rx.recv().map_err(|_| RunError::Actors("the actor system did not start".into()))?;
+    let (system, actor_thread) = start_actors(Actors {
+        inputs,
+        road: road_map,
+        perception: cfg.perception,
+        task_budget_ns: cfg.task_budget_ns,
+        workers: cfg.workers,
+        model,
+        batcher: cfg.batcher,
+        inject_latency: cfg.inject_latency,
+        faults: cfg.faults.clone(),
+        clock: clock.clone(),
+        log: log.clone(),
+        frames: frames.clone(),
+        tasks: tasks.clone(),
+        stats: stats.clone(),
+        worker_stats: worker_stats.clone(),
+        control: control_tx,
+    })?;
 
     // Drive.
     let mut produced = [0u64; 4];
@@ -389,6 +344,97 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         model: model_info,
         brokers: broker_report,
     }))
+}
+
+/// What the actors of one process need: the vehicle nodes (one per input) and, with a
+/// model, the in-process vision workers.
+pub(crate) struct Actors {
+    pub inputs: Vec<(VehicleId, SensorInputs)>,
+    pub road: RoadMap,
+    pub perception: bool,
+    pub task_budget_ns: Nanos,
+    pub workers: usize,
+    pub model: Option<Recogniser>,
+    pub batcher: BatcherConfig,
+    pub inject_latency: Duration,
+    pub faults: Arc<Faults>,
+    pub clock: Arc<dyn Clock>,
+    pub log: Arc<dyn TelemetryLog>,
+    pub frames: Arc<dyn FrameStore>,
+    pub tasks: Arc<dyn TaskTransport>,
+    pub stats: Arc<NodeStats>,
+    pub worker_stats: Arc<WorkerStats>,
+    pub control: std::sync::mpsc::Sender<ControlCommand>,
+}
+
+/// Starts the actor system on its own thread: the nodes' fusion/dispatch/handler on the
+/// system arbiter, ingest and telemetry on an I/O arbiter, the workers on theirs.
+/// Returns the system (stop it to end) and its thread.
+pub(crate) fn start_actors(
+    a: Actors,
+) -> Result<(actix::System, std::thread::JoinHandle<std::io::Result<()>>), RunError> {
+    let (sys_tx, sys_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("vigil-actors".into())
+        .spawn(move || {
+            let sys = actix::System::new();
+            let arbiters = sys.block_on(async move {
+                let io = actix::Arbiter::new();
+                for (vehicle, input) in a.inputs {
+                    let mut node_cfg = NodeConfig::new(vehicle, a.road);
+                    node_cfg.perception = a.perception;
+                    node_cfg.task_budget_ns = a.task_budget_ns;
+                    let deps = NodeDeps {
+                        clock: a.clock.clone(),
+                        log: a.log.clone(),
+                        frames: a.frames.clone(),
+                        tasks: a.tasks.clone(),
+                        control: a.control.clone(),
+                        stats: a.stats.clone(),
+                    };
+                    start_node(node_cfg, deps, input, &io.handle());
+                }
+                let mut arbiters = vec![(io, Vec::new())];
+                if let Some(model) = a.model {
+                    let (name, version, device) =
+                        (model.config.name.clone(), model.config.version.clone(), model.device_name());
+                    match Batcher::spawn_with_delay(model, a.batcher, a.inject_latency) {
+                        Ok(b) => {
+                            let deps = WorkerDeps {
+                                clock: a.clock,
+                                tasks: a.tasks,
+                                frames: a.frames,
+                                batcher: Arc::new(b),
+                                model_name: name,
+                                model_version: version,
+                                device,
+                                stats: a.worker_stats,
+                                faults: a.faults,
+                                answered: Arc::default(),
+                            };
+                            // The supervisor restarts a stopped worker only while its
+                            // address is held: keep them for the life of the system.
+                            let (arbiter, addrs) = start_workers(a.workers, deps);
+                            arbiters.push((arbiter, addrs));
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot start the batcher; every task will fall back")
+                        }
+                    }
+                }
+                let _ = sys_tx.send(actix::System::current());
+                arbiters
+            });
+            let r = sys.run();
+            for (a, addrs) in arbiters {
+                drop(addrs);
+                a.stop();
+            }
+            r
+        })
+        .map_err(|e| RunError::Actors(e.to_string()))?;
+    let system = sys_rx.recv().map_err(|_| RunError::Actors("the actor system did not start".into()))?;
+    Ok((system, thread))
 }
 
 /// Applies every pending command decided at or before `until` (vehicle clock), each at

@@ -22,14 +22,13 @@ use vigil_bus::{FrameStore, TaskTransport, TelemetryLog, ZenohBus, ZenohConfig};
 use vigil_core::policy::Action;
 use vigil_core::{Clock, Nanos, VehicleId, WallClock};
 use vigil_sim::Scenario;
-use vigil_vehicle::node::{
-    ControlCommand, NodeConfig, NodeDeps, NodeStats, RoadMap, SensorInputs, SensorKind, start_node,
-};
+use vigil_vehicle::node::{ControlCommand, NodeStats, RoadMap, SensorInputs, SensorKind};
 use vigil_vision::batcher::{Batcher, BatcherConfig};
 use vigil_vision::model::{Recogniser, default_device};
 use vigil_worker::{WorkerDeps, WorkerStats, start_workers};
 
 use crate::RunError;
+use crate::metrics::MetricsText;
 use crate::report::{BrokerReport, Model, Percentiles, Recommendations, percentiles};
 
 fn get(a: &AtomicU64) -> u64 {
@@ -51,6 +50,8 @@ pub struct VehicleProcess {
     pub idle_exit: Option<Duration>,
     /// Set (by a signal handler) to stop.
     pub stop: Arc<AtomicBool>,
+    /// Where the live counters go, in Prometheus text format, once a second.
+    pub metrics: Option<MetricsText>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -117,50 +118,43 @@ pub fn run_vehicle(cfg: VehicleProcess) -> Result<VehicleReport, RunError> {
     let stats = Arc::new(NodeStats::default());
     let (control_tx, control_rx) = std::sync::mpsc::channel::<ControlCommand>();
 
-    let (sys_tx, sys_rx) = std::sync::mpsc::channel();
-    let actor_thread = {
-        let (stats, cfg) = (stats.clone(), cfg.clone());
-        std::thread::Builder::new()
-            .name("vigil-actors".into())
-            .spawn(move || {
-                let sys = actix::System::new();
-                let io = sys.block_on(async move {
-                    let io = actix::Arbiter::new();
-                    for (vehicle, input) in inputs {
-                        let mut node_cfg = NodeConfig::new(vehicle, road);
-                        node_cfg.perception = cfg.perception;
-                        node_cfg.task_budget_ns = cfg.task_budget_ns;
-                        let deps = NodeDeps {
-                            clock: clock.clone(),
-                            log: log.clone(),
-                            frames: frames.clone(),
-                            tasks: tasks.clone(),
-                            control: control_tx.clone(),
-                            stats: stats.clone(),
-                        };
-                        start_node(node_cfg, deps, input, &io.handle());
-                    }
-                    let _ = sys_tx.send(actix::System::current());
-                    io
-                });
-                let r = sys.run();
-                io.stop();
-                r
-            })
-            .map_err(|e| RunError::Actors(e.to_string()))?
-    };
-    let system = sys_rx.recv().map_err(|_| RunError::Actors("the actor system did not start".into()))?;
+    let (system, actor_thread) = crate::start_actors(crate::Actors {
+        inputs,
+        road,
+        perception: cfg.perception,
+        task_budget_ns: cfg.task_budget_ns,
+        workers: 0,
+        model: None,
+        batcher: crate::default_batcher(),
+        inject_latency: Duration::ZERO,
+        faults: Arc::default(),
+        clock,
+        log,
+        frames,
+        tasks,
+        stats: stats.clone(),
+        worker_stats: Arc::default(),
+        control: control_tx,
+    })?;
     tracing::info!(vehicles = ?vehicles, "vehicle nodes up");
 
     let ingested = || SensorKind::ALL.iter().map(|k| get(&stats.ingested[k.index()])).sum::<u64>();
-    let mut controls_sent = 0u64;
-    let mut forward = |c: ControlCommand| -> Result<(), RunError> {
+    let controls_sent = AtomicU64::new(0);
+    let forward = |c: ControlCommand| -> Result<(), RunError> {
         publisher.put_blocking(&ControlCommand::key_expr(&c.vehicle), c.encode())?;
-        controls_sent += 1;
+        controls_sent.fetch_add(1, Ordering::SeqCst);
         Ok(())
     };
+    let report = || vehicle_report(&vehicles, wall_start, &stats, get(&controls_sent), &brokers);
     let (mut last_total, mut last_change) = (0u64, Instant::now());
+    let mut next_metrics = Instant::now();
     loop {
+        if let Some(m) = &cfg.metrics
+            && Instant::now() >= next_metrics
+        {
+            m.set_report("vigil_vehicle", &report(), &latency_seconds(&stats));
+            next_metrics += Duration::from_secs(1);
+        }
         match control_rx.recv_timeout(Duration::from_millis(20)) {
             Ok(c) => forward(c)?,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
@@ -201,12 +195,30 @@ pub fn run_vehicle(cfg: VehicleProcess) -> Result<VehicleReport, RunError> {
     drop(publisher);
     let _ = bus.close();
     brokers.log.close()?;
-    let s = &stats;
+    let r = report();
+    if let Some(m) = &cfg.metrics {
+        m.set_report("vigil_vehicle", &r, &latency_seconds(&stats));
+    }
+    Ok(r)
+}
+
+/// Detection → recommendation latencies so far, seconds.
+fn latency_seconds(stats: &NodeStats) -> Vec<f64> {
+    stats.latencies_ns.lock().map(|l| l.iter().map(|v| *v as f64 * 1e-9).collect()).unwrap_or_default()
+}
+
+fn vehicle_report(
+    vehicles: &[String],
+    wall_start: Instant,
+    s: &NodeStats,
+    controls_sent: u64,
+    brokers: &Brokers,
+) -> VehicleReport {
     let latencies: Vec<f64> =
         s.latencies_ns.lock().map(|l| l.iter().map(|v| *v as f64 * 1e-6).collect()).unwrap_or_default();
-    Ok(VehicleReport {
+    VehicleReport {
         mode: "vehicle",
-        vehicles,
+        vehicles: vehicles.to_vec(),
         wall_seconds: wall_start.elapsed().as_secs_f64(),
         frames: SensorKind::ALL.iter().map(|k| (k.name().to_string(), get(&s.ingested[k.index()]))).collect(),
         gaps: get(&s.gaps),
@@ -234,8 +246,8 @@ pub fn run_vehicle(cfg: VehicleProcess) -> Result<VehicleReport, RunError> {
         controls_sent,
         latency_ms: percentiles(latencies),
         log_errors: get(&s.log_errors),
-        brokers: BrokerReport::from_brokers(&brokers),
-    })
+        brokers: BrokerReport::from_brokers(brokers),
+    }
 }
 
 /// `vigil worker`: vision workers competing for tasks on RabbitMQ.
@@ -251,6 +263,8 @@ pub struct WorkerProcess {
     /// the start); `None`: run until stopped.
     pub idle_exit: Option<Duration>,
     pub stop: Arc<AtomicBool>,
+    /// Where the live counters go, in Prometheus text format, once a second.
+    pub metrics: Option<MetricsText>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -263,6 +277,8 @@ pub struct WorkerAmqp {
     pub expired: u64,
     pub recoveries: u64,
     pub publish_errors: u64,
+    /// Tasks waiting in the queue at the last sample.
+    pub queue_depth: u64,
 }
 
 /// What `vigil worker --json` prints when it stops.
@@ -328,9 +344,17 @@ pub fn run_worker(cfg: WorkerProcess) -> Result<WorkerReport, RunError> {
     let system = sys_rx.recv().map_err(|_| RunError::Actors("the actor system did not start".into()))?;
     tracing::info!(workers, model = %info.name, device = %info.device, "workers up");
 
+    let report = || worker_report(workers, wall_start, &stats, &info, &plane);
     let (mut last_taken, mut last_change) = (0u64, Instant::now());
+    let mut next_metrics = Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(20));
+        if let Some(m) = &cfg.metrics
+            && Instant::now() >= next_metrics
+        {
+            m.set_report("vigil_worker", &report(), &[]);
+            next_metrics += Duration::from_secs(1);
+        }
         let taken = get(&stats.taken);
         if taken != last_taken {
             (last_taken, last_change) = (taken, Instant::now());
@@ -350,9 +374,23 @@ pub fn run_worker(cfg: WorkerProcess) -> Result<WorkerReport, RunError> {
     }
     system.stop();
     let _ = actor_thread.join();
+    let r = report();
+    if let Some(m) = &cfg.metrics {
+        m.set_report("vigil_worker", &r, &[]);
+    }
+    Ok(r)
+}
+
+fn worker_report(
+    workers: usize,
+    wall_start: Instant,
+    stats: &WorkerStats,
+    info: &Model,
+    plane: &TaskPlane,
+) -> WorkerReport {
     let a = plane.tasks.amqp_counts();
     let g = |x: &AtomicU64| x.load(Ordering::Relaxed);
-    Ok(WorkerReport {
+    WorkerReport {
         mode: "worker",
         workers,
         wall_seconds: wall_start.elapsed().as_secs_f64(),
@@ -364,7 +402,7 @@ pub fn run_worker(cfg: WorkerProcess) -> Result<WorkerReport, RunError> {
         duplicates: get(&stats.duplicates),
         panics: get(&stats.panics),
         restarts: get(&stats.restarts),
-        model: info,
+        model: info.clone(),
         amqp: WorkerAmqp {
             delivered: g(&a.delivered),
             acked: g(&a.acked),
@@ -373,6 +411,7 @@ pub fn run_worker(cfg: WorkerProcess) -> Result<WorkerReport, RunError> {
             expired: g(&a.expired),
             recoveries: g(&a.recoveries),
             publish_errors: g(&a.publish_errors),
+            queue_depth: g(&a.queued),
         },
-    })
+    }
 }

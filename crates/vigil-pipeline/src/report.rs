@@ -140,6 +140,9 @@ pub struct KafkaFigures {
     /// Envelopes sent as a reference to the frame store.
     pub claim_checked: u64,
     pub bytes: u64,
+    /// Messages waiting in the producer (queued or in flight) when sampled, and its bound.
+    pub queue_fill: u64,
+    pub queue_max: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -150,6 +153,9 @@ pub struct AmqpFigures {
     pub recoveries: u64,
     pub refused_full: u64,
     pub publish_errors: u64,
+    /// Tasks waiting in the task queue at the last sample.
+    pub queue_depth: u64,
+    pub dead_lettered: u64,
 }
 
 impl BrokerReport {
@@ -157,6 +163,7 @@ impl BrokerReport {
         let k = b.log.stats();
         let a = b.tasks.amqp_counts();
         let g = |x: &std::sync::atomic::AtomicU64| x.load(std::sync::atomic::Ordering::Relaxed);
+        let (queue_fill, queue_max) = b.log.queue_fill();
         Self {
             kafka: KafkaFigures {
                 brokers: b.log_brokers().to_string(),
@@ -166,12 +173,16 @@ impl BrokerReport {
                 queue_full_waits: g(&k.queue_full_waits),
                 claim_checked: g(&k.claim_checked),
                 bytes: g(&k.bytes),
+                queue_fill,
+                queue_max,
             },
             amqp: AmqpFigures {
                 retried: g(&a.retried),
                 recoveries: g(&a.recoveries),
                 refused_full: g(&a.refused_full),
                 publish_errors: g(&a.publish_errors),
+                queue_depth: g(&a.queued),
+                dead_lettered: g(&a.dead_lettered),
             },
         }
     }

@@ -32,6 +32,159 @@ enum BenchWhat {
     /// Telemetry ingest into Kafka through the vehicle actors against a bare rdkafka
     /// producer sending the same envelopes, for 1, 2 and 4 vehicles.
     Ingest(IngestBenchArgs),
+    /// Task throughput with 1 and 2 vision workers competing on RabbitMQ, against the
+    /// same tasks' work done in one bare loop (no broker, no actors).
+    Workers(WorkersBenchArgs),
+    /// Replay speed: a drive recorded by `vigil run --fast --record`, replayed at --max
+    /// through the actors and workers, against real time (and against only reading and
+    /// decoding the recording, the bare floor).
+    Replay(ReplayBenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct ReplayBenchArgs {
+    #[arg(long, default_value = "pedestrian-crossing")]
+    scenario: String,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Simulated seconds of the drive.
+    #[arg(long, default_value_t = 30.0)]
+    duration: f64,
+    #[arg(long, default_value = "models/obstacle-classifier")]
+    model: std::path::PathBuf,
+    /// Fail when the best replay runs at less than this multiple of real time.
+    #[arg(long, default_value_t = 20.0)]
+    min_speed_factor: f64,
+    #[arg(long)]
+    json: bool,
+}
+
+fn replay(a: ReplayBenchArgs) -> anyhow::Result<()> {
+    use vigil_pipeline::replay::{Drive, ReplayConfig};
+    if !a.duration.is_finite() || a.duration <= 0.0 || a.duration > 600.0 {
+        bail!("--duration must be between 0 and 600 s, got {}", a.duration);
+    }
+    let scenario = Scenario::load(&a.scenario)?;
+    let dir = std::env::temp_dir().join(format!("vigil-bench-replay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("drive.mcap");
+    let mut cfg = vigil_pipeline::RunConfig::new(scenario.clone(), a.seed, a.model.clone());
+    cfg.fast = true;
+    cfg.duration_ns = Some((a.duration * 1e9).round() as i64);
+    cfg.record = Some(file.clone());
+    vigil_pipeline::run(cfg)?;
+    // The bare floor: read and decode the recording.
+    let t0 = Instant::now();
+    let drive = Drive::from_mcap(&file, None)?;
+    for m in &drive.messages {
+        std::hint::black_box(vigil_proto::decode_envelope(&m.envelope).ok());
+    }
+    let read_s = t0.elapsed().as_secs_f64();
+    let rc = ReplayConfig {
+        model_dir: a.model.clone(),
+        road: vigil_vehicle::node::RoadMap { lanes: scenario.road.lanes, lane_width_m: scenario.road.lane_width_m },
+        speed: None,
+        workers: 2,
+        batcher: vigil_pipeline::default_batcher(),
+        task_budget_ns: 100_000_000,
+        export_dataset: None,
+    };
+    let mut best = 0f64;
+    let mut digests = Vec::new();
+    let mut sim_seconds = 0.0;
+    for _ in 0..3 {
+        let r = vigil_pipeline::replay::replay(&drive, &rc)?;
+        best = best.max(r.speed_factor);
+        sim_seconds = r.sim_seconds;
+        digests.push(r.recommendations_digest);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let same = digests.windows(2).all(|w| w[0] == w[1]);
+    let r = serde_json::json!({
+        "scenario": scenario.name,
+        "sim_seconds": sim_seconds,
+        "frames": drive.frames(),
+        "speed_factor": best,
+        "read_and_decode_speed_factor": sim_seconds / read_s,
+        "digests_equal": same,
+        "min_speed_factor": a.min_speed_factor,
+    });
+    if a.json {
+        println!("{r}");
+    } else {
+        println!(
+            "replay of {:.0} s of {} ({} frames): {best:.1}x real time at --max (best of 3); reading and decoding alone {:.1}x; digests equal: {same}",
+            sim_seconds,
+            scenario.name,
+            drive.frames(),
+            sim_seconds / read_s
+        );
+    }
+    if !same {
+        bail!("three replays of one drive gave different recommendation digests: {digests:?}");
+    }
+    if best < a.min_speed_factor {
+        bail!("replay ran at {best:.1}x real time, below {:.1}x", a.min_speed_factor);
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+struct WorkersBenchArgs {
+    /// RabbitMQ URL (else [amqp] url in vigil.toml or VIGIL_AMQP_URL).
+    #[arg(long)]
+    amqp: Option<String>,
+    #[arg(long, default_value = "models/obstacle-classifier")]
+    model: std::path::PathBuf,
+    #[arg(long, default_value = "pedestrian-crossing")]
+    scenario: String,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Tasks per round.
+    #[arg(long, default_value_t = 300)]
+    tasks: usize,
+    /// Fail when 2 workers reach less than this multiple of 1 worker's tasks/s.
+    #[arg(long, default_value_t = 1.0)]
+    min_scaling: f64,
+    #[arg(long)]
+    json: bool,
+}
+
+fn workers(a: WorkersBenchArgs) -> anyhow::Result<()> {
+    let mut b = crate::config::load(None, std::env::vars())?;
+    if a.amqp.is_some() {
+        b.amqp.url = a.amqp.clone();
+    }
+    if a.tasks == 0 || a.tasks > 100_000 {
+        bail!("--tasks must be between 1 and 100000, got {}", a.tasks);
+    }
+    let scenario = Scenario::load(&a.scenario)?;
+    let r = vigil_pipeline::worker_bench::workers_bench(
+        &b.amqp,
+        &b.frames,
+        &a.model,
+        &scenario,
+        a.seed,
+        a.tasks,
+        a.min_scaling,
+    )?;
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!("obstacle tasks through RabbitMQ to vision workers, {} tasks per round (best of 2):", r.tasks);
+        println!("  bare loop (no broker, no actors)  {:>7.0} tasks/s", r.bare_tasks_per_s);
+        for x in &r.rows {
+            println!(
+                "  {} worker(s)                       {:>7.0} tasks/s  {:.2} of bare",
+                x.workers, x.tasks_per_s, x.vs_bare
+            );
+        }
+        println!("2 workers / 1 worker: {:.2}x", r.scaling_2_over_1);
+    }
+    if !r.pass {
+        bail!("2 workers reached {:.2}x the throughput of 1, below {:.2}x", r.scaling_2_over_1, r.min_scaling);
+    }
+    Ok(())
 }
 
 #[derive(Debug, Args)]
@@ -295,6 +448,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::Amqp(a) => amqp(a),
         BenchWhat::Kafka(a) => kafka(a),
         BenchWhat::Ingest(a) => ingest(a),
+        BenchWhat::Workers(a) => workers(a),
+        BenchWhat::Replay(a) => replay(a),
     }
 }
 

@@ -11,7 +11,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod config;
+mod metrics;
+mod monitor;
 mod process;
+mod replay;
 mod run;
 mod sim;
 mod vision;
@@ -39,6 +42,14 @@ enum Command {
     /// Run vision workers as their own process: tasks from RabbitMQ (any number of
     /// workers compete), frames from the frame store, replies to each vehicle.
     Worker(Box<process::WorkerArgs>),
+    /// Watch the Kafka topics as a consumer group: per-vehicle rates, latency, lag,
+    /// the recommendation mix and model drift; Prometheus metrics with --metrics-addr.
+    Monitor(Box<monitor::MonitorArgs>),
+    /// Replay a recorded drive (Kafka window or MCAP file) through the vehicle actors
+    /// and workers, deterministically; compare its recommendations with the recorded ones.
+    Replay(Box<replay::ReplayArgs>),
+    /// Export a window of a drive from Kafka to an MCAP file, frames inlined.
+    Record(Box<replay::RecordArgs>),
     /// Train the obstacle recogniser on simulator crops or a dataset directory.
     Train(vision::TrainArgs),
     /// Evaluate a model on freshly simulated crops (with a colour-only baseline).
@@ -75,6 +86,9 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(*args),
         Command::Vehicle(args) => process::vehicle(*args),
         Command::Worker(args) => process::worker(*args),
+        Command::Monitor(args) => monitor::run(*args),
+        Command::Replay(args) => replay::run(*args),
+        Command::Record(args) => replay::record(*args),
         Command::Bench(args) => bench::run(args),
         Command::Train(args) => vision::train(args),
         Command::Eval(args) => vision::eval(args),

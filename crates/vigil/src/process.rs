@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::metrics::MetricsText;
 use anyhow::{Context, bail};
 use clap::Args;
 use vigil_brokers::BrokerConfig;
@@ -28,7 +29,7 @@ pub struct BrokerArgs {
 }
 
 impl BrokerArgs {
-    fn load(&self) -> anyhow::Result<BrokerConfig> {
+    pub(crate) fn load(&self) -> anyhow::Result<BrokerConfig> {
         let mut b = crate::config::load(self.config.as_deref(), std::env::vars())?;
         if let Some(k) = &self.kafka {
             b.kafka.brokers = k.clone();
@@ -48,8 +49,17 @@ fn idle(seconds: Option<f64>, flag: &str) -> anyhow::Result<Option<Duration>> {
     }
 }
 
+/// The Prometheus endpoint of a process, when asked for.
+fn metrics(addr: Option<&str>) -> anyhow::Result<Option<MetricsText>> {
+    let Some(addr) = addr else { return Ok(None) };
+    let text = MetricsText::default();
+    let bound = crate::metrics::serve(addr, text.clone())?;
+    eprintln!("Prometheus metrics at http://{bound}/metrics");
+    Ok(Some(text))
+}
+
 /// A flag set on SIGINT or SIGTERM, so the process stops cleanly and reports.
-fn stop_on_signal() -> anyhow::Result<Arc<AtomicBool>> {
+pub(crate) fn stop_on_signal() -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("signal runtime")?;
     let flag = stop.clone();
@@ -91,6 +101,9 @@ pub struct VehicleArgs {
     idle_exit: Option<f64>,
     #[command(flatten)]
     brokers: BrokerArgs,
+    /// Serve the live counters in Prometheus text format at http://ADDR/metrics.
+    #[arg(long)]
+    metrics_addr: Option<String>,
     /// Print one JSON report when stopping.
     #[arg(long)]
     json: bool,
@@ -113,6 +126,7 @@ pub fn vehicle(args: VehicleArgs) -> anyhow::Result<()> {
         perception: true,
         idle_exit: idle(args.idle_exit, "--idle-exit")?,
         stop: stop_on_signal()?,
+        metrics: metrics(args.metrics_addr.as_deref())?,
     };
     let r = run_vehicle(cfg).context("vigil vehicle failed")?;
     if args.json {
@@ -156,6 +170,9 @@ pub struct WorkerArgs {
     idle_exit: Option<f64>,
     #[command(flatten)]
     brokers: BrokerArgs,
+    /// Serve the live counters in Prometheus text format at http://ADDR/metrics.
+    #[arg(long)]
+    metrics_addr: Option<String>,
     /// Print one JSON report when stopping.
     #[arg(long)]
     json: bool,
@@ -182,6 +199,7 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         inject_latency: Duration::from_secs_f64(args.inject_latency_ms * 1e-3),
         idle_exit: idle(args.idle_exit, "--idle-exit")?,
         stop: stop_on_signal()?,
+        metrics: metrics(args.metrics_addr.as_deref())?,
     };
     let r = run_worker(cfg).context("vigil worker failed")?;
     if args.json {

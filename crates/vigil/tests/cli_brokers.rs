@@ -7,7 +7,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{AMQP, KAFKA, brokers_up, python, root, unique};
+use common::{AMQP, KAFKA, brokers_up, delete_amqp_prefix, free_port, http_get, python, root, unique};
 
 fn run_over_brokers(prefix: &str, frames: &std::path::Path, extra: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
@@ -51,6 +51,7 @@ fn pedestrian_saved_over_kafka_and_rabbitmq() {
     let ended = t["completed"].as_u64().unwrap() + t["fallback"].as_u64().unwrap();
     assert_eq!(ended, t["raised"].as_u64().unwrap(), "{r}");
     let _ = std::fs::remove_dir_all(frames);
+    delete_amqp_prefix(&prefix);
 }
 
 /// An outside client reads the data: Python's confluent-kafka consumes the radar topic
@@ -86,6 +87,7 @@ fn outside_client_decodes_radar_from_kafka() {
         assert_eq!(s["duplicates"], 0, "{stream}: {v}");
     }
     let _ = std::fs::remove_dir_all(frames);
+    delete_amqp_prefix(&prefix);
 }
 
 /// The Kafka broker restarted mid-run: no telemetry frame is lost — read back afterwards,
@@ -127,6 +129,10 @@ fn kafka_restart_mid_run_loses_no_frame() {
     assert!(out.status.success(), "vigil run failed: {}", String::from_utf8_lossy(&out.stderr));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(r["lost"], 0, "{r}");
+    // Each envelope counted once in `sent`, however often it was re-sent after a failed
+    // delivery: after the close, everything sent was delivered.
+    let k = &r["brokers"]["kafka"];
+    assert_eq!(k["delivered"], k["sent"], "{r}");
     for kind in ["lidar", "camera", "radar"] {
         let topic = format!("{prefix}.telemetry.{kind}");
         let out = Command::new(python()).arg(root().join("tests/kafka_read.py")).args([kafka, &topic]).output();
@@ -145,4 +151,104 @@ fn kafka_restart_mid_run_loses_no_frame() {
     brokers_sh("down");
     let _ = std::fs::remove_dir_all(data);
     let _ = std::fs::remove_dir_all(frames);
+    delete_amqp_prefix(&prefix);
+}
+
+/// `vigil monitor` as a consumer group over one run's topics: its per-vehicle counts, the
+/// recommendation mix and the task/recommendation join agree with the run's own report,
+/// its lag ends at 0, and it serves the same figures in Prometheus text format.
+#[test]
+fn monitor_reads_a_run_back_and_serves_prometheus() {
+    if !brokers_up() {
+        return;
+    }
+    let prefix = unique("monitor");
+    let frames = std::env::temp_dir().join(format!("{prefix}-frames"));
+    let r = run_over_brokers(&prefix, &frames, &[]);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .current_dir(root())
+        .args(["monitor", "--kafka", KAFKA, "--from-beginning", "--group", &format!("{prefix}-monitor")])
+        .args(["--interval", "600", "--duration", "90", "--metrics-addr", &addr, "--json"])
+        .env("VIGIL_KAFKA_TOPIC_PREFIX", &prefix)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn vigil monitor");
+    let pid = child.id().to_string();
+    let kill = |sig: &str| {
+        let _ = Command::new("kill").args([sig, &pid]).status();
+    };
+    let completed = r["tasks"]["completed"].as_u64().unwrap();
+    let radar = r["frames"]["radar"]["produced"].as_u64().unwrap();
+    let want = [
+        format!("vigil_monitor_messages_total{{vehicle=\"veh-0000\",stream=\"radar\"}} {radar}\n"),
+        format!("vigil_monitor_tasks_answered_total {completed}\n"),
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let text = loop {
+        let t = http_get(&addr, "/metrics").unwrap_or_default();
+        let lag_zero = t.lines().filter(|l| l.starts_with("vigil_monitor_consumer_lag{")).all(|l| l.ends_with(" 0"))
+            && t.contains("vigil_monitor_consumer_lag{");
+        if want.iter().all(|w| t.contains(w.as_str())) && lag_zero {
+            break t;
+        }
+        if std::time::Instant::now() > deadline {
+            kill("-9");
+            panic!("the monitor did not catch up in 60 s; last metrics:\n{t}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    kill("-TERM");
+    let out = child.wait_with_output().expect("vigil monitor");
+    assert!(out.status.success(), "vigil monitor failed: {}", String::from_utf8_lossy(&out.stderr));
+    let last = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().to_string();
+    let m: serde_json::Value = serde_json::from_str(&last).expect("monitor json");
+    eprintln!("run: {r}\nmonitor: {m}");
+
+    // Telemetry per vehicle and stream: every produced frame, once.
+    let v = &m["vehicles"]["veh-0000"];
+    for kind in ["lidar", "camera", "radar"] {
+        assert_eq!(v[kind]["count"], r["frames"][kind]["produced"], "{kind}: {m}");
+    }
+    // Rates from capture times: n frames over the drive (sensor rates are whole Hz).
+    let rate = v["radar"]["rate_hz"].as_f64().unwrap();
+    let span = r["sim_seconds"].as_f64().unwrap_or(10.0);
+    assert!((rate - radar as f64 / span).abs() / rate < 0.05, "radar rate {rate} Hz over {span} s: {m}");
+    // Recommendations: the same count and mix as the vehicle applied.
+    assert_eq!(m["recommendations"], r["recommendations"]["count"], "{m}");
+    assert_eq!(m["by_action"], r["recommendations"]["by_action"], "{m}");
+    // Every raised task is in the audit log; every answer joined to its task.
+    assert_eq!(m["tasks_seen"], r["tasks"]["raised"], "{m}");
+    assert_eq!(m["tasks_answered"].as_u64().unwrap(), completed, "{m}");
+    assert_eq!(m["end_to_end_latency_ms"]["samples"].as_u64().unwrap(), completed, "{m}");
+    assert!(m["end_to_end_latency_ms"]["p50"].as_f64().unwrap() > 0.0, "{m}");
+    assert_eq!(m["total_lag"], 0, "{m}");
+    assert_eq!(m["decode_errors"], 0, "{m}");
+    // Drift against the model's (balanced) training mix: a pedestrian-only drive is far.
+    let tvd = m["drift"]["class_tvd"].as_f64().unwrap();
+    assert!(tvd > 0.3 && tvd <= 1.0, "{m}");
+    // Prometheus text carries the same figures.
+    let brake = r["recommendations"]["by_action"]["BRAKE"].as_u64().unwrap();
+    assert!(text.contains(&format!("vigil_monitor_recommendations_total{{action=\"BRAKE\"}} {brake}\n")), "{text}");
+    assert!(text.contains("# TYPE vigil_monitor_end_to_end_latency_seconds histogram"), "{text}");
+    let _ = std::fs::remove_dir_all(frames);
+    delete_amqp_prefix(&prefix);
+}
+
+/// A prefix with no topics is an error that says what to check, not an idle monitor.
+#[test]
+fn monitor_with_no_topics_under_its_prefix_says_so() {
+    if !brokers_up() {
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .current_dir(root())
+        .args(["monitor", "--kafka", KAFKA, "--duration", "5"])
+        .env("VIGIL_KAFKA_TOPIC_PREFIX", unique("nothing-here"))
+        .output()
+        .expect("vigil monitor");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("none of Vigil's topics exist") && err.contains("topic_prefix"), "{err}");
 }

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{AMQP, KAFKA, brokers_up, free_port, unique, vigil_over_brokers};
+use common::{AMQP, KAFKA, brokers_up, delete_amqp_prefix, free_port, http_get, unique, vigil_over_brokers};
 
 fn report(child: Child, who: &str) -> serde_json::Value {
     let out = child.wait_with_output().expect("wait");
@@ -64,7 +64,8 @@ fn killed_worker_hands_its_task_to_the_other() {
     // Worker A is slow (1.5 s an inference), so it is sure to hold a task when killed;
     // the 3 s budget leaves time for the redelivery to be answered.
     let mut a = worker(&["--inject-latency-ms", "1500"]);
-    let mut b = worker(&[]);
+    let b_metrics = format!("127.0.0.1:{}", free_port());
+    let mut b = worker(&["--metrics-addr", &b_metrics]);
     let ready = |child: &mut Child, who: &'static str| {
         let (tx, rx) = mpsc::channel::<String>();
         let err = child.stderr.take().unwrap();
@@ -111,6 +112,9 @@ fn killed_worker_hands_its_task_to_the_other() {
 
     let sim = report(sim, "vigil sim");
     let vehicle = report(vehicle, "vigil vehicle");
+    // Worker B's live counters, in Prometheus text format (rendered once a second).
+    std::thread::sleep(Duration::from_millis(1500));
+    let b_text = http_get(&b_metrics, "/metrics").expect("worker B serves /metrics");
     terminate(&b);
     let b_report = report(b, "worker B");
     let b_lines: Vec<String> = b_log.try_iter().collect();
@@ -122,6 +126,11 @@ fn killed_worker_hands_its_task_to_the_other() {
         "worker B never took {task} as a redelivery"
     );
     assert!(n(&b_report["redelivered"]) >= 1, "{b_report}");
+    for key in ["answered", "redelivered", "taken"] {
+        let line = format!("vigil_worker_{key} {}\n", b_report[key]);
+        assert!(b_text.contains(&line), "worker B's /metrics lacks `{}`:\n{b_text}", line.trim());
+    }
+    assert!(b_text.contains("vigil_worker_amqp_queue_depth "), "{b_text}");
     // No telemetry lost: every frame the simulator published was ingested, no gaps.
     for (stream, key) in [("lidar", "lidar"), ("camera", "camera"), ("radar", "radar")] {
         assert_eq!(vehicle["frames"][stream], sim["frames"][key], "{stream}: {vehicle} {sim}");
@@ -143,6 +152,7 @@ fn killed_worker_hands_its_task_to_the_other() {
     // The loop closed across processes: the pedestrian is saved.
     assert_eq!(sim["outcome"]["collision"], false, "{sim}");
     let _ = std::fs::remove_dir_all(frames);
+    delete_amqp_prefix(&prefix);
 }
 
 /// Starts RabbitMQ's application again however the test ends.
@@ -260,4 +270,5 @@ fn rabbitmq_restart_mid_run_recovers() {
     assert_eq!(second["outcome"]["collision"], false, "{second}");
     assert_eq!(second["controls"]["applied_twice"], 0, "{second}");
     let _ = std::fs::remove_dir_all(frames);
+    delete_amqp_prefix(&prefix);
 }

@@ -89,3 +89,26 @@ pub fn vigil_over_brokers(prefix: &str, frames: &Path) -> Command {
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// Deletes the RabbitMQ queues and exchanges of a test's prefix, once the test has
+/// passed (a failed test leaves them for a look). Reply queues expire on their own.
+pub fn delete_amqp_prefix(prefix: &str) {
+    let cfg = vigil_brokers::AmqpConfig { url: Some(AMQP.into()), prefix: prefix.into(), ..Default::default() };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    if let Err(e) = rt.block_on(vigil_brokers::amqp::delete_prefix(&cfg)) {
+        eprintln!("note: could not delete the test's RabbitMQ queues: {e}");
+    }
+}
+
+/// `GET path` from a plain HTTP server at `addr` (host:port); the body, or `None` when
+/// nothing answers yet.
+pub fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}

@@ -1,0 +1,508 @@
+//! `vigil monitor`: a Kafka consumer-group service over Vigil's topics.
+//!
+//! It reads the telemetry topics, the task audit log and the recommendations, and keeps:
+//! per-vehicle, per-stream message counts and rates (from capture times, so a backlog
+//! read late still shows the rate the vehicle produced at); ingest latency (capture →
+//! publish on the vehicle) and end-to-end latency (frame capture → recommendation back
+//! at the vehicle, joining each task's audit record with its recommendation by task id,
+//! both stamped by the vehicle's clock); consumer lag per topic; the recommendation mix;
+//! and a drift signal — the recommended classes against the class mix the model was
+//! trained on, plus the share of low-confidence predictions.
+//!
+//! It only reads: it never creates topics nor writes to them. Its offsets are committed
+//! under its consumer group, so a restarted monitor resumes where it stopped.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Serialize;
+use vigil_bus::{TransportError, topics};
+use vigil_core::ObstacleClass;
+use vigil_core::policy::Action;
+use vigil_proto::v1::{self, envelope::Payload};
+
+use crate::config::KafkaConfig;
+use crate::kafka::{client_config, topic_name};
+
+fn err(what: impl Into<String>, e: impl std::fmt::Display) -> TransportError {
+    TransportError::Broker { what: what.into(), reason: e.to_string() }
+}
+
+/// Below this confidence a prediction counts as low-confidence (a drift signal).
+pub const LOW_CONFIDENCE: f32 = 0.6;
+/// Latency samples kept for percentiles (the most recent).
+const SAMPLES: usize = 20_000;
+/// Tasks or recommendations waiting for their other half, at most.
+const PENDING: usize = 100_000;
+/// Histogram bucket bounds, seconds.
+const BUCKETS_S: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
+
+/// The class mix a model was trained on, to compare the recommended classes with.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassReference {
+    /// What the mix is, for people: e.g. "obstacle-classifier v1 training data (balanced)".
+    pub source: String,
+    /// Share per class name (sums to 1).
+    pub shares: BTreeMap<String, f64>,
+}
+
+impl ClassReference {
+    /// Equal shares over `classes` (a balanced training set).
+    pub fn balanced(source: impl Into<String>, classes: &[String]) -> Self {
+        let share = 1.0 / classes.len().max(1) as f64;
+        Self { source: source.into(), shares: classes.iter().map(|c| (c.clone(), share)).collect() }
+    }
+}
+
+/// What the monitor is told.
+#[derive(Debug, Clone)]
+pub struct MonitorConfig {
+    pub group: String,
+    /// A new group starts at the beginning of the topics (else at their end).
+    pub from_beginning: bool,
+    pub reference: Option<ClassReference>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Telemetry(&'static str),
+    Tasks,
+    Recommendations,
+}
+
+/// A latency series: a Prometheus histogram plus recent samples for percentiles.
+#[derive(Debug, Clone, Default)]
+struct Series {
+    buckets: [u64; BUCKETS_S.len()],
+    count: u64,
+    sum_s: f64,
+    recent: VecDeque<f64>,
+}
+
+impl Series {
+    fn add(&mut self, seconds: f64) {
+        if !seconds.is_finite() || seconds < 0.0 {
+            return;
+        }
+        for (b, bound) in self.buckets.iter_mut().zip(BUCKETS_S) {
+            if seconds <= bound {
+                *b += 1;
+            }
+        }
+        self.count += 1;
+        self.sum_s += seconds;
+        if self.recent.len() == SAMPLES {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(seconds);
+    }
+
+    fn summary(&self) -> LatencySummary {
+        let mut v: Vec<f64> = self.recent.iter().map(|s| s * 1e3).collect();
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            if v.is_empty() {
+                return 0.0;
+            }
+            v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
+        };
+        LatencySummary { samples: self.count, p50: at(0.5), p95: at(0.95), p99: at(0.99), max: at(1.0) }
+    }
+
+    fn prometheus(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (b, bound) in self.buckets.iter().zip(BUCKETS_S) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {b}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}",
+            self.count, self.sum_s, self.count
+        );
+    }
+}
+
+/// Latency percentiles, milliseconds, over the most recent samples.
+#[derive(Debug, Clone, Serialize)]
+pub struct LatencySummary {
+    pub samples: u64,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StreamStats {
+    pub count: u64,
+    pub bytes: u64,
+    /// Messages per second of capture time (first to last message seen).
+    pub rate_hz: f64,
+    #[serde(skip)]
+    first_ns: Option<i64>,
+    #[serde(skip)]
+    last_ns: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Drift {
+    pub reference: String,
+    /// Total variation distance between the recommended classes and the reference mix:
+    /// 0 = the same mix, 1 = disjoint.
+    pub class_tvd: f64,
+    pub mean_confidence: f64,
+    /// Share of recommendations below [`LOW_CONFIDENCE`].
+    pub low_confidence_share: f64,
+}
+
+/// What `vigil monitor` prints (and serves).
+#[derive(Debug, Clone, Serialize)]
+pub struct MonitorSnapshot {
+    pub group: String,
+    pub topics: Vec<String>,
+    /// vehicle → stream → counts.
+    pub vehicles: BTreeMap<String, BTreeMap<String, StreamStats>>,
+    pub ingest_latency_ms: LatencySummary,
+    pub end_to_end_latency_ms: LatencySummary,
+    pub tasks_seen: u64,
+    /// Tasks whose recommendation was seen too.
+    pub tasks_answered: u64,
+    pub recommendations: u64,
+    pub by_action: BTreeMap<String, u64>,
+    pub by_class: BTreeMap<String, u64>,
+    pub drift: Option<Drift>,
+    /// Consumer lag per topic (high watermark − position, summed over partitions).
+    pub lag: BTreeMap<String, i64>,
+    pub total_lag: i64,
+    pub decode_errors: u64,
+}
+
+/// The consumer and what it has seen.
+pub struct Monitor {
+    consumer: BaseConsumer,
+    cfg: MonitorConfig,
+    seen: Seen,
+}
+
+/// What the monitor has read so far.
+#[derive(Default)]
+struct Seen {
+    kinds: HashMap<String, Kind>,
+    vehicles: BTreeMap<String, BTreeMap<String, StreamStats>>,
+    ingest: Series,
+    end_to_end: Series,
+    /// task id → capture time of its frame (waiting for the recommendation).
+    tasks: HashMap<String, i64>,
+    /// task id → time the recommendation reached the vehicle (waiting for the task).
+    answers: HashMap<String, i64>,
+    tasks_seen: u64,
+    tasks_answered: u64,
+    by_action: BTreeMap<String, u64>,
+    by_class: BTreeMap<String, u64>,
+    confidence_sum: f64,
+    low_confidence: u64,
+    recommendations: u64,
+    decode_errors: u64,
+    lag: BTreeMap<String, i64>,
+}
+
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Monitor").field("group", &self.cfg.group).finish()
+    }
+}
+
+fn header(m: &impl Message, key: &str) -> Option<String> {
+    let h = m.headers()?;
+    h.iter().find(|h| h.key == key).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+fn header_i64(m: &impl Message, key: &str) -> Option<i64> {
+    header(m, key)?.parse().ok()
+}
+
+fn class_name(c: v1::ObstacleClass) -> &'static str {
+    let c = match c {
+        v1::ObstacleClass::Pedestrian => ObstacleClass::Pedestrian,
+        v1::ObstacleClass::Cyclist => ObstacleClass::Cyclist,
+        v1::ObstacleClass::Vehicle => ObstacleClass::Vehicle,
+        v1::ObstacleClass::Debris => ObstacleClass::Debris,
+        v1::ObstacleClass::Animal => ObstacleClass::Animal,
+        _ => ObstacleClass::None,
+    };
+    c.name()
+}
+
+impl Monitor {
+    /// Joins the consumer group on `cfg`'s topics. Fails when none of Vigil's topics
+    /// exist under the prefix (a wrong prefix or broker reads as an error, not as silence).
+    pub fn connect(kafka: &KafkaConfig, cfg: MonitorConfig) -> Result<Self, TransportError> {
+        let mut c = client_config(kafka);
+        c.set("group.id", &cfg.group)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("auto.offset.reset", if cfg.from_beginning { "earliest" } else { "latest" })
+            .set("enable.partition.eof", "false");
+        let consumer: BaseConsumer = c.create().map_err(|e| err("Kafka consumer", e))?;
+        let mut kinds = HashMap::new();
+        for (logical, kind) in [
+            (topics::LIDAR, Kind::Telemetry("lidar")),
+            (topics::CAMERA, Kind::Telemetry("camera")),
+            (topics::RADAR, Kind::Telemetry("radar")),
+            (topics::GROUND_TRUTH, Kind::Telemetry("groundtruth")),
+            (topics::TASKS, Kind::Tasks),
+            (topics::RECOMMENDATIONS, Kind::Recommendations),
+        ] {
+            kinds.insert(topic_name(&kafka.topic_prefix, logical), kind);
+        }
+        let meta = consumer
+            .fetch_metadata(None, Duration::from_secs(10))
+            .map_err(|e| err(format!("Kafka metadata from {}", kafka.brokers), e))?;
+        let present: Vec<String> =
+            meta.topics().iter().map(|t| t.name().to_string()).filter(|n| kinds.contains_key(n)).collect();
+        if present.is_empty() {
+            return Err(err(
+                format!("Kafka at {}", kafka.brokers),
+                format!(
+                    "none of Vigil's topics exist under the prefix `{}` (e.g. {}); check --kafka and the topic prefix ([kafka] topic_prefix, VIGIL_KAFKA_TOPIC_PREFIX), or run a vehicle first",
+                    kafka.topic_prefix,
+                    topic_name(&kafka.topic_prefix, topics::RADAR)
+                ),
+            ));
+        }
+        kinds.retain(|k, _| present.contains(k));
+        let names: Vec<&str> = present.iter().map(String::as_str).collect();
+        consumer.subscribe(&names).map_err(|e| err("subscribing", e))?;
+        Ok(Self { consumer, cfg, seen: Seen { kinds, ..Seen::default() } })
+    }
+
+    /// Reads records for `for_`; returns how many.
+    pub fn poll(&mut self, for_: Duration) -> Result<u64, TransportError> {
+        let end = Instant::now() + for_;
+        let mut n = 0;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match self.consumer.poll(left.min(Duration::from_millis(100))) {
+                None => {}
+                Some(Ok(m)) => {
+                    n += 1;
+                    self.seen.record(&m);
+                }
+                Some(Err(e)) => tracing::warn!(error = %e, "monitor: consumer error"),
+            }
+        }
+        Ok(n)
+    }
+
+    /// Consumer lag per topic: high watermark − the group's position (or the low
+    /// watermark where it has not read a partition yet).
+    pub fn refresh_lag(&mut self) -> Result<i64, TransportError> {
+        let assignment = self.consumer.assignment().map_err(|e| err("assignment", e))?;
+        let positions = self.consumer.position().unwrap_or_else(|_| TopicPartitionList::new());
+        let mut lag: BTreeMap<String, i64> = self.seen.kinds.keys().map(|t| (t.clone(), 0)).collect();
+        for el in assignment.elements() {
+            let (low, high) = self
+                .consumer
+                .fetch_watermarks(el.topic(), el.partition(), Duration::from_secs(5))
+                .map_err(|e| err(format!("watermarks of {}/{}", el.topic(), el.partition()), e))?;
+            let at = match positions.find_partition(el.topic(), el.partition()).map(|p| p.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ if self.cfg.from_beginning => low,
+                _ => high,
+            };
+            *lag.entry(el.topic().to_string()).or_default() += (high - at).max(0);
+        }
+        self.seen.lag = lag;
+        Ok(self.seen.lag.values().sum())
+    }
+
+    /// Whether the group has partitions assigned (after the first rebalance).
+    pub fn assigned(&self) -> bool {
+        self.consumer.assignment().map(|a| a.count() > 0).unwrap_or(false)
+    }
+
+    pub fn snapshot(&self) -> MonitorSnapshot {
+        let drift = self.cfg.reference.as_ref().filter(|_| self.seen.recommendations > 0).map(|r| {
+            let total = self.seen.recommendations as f64;
+            let mut names: Vec<&String> = r.shares.keys().chain(self.seen.by_class.keys()).collect();
+            names.sort();
+            names.dedup();
+            let tvd = 0.5
+                * names
+                    .iter()
+                    .map(|n| {
+                        let seen = self.seen.by_class.get(*n).copied().unwrap_or(0) as f64 / total;
+                        (seen - r.shares.get(*n).copied().unwrap_or(0.0)).abs()
+                    })
+                    .sum::<f64>();
+            Drift {
+                reference: r.source.clone(),
+                class_tvd: tvd,
+                mean_confidence: self.seen.confidence_sum / total,
+                low_confidence_share: self.seen.low_confidence as f64 / total,
+            }
+        });
+        let mut by_action: BTreeMap<String, u64> = Action::ALL.iter().map(|a| (a.name().to_string(), 0)).collect();
+        by_action.extend(self.seen.by_action.clone());
+        MonitorSnapshot {
+            group: self.cfg.group.clone(),
+            topics: self.seen.kinds.keys().cloned().collect::<std::collections::BTreeSet<_>>().into_iter().collect(),
+            vehicles: self.seen.vehicles.clone(),
+            ingest_latency_ms: self.seen.ingest.summary(),
+            end_to_end_latency_ms: self.seen.end_to_end.summary(),
+            tasks_seen: self.seen.tasks_seen,
+            tasks_answered: self.seen.tasks_answered,
+            recommendations: self.seen.recommendations,
+            by_action,
+            by_class: self.seen.by_class.clone(),
+            drift,
+            lag: self.seen.lag.clone(),
+            total_lag: self.seen.lag.values().sum(),
+            decode_errors: self.seen.decode_errors,
+        }
+    }
+
+    /// The snapshot in Prometheus text format.
+    pub fn prometheus(&self) -> String {
+        let s = self.snapshot();
+        let mut o = String::new();
+        let family = |o: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        family(&mut o, "vigil_monitor_messages_total", "counter", "Telemetry messages read, per vehicle and stream.");
+        for (v, streams) in &s.vehicles {
+            for (st, x) in streams {
+                let _ = writeln!(o, "vigil_monitor_messages_total{{vehicle=\"{v}\",stream=\"{st}\"}} {}", x.count);
+            }
+        }
+        family(&mut o, "vigil_monitor_bytes_total", "counter", "Telemetry bytes read (as stored in Kafka).");
+        for (v, streams) in &s.vehicles {
+            for (st, x) in streams {
+                let _ = writeln!(o, "vigil_monitor_bytes_total{{vehicle=\"{v}\",stream=\"{st}\"}} {}", x.bytes);
+            }
+        }
+        family(&mut o, "vigil_monitor_stream_rate_hz", "gauge", "Messages per second of capture time.");
+        for (v, streams) in &s.vehicles {
+            for (st, x) in streams {
+                let _ = writeln!(o, "vigil_monitor_stream_rate_hz{{vehicle=\"{v}\",stream=\"{st}\"}} {}", x.rate_hz);
+            }
+        }
+        self.seen.ingest.prometheus(
+            &mut o,
+            "vigil_monitor_ingest_latency_seconds",
+            "Capture to publish on the vehicle, telemetry.",
+        );
+        self.seen.end_to_end.prometheus(
+            &mut o,
+            "vigil_monitor_end_to_end_latency_seconds",
+            "Frame capture to the recommendation back at the vehicle.",
+        );
+        family(&mut o, "vigil_monitor_tasks_total", "counter", "Obstacle tasks in the audit log.");
+        let _ = writeln!(o, "vigil_monitor_tasks_total {}", s.tasks_seen);
+        family(&mut o, "vigil_monitor_tasks_answered_total", "counter", "Tasks whose recommendation was read.");
+        let _ = writeln!(o, "vigil_monitor_tasks_answered_total {}", s.tasks_answered);
+        family(&mut o, "vigil_monitor_recommendations_total", "counter", "Recommendations read, per action.");
+        for (a, n) in &s.by_action {
+            let _ = writeln!(o, "vigil_monitor_recommendations_total{{action=\"{a}\"}} {n}");
+        }
+        family(&mut o, "vigil_monitor_recommended_class_total", "counter", "Recommendations per predicted class.");
+        for (c, n) in &s.by_class {
+            let _ = writeln!(o, "vigil_monitor_recommended_class_total{{class=\"{c}\"}} {n}");
+        }
+        if let Some(d) = &s.drift {
+            family(&mut o, "vigil_monitor_class_drift_tvd", "gauge", "Predicted classes vs the training mix (0..1).");
+            let _ = writeln!(o, "vigil_monitor_class_drift_tvd {}", d.class_tvd);
+            family(&mut o, "vigil_monitor_low_confidence_share", "gauge", "Share of predictions below 0.6.");
+            let _ = writeln!(o, "vigil_monitor_low_confidence_share {}", d.low_confidence_share);
+        }
+        family(&mut o, "vigil_monitor_consumer_lag", "gauge", "Records behind the high watermark, per topic.");
+        for (t, n) in &s.lag {
+            let _ = writeln!(o, "vigil_monitor_consumer_lag{{topic=\"{t}\"}} {n}");
+        }
+        family(&mut o, "vigil_monitor_decode_errors_total", "counter", "Records that did not decode.");
+        let _ = writeln!(o, "vigil_monitor_decode_errors_total {}", s.decode_errors);
+        o
+    }
+}
+
+impl Seen {
+    fn record(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) {
+        let Some(&kind) = self.kinds.get(m.topic()) else { return };
+        let capture = header_i64(m, "capture_time_ns");
+        let publish = header_i64(m, "publish_time_ns");
+        match kind {
+            Kind::Telemetry(stream) => {
+                let vehicle = header(m, "vehicle_id")
+                    .or_else(|| m.key().map(|k| String::from_utf8_lossy(k).into_owned()))
+                    .unwrap_or_default();
+                let s = self.vehicles.entry(vehicle).or_default().entry(stream.to_string()).or_default();
+                s.count += 1;
+                s.bytes += m.payload_len() as u64;
+                if let Some(c) = capture {
+                    s.first_ns = Some(s.first_ns.map_or(c, |f| f.min(c)));
+                    s.last_ns = Some(s.last_ns.map_or(c, |l| l.max(c)));
+                    let span = (s.last_ns.unwrap_or(c) - s.first_ns.unwrap_or(c)) as f64 / 1e9;
+                    // n messages over the span between the first and the last: n−1 intervals.
+                    s.rate_hz = if span > 0.0 { (s.count - 1) as f64 / span } else { 0.0 };
+                }
+                if let (Some(c), Some(p)) = (capture, publish) {
+                    self.ingest.add((p - c) as f64 / 1e9);
+                }
+            }
+            Kind::Tasks => {
+                self.tasks_seen += 1;
+                let (Some(id), Some(c)) = (header(m, "correlation_id"), capture) else {
+                    self.decode_errors += 1;
+                    return;
+                };
+                match self.answers.remove(&id) {
+                    Some(at) => self.answered(at - c),
+                    None => bounded_insert(&mut self.tasks, id, c),
+                }
+            }
+            Kind::Recommendations => {
+                let rec = match m.payload().map(vigil_proto::decode_envelope) {
+                    Some(Ok(v1::Envelope { payload: Some(Payload::Recommendation(r)), .. })) => r,
+                    _ => {
+                        self.decode_errors += 1;
+                        return;
+                    }
+                };
+                self.recommendations += 1;
+                let action = vigil_proto::action_from_proto(rec.action());
+                *self.by_action.entry(action.name().to_string()).or_default() += 1;
+                *self.by_class.entry(class_name(rec.class()).to_string()).or_default() += 1;
+                self.confidence_sum += rec.confidence as f64;
+                if rec.confidence < LOW_CONFIDENCE {
+                    self.low_confidence += 1;
+                }
+                let Some(at) = publish else { return };
+                match self.tasks.remove(&rec.task_id) {
+                    Some(c) => self.answered(at - c),
+                    None => bounded_insert(&mut self.answers, rec.task_id, at),
+                }
+            }
+        }
+    }
+
+    fn answered(&mut self, ns: i64) {
+        self.tasks_answered += 1;
+        self.end_to_end.add(ns as f64 / 1e9);
+    }
+}
+
+fn bounded_insert(map: &mut HashMap<String, i64>, k: String, v: i64) {
+    if map.len() >= PENDING {
+        // Halves never joined (a task answered before the monitor started, or a
+        // fallback): forget them rather than grow without bound.
+        map.clear();
+    }
+    map.insert(k, v);
+}

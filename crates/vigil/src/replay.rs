@@ -1,0 +1,211 @@
+//! `vigil replay` and `vigil record`: drives from Kafka or MCAP (see
+//! `vigil_pipeline::replay`).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use vigil_core::Nanos;
+use vigil_pipeline::replay::{Drive, ReplayConfig, ReplayReport, replay};
+use vigil_sim::Scenario;
+use vigil_vehicle::node::RoadMap;
+
+use crate::process::BrokerArgs;
+
+/// A time on the vehicle clock: nanoseconds since the Unix epoch, or RFC 3339
+/// (`2026-01-01T00:00:05Z`, fractions allowed).
+fn parse_time(s: &str) -> Result<Nanos, String> {
+    if let Ok(ns) = s.parse::<i64>() {
+        return Ok(ns);
+    }
+    let t = humantime::parse_rfc3339_weak(s)
+        .map_err(|e| format!("`{s}` is neither nanoseconds since the epoch nor an RFC 3339 time ({e})"))?;
+    let d = t.duration_since(std::time::UNIX_EPOCH).map_err(|_| format!("`{s}` is before 1970"))?;
+    i64::try_from(d.as_nanos()).map_err(|_| format!("`{s}` is too far in the future"))
+}
+
+/// Where a drive comes from: Kafka by vehicle and capture-time window.
+#[derive(Debug, Args)]
+pub struct KafkaWindow {
+    #[command(flatten)]
+    brokers: BrokerArgs,
+    /// The vehicle whose drive to read (e.g. veh-0000).
+    #[arg(long)]
+    vehicle: Option<String>,
+    /// Window start (inclusive), capture time: ns since the epoch or RFC 3339.
+    #[arg(long, value_parser = parse_time)]
+    from: Option<Nanos>,
+    /// Window end (exclusive), capture time.
+    #[arg(long, value_parser = parse_time)]
+    to: Option<Nanos>,
+}
+
+impl KafkaWindow {
+    fn read(&self) -> anyhow::Result<Drive> {
+        let Some(vehicle) = &self.vehicle else {
+            bail!("reading a drive from Kafka needs --vehicle ID (e.g. veh-0000)");
+        };
+        if let (Some(f), Some(t)) = (self.from, self.to)
+            && t <= f
+        {
+            bail!("--to must be after --from");
+        }
+        let b = self.brokers.load()?;
+        Ok(Drive::from_kafka(&b, vehicle, self.from, self.to)?)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// `kafka`, or an MCAP file from `vigil record` / `vigil run --record`.
+    #[arg(long)]
+    source: String,
+    #[command(flatten)]
+    window: KafkaWindow,
+    /// Pace the replay at this multiple of real time.
+    #[arg(long, conflicts_with = "max")]
+    speed: Option<f64>,
+    /// As fast as the pipeline goes (the default).
+    #[arg(long)]
+    max: bool,
+    /// The model to replay with.
+    #[arg(long, default_value = "models/obstacle-classifier")]
+    model: PathBuf,
+    /// The scenario whose road the drive was on (lanes decide whether steering around is
+    /// possible).
+    #[arg(long, default_value = "pedestrian-crossing")]
+    scenario: String,
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Task deadline budget, milliseconds (as recorded drives used).
+    #[arg(long, default_value_t = 100.0)]
+    budget_ms: f64,
+    /// Write a labelled crop per task here (the dataset format of `vigil train --dataset`).
+    #[arg(long)]
+    export_dataset: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+fn print_human(r: &ReplayReport) {
+    println!(
+        "drive {} ({}): {:.1} s replayed in {:.2} s ({:.1}x real time) with {} v{}",
+        r.drive,
+        r.vehicles.join(", "),
+        r.sim_seconds,
+        r.wall_seconds,
+        r.speed_factor,
+        r.model.name,
+        r.model.version
+    );
+    println!(
+        "  frames {:?}; tasks {} raised, {} answered, {} fell back; digest {}",
+        r.frames, r.tasks.raised, r.tasks.completed, r.tasks.fallback, r.recommendations_digest
+    );
+    let d = &r.diff;
+    println!(
+        "  vs recorded: {} compared, {} changed, {} only then, {} only now",
+        d.compared, d.changed, d.only_recorded, d.only_replayed
+    );
+    if let Some(g) = &d.ground_truth {
+        println!(
+            "  vs ground truth: then {} misses / {} false alarms; now {} / {} ({} new misses, {} new false alarms)",
+            g.recorded.misses,
+            g.recorded.false_alarms,
+            g.replayed.misses,
+            g.replayed.false_alarms,
+            g.new_misses,
+            g.new_false_alarms
+        );
+    }
+    for c in &d.examples {
+        println!(
+            "    {}: {} -> {} (truth {})",
+            c.task_id,
+            c.recorded.as_deref().unwrap_or("-"),
+            c.replayed.as_deref().unwrap_or("-"),
+            c.truth.as_deref().unwrap_or("?")
+        );
+    }
+    if r.exported > 0 {
+        println!("  exported {} labelled crops", r.exported);
+    }
+}
+
+pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
+    let drive = if args.source == "kafka" {
+        args.window.read()?
+    } else {
+        let path = PathBuf::from(&args.source);
+        if !path.exists() {
+            bail!("--source: no file {} (give an MCAP file, or `kafka`)", path.display());
+        }
+        Drive::from_mcap(&path, args.window.vehicle.as_deref())
+            .with_context(|| format!("reading {}", path.display()))?
+    };
+    if !args.budget_ms.is_finite() || args.budget_ms <= 0.0 {
+        bail!("--budget-ms must be a positive number of milliseconds, got {}", args.budget_ms);
+    }
+    let scenario = Scenario::load(&args.scenario)?;
+    let cfg = ReplayConfig {
+        model_dir: args.model.clone(),
+        road: RoadMap { lanes: scenario.road.lanes, lane_width_m: scenario.road.lane_width_m },
+        speed: if args.max { None } else { args.speed },
+        workers: args.workers,
+        batcher: vigil_pipeline::default_batcher(),
+        task_budget_ns: (args.budget_ms * 1e6).round() as i64,
+        export_dataset: args.export_dataset.clone(),
+    };
+    let r = replay(&drive, &cfg).context("replay failed")?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        print_human(&r);
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    window: KafkaWindow,
+    /// The MCAP file to write.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn record(args: RecordArgs) -> anyhow::Result<()> {
+    let drive = args.window.read()?;
+    let n = drive.write_mcap(&args.out).with_context(|| format!("writing {}", args.out.display()))?;
+    let span = drive.span();
+    let summary = serde_json::json!({
+        "drive": drive.id,
+        "vehicles": drive.vehicles,
+        "messages": n,
+        "frames": drive.frames(),
+        "first_capture_ns": span.map(|s| s.0),
+        "last_capture_ns": span.map(|s| s.1),
+        "out": args.out.display().to_string(),
+    });
+    if args.json {
+        println!("{summary}");
+    } else {
+        println!("drive {}: {n} messages to {}", drive.id, args.out.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_time;
+
+    #[test]
+    fn times_are_nanoseconds_or_rfc3339() {
+        assert_eq!(parse_time("1767225600000000000"), Ok(1_767_225_600_000_000_000));
+        assert_eq!(parse_time("2026-01-01T00:00:05Z"), Ok(1_767_225_605_000_000_000));
+        assert_eq!(parse_time("2026-01-01T00:00:05.25Z"), Ok(1_767_225_605_250_000_000));
+        assert!(parse_time("yesterday").unwrap_err().contains("RFC 3339"));
+    }
+}
