@@ -97,7 +97,7 @@ impl Drive {
     pub fn span(&self) -> Option<(Nanos, Nanos)> {
         let mut t = self.messages.iter().filter(|m| TELEMETRY.contains(&m.topic.as_str())).map(|m| m.capture_ns);
         let first = t.next()?;
-        Some((first, t.last().unwrap_or(first)))
+        Some((first, t.next_back().unwrap_or(first)))
     }
 
     /// Telemetry messages.
