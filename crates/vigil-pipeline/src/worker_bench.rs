@@ -24,7 +24,7 @@ use vigil_sim::Scenario;
 use vigil_vision::batcher::{Batcher, BatcherConfig};
 use vigil_vision::model::{Recogniser, default_device};
 use vigil_vision::preprocess::crop;
-use vigil_worker::{WorkerDeps, WorkerStats, recommend, start_workers};
+use vigil_worker::{WorkerDeps, WorkerStats, recommend};
 
 use crate::RunError;
 use crate::bench::sample_frame;
@@ -166,21 +166,8 @@ fn workers_round(s: &Setup<'_>, workers: usize, round: usize) -> Result<f64, Run
         faults: Arc::default(),
         answered: Arc::default(),
     };
-    let (sys_tx, sys_rx) = std::sync::mpsc::channel();
     let t0 = Instant::now();
-    let actors = std::thread::spawn(move || {
-        let sys = actix::System::new();
-        let (arbiter, addrs) = sys.block_on(async move {
-            let started = start_workers(workers, deps);
-            let _ = sys_tx.send(actix::System::current());
-            started
-        });
-        let r = sys.run();
-        drop(addrs);
-        arbiter.stop();
-        r
-    });
-    let system = sys_rx.recv().map_err(|_| RunError::Actors("the bench's actor system did not start".into()))?;
+    let (system, actors) = crate::process::start_worker_system(workers, deps)?;
     let received = s.rt.block_on(async {
         let mut got = 0usize;
         while got < s.n {
