@@ -245,9 +245,11 @@ impl AmqpTasks {
                     ch = inner.conn.create_channel().await.ok();
                 }
                 let Some(c) = &ch else { continue };
-                if let Ok(q) =
-                    c.queue_declare(inner.names.queue.as_str().into(), passive(), FieldTable::default()).await
-                {
+                // Bounded: while the broker is down a declare can wait for a reply that
+                // never comes, and the loop must keep watching the connection (a worker
+                // once saw no outage at all because its sampler hung here).
+                let declare = c.queue_declare(inner.names.queue.as_str().into(), passive(), FieldTable::default());
+                if let Ok(Ok(q)) = tokio::time::timeout(Duration::from_millis(500), declare).await {
                     let n = q.message_count() as u64;
                     inner.counts.queued.store(n, Ordering::Relaxed);
                     inner.counts.peak_queued.fetch_max(n, Ordering::Relaxed);
