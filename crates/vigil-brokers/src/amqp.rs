@@ -1,4 +1,12 @@
-//! The task plane in RabbitMQ (lapin 4, automatic recovery on).
+//! The task plane in RabbitMQ (lapin 4).
+//!
+//! Reconnection is Vigil's own, not lapin's automatic recovery: in CI runs a vehicle's
+//! connection once stayed down for good after a broker restart under lapin's recovery
+//! (lapin issue #450 reports the same). A supervisor task watches the connection; when it
+//! drops, publishes fail fast (the caller falls back), the supervisor reconnects with
+//! backoff and declares the topology again, and each consumer subscribes again on the new
+//! connection. Unacked deliveries of the lost connection are redelivered by the broker
+//! and deduplicated by task id.
 //!
 //! Topology (all names start with the configured prefix, `vigil` by default):
 //!
@@ -17,8 +25,8 @@
 //! attempt goes to the next delay queue; after `max_attempts` it is dead-lettered with
 //! its reason in the `x-vigil-reason` header.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -107,13 +115,65 @@ pub struct AmqpTasks {
 
 #[derive(Debug)]
 struct Inner {
-    conn: Connection,
-    publish: Channel,
+    url: String,
+    /// The connection now, `None` while the supervisor reconnects.
+    live: RwLock<Option<Live>>,
     cfg: AmqpConfig,
     names: Names,
     clock: Arc<dyn Clock>,
     rt: Handle,
     counts: AmqpCounts,
+}
+
+/// One connection and its publishing channel (confirms on).
+#[derive(Debug, Clone)]
+struct Live {
+    conn: Arc<Connection>,
+    publish: Channel,
+}
+
+impl Live {
+    fn up(&self) -> bool {
+        self.conn.status().connected() && self.publish.status().connected()
+    }
+}
+
+/// How long one connection attempt (TCP, handshake, topology) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a sampler's passive declare may wait.
+const SAMPLE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Connects, opens the publishing channel and declares the topology.
+async fn open(url: &str, cfg: &AmqpConfig, names: &Names, rt: &Handle) -> Result<Live, TransportError> {
+    let shown = redact(url);
+    let props = ConnectionProperties::default().with_connection_name(format!("vigil-{}", std::process::id()).into());
+    let u = url.to_string();
+    let connecting = rt.spawn(async move { Connection::connect(&u, props).await });
+    let conn = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Err(_) => {
+            return Err(err(
+                format!("connecting to RabbitMQ at {shown}"),
+                format!("no answer within {CONNECT_TIMEOUT:?}"),
+            ));
+        }
+        Ok(joined) => joined.map_err(|e| err("RabbitMQ connection task", e))?.map_err(|e| {
+            err(format!("connecting to RabbitMQ at {shown}"), format!("{e} (is it running? `scripts/brokers.sh up`)"))
+        })?,
+    };
+    let setup = async {
+        let publish = conn.create_channel().await.map_err(|e| err("RabbitMQ channel", e))?;
+        publish.confirm_select(ConfirmSelectOptions::default()).await.map_err(|e| err("confirm.select", e))?;
+        declare(&publish, cfg, names).await?;
+        Ok::<_, TransportError>(publish)
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, setup).await {
+        Ok(Ok(publish)) => Ok(Live { conn: Arc::new(conn), publish }),
+        Ok(Err(e)) => {
+            let _ = conn.close(200, "setup failed".into()).await;
+            Err(e)
+        }
+        Err(_) => Err(err("declaring the RabbitMQ topology", format!("no answer within {CONNECT_TIMEOUT:?}"))),
+    }
 }
 
 fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {
@@ -164,35 +224,25 @@ pub fn redact(url: &str) -> String {
 }
 
 impl AmqpTasks {
-    /// Connects (automatic recovery on), declares the topology and starts the queue-depth
-    /// sampler. `clock` sets each task's remaining budget; `rt` runs the connection.
+    /// Connects, declares the topology and starts the supervisor (reconnection and the
+    /// queue-depth sampler). `clock` sets each task's remaining budget; `rt` runs the
+    /// connection. The first connection must succeed: a wrong URL is an error at once.
     pub async fn connect(cfg: &AmqpConfig, clock: Arc<dyn Clock>, rt: Handle) -> Result<Self, TransportError> {
         let url = amqp_url(cfg)?;
-        let shown = redact(&url);
-        let props = ConnectionProperties::default()
-            .with_connection_name(format!("vigil-{}", std::process::id()).into())
-            .enable_auto_recover()
-            .configure_backoff(|b| {
-                b.with_min_delay(Duration::from_millis(100)).with_max_delay(Duration::from_secs(2)).with_max_times(120)
-            });
-        let conn = rt
-            .spawn(async move { Connection::connect(&url, props).await })
-            .await
-            .map_err(|e| err("RabbitMQ connection task", e))?
-            .map_err(|e| {
-                err(
-                    format!("connecting to RabbitMQ at {shown}"),
-                    format!("{e} (is it running? `scripts/brokers.sh up`)"),
-                )
-            })?;
-        let publish = conn.create_channel().await.map_err(|e| err("RabbitMQ channel", e))?;
-        publish.confirm_select(ConfirmSelectOptions::default()).await.map_err(|e| err("confirm.select", e))?;
         let names = Names::new(&cfg.prefix);
-        declare(&publish, cfg, &names).await?;
+        let live = open(&url, cfg, &names, &rt).await?;
         let me = Self {
-            inner: Arc::new(Inner { conn, publish, cfg: cfg.clone(), names, clock, rt, counts: AmqpCounts::default() }),
+            inner: Arc::new(Inner {
+                url,
+                live: RwLock::new(Some(live)),
+                cfg: cfg.clone(),
+                names,
+                clock,
+                rt,
+                counts: AmqpCounts::default(),
+            }),
         };
-        me.spawn_sampler();
+        me.spawn_supervisor();
         Ok(me)
     }
 
@@ -204,9 +254,9 @@ impl AmqpTasks {
         &self.inner.counts
     }
 
-    /// Whether the connection is up (false while it recovers).
+    /// Whether the connection is up (false while it reconnects).
     pub fn connected(&self) -> bool {
-        self.inner.conn.status().connected()
+        self.live().is_some_and(|l| l.up())
     }
 
     /// Messages now in the dead-letter queue.
@@ -219,45 +269,137 @@ impl AmqpTasks {
         Ok(q.message_count())
     }
 
-    async fn channel(&self) -> Result<Channel, TransportError> {
-        self.inner.conn.create_channel().await.map_err(|e| err("RabbitMQ channel", e))
+    fn live(&self) -> Option<Live> {
+        self.inner.live.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn spawn_sampler(&self) {
+    /// A new channel on the connection now.
+    async fn channel(&self) -> Result<Channel, TransportError> {
+        let live = self.live().ok_or_else(|| err("RabbitMQ channel", "not connected (reconnecting)"))?;
+        live.conn.create_channel().await.map_err(|e| err("RabbitMQ channel", e))
+    }
+
+    /// A new channel once the connection is up again (consumers re-subscribing).
+    async fn channel_when_up(&self) -> Channel {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            if let Some(live) = self.live().filter(Live::up)
+                && let Ok(Ok(ch)) = tokio::time::timeout(CONNECT_TIMEOUT, live.conn.create_channel()).await
+            {
+                return ch;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(250));
+        }
+    }
+
+    /// Watches the connection every 100 ms: reconnects (backoff 100 ms → 2 s) when it is
+    /// lost, and samples the task queue's depth while it is up. Every wait is bounded,
+    /// so a broker that stops answering cannot stall the watch.
+    fn spawn_supervisor(&self) {
         let weak = Arc::downgrade(&self.inner);
         self.inner.rt.spawn(async move {
-            let mut ch: Option<Channel> = None;
-            let mut was_down = false;
+            let mut sampler: Option<Channel> = None;
+            let mut down_since: Option<std::time::Instant> = None;
+            let mut backoff = Duration::from_millis(100);
+            let mut sample_after = tokio::time::Instant::now();
             loop {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 let Some(inner) = weak.upgrade() else { return };
-                // Connection recoveries (lapin recovers connection, channels and consumers
-                // on its own; the consumers may never see an error).
-                let up = inner.conn.status().connected();
-                if !up && !was_down {
-                    tracing::warn!("RabbitMQ connection lost; recovering");
-                } else if up && was_down {
-                    inner.counts.recoveries.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!("RabbitMQ connection recovered");
+                let me = AmqpTasks { inner };
+                let live = me.live();
+                if !live.as_ref().is_some_and(Live::up) {
+                    if down_since.is_none() {
+                        tracing::warn!("RabbitMQ connection lost; reconnecting");
+                        down_since = Some(std::time::Instant::now());
+                        if let Some(old) = me.inner.live.write().unwrap_or_else(|e| e.into_inner()).take() {
+                            // Best effort: the socket is usually gone already.
+                            me.inner.rt.spawn(async move {
+                                let _ =
+                                    tokio::time::timeout(SAMPLE_TIMEOUT, old.conn.close(200, "reconnecting".into()))
+                                        .await;
+                            });
+                        }
+                        sampler = None;
+                    }
+                    match open(&me.inner.url, &me.inner.cfg, &me.inner.names, &me.inner.rt).await {
+                        Ok(new) => {
+                            *me.inner.live.write().unwrap_or_else(|e| e.into_inner()) = Some(new);
+                            me.inner.counts.recoveries.fetch_add(1, Ordering::Relaxed);
+                            let after = down_since.take().map(|t| t.elapsed()).unwrap_or_default();
+                            tracing::info!(after_ms = after.as_millis() as u64, "RabbitMQ connection recovered");
+                            backoff = Duration::from_millis(100);
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "RabbitMQ reconnect attempt failed");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(2));
+                        }
+                    }
+                    continue;
                 }
-                was_down = !up;
-                if ch.as_ref().is_none_or(|c| !c.status().connected()) {
-                    ch = inner.conn.create_channel().await.ok();
+                if tokio::time::Instant::now() < sample_after {
+                    continue;
                 }
-                let Some(c) = &ch else { continue };
-                // Bounded: while the broker is down a declare can wait for a reply that
-                // never comes, and the loop must keep watching the connection (a worker
-                // once saw no outage at all because its sampler hung here).
-                let declare = c.queue_declare(inner.names.queue.as_str().into(), passive(), FieldTable::default());
-                if let Ok(Ok(q)) = tokio::time::timeout(Duration::from_millis(500), declare).await {
-                    let n = q.message_count() as u64;
-                    inner.counts.queued.store(n, Ordering::Relaxed);
-                    inner.counts.peak_queued.fetch_max(n, Ordering::Relaxed);
-                } else {
-                    ch = None;
+                if sampler.as_ref().is_none_or(|c| !c.status().connected()) {
+                    sampler = me.channel().await.ok();
+                }
+                let Some(c) = &sampler else { continue };
+                let declare = c.queue_declare(me.inner.names.queue.as_str().into(), passive(), FieldTable::default());
+                match tokio::time::timeout(SAMPLE_TIMEOUT, declare).await {
+                    Ok(Ok(q)) => {
+                        let n = q.message_count() as u64;
+                        me.inner.counts.queued.store(n, Ordering::Relaxed);
+                        me.inner.counts.peak_queued.fetch_max(n, Ordering::Relaxed);
+                    }
+                    // The queue was deleted (a benchmark's teardown) or the channel is
+                    // stuck: close it and look again in 2 s.
+                    _ => {
+                        sample_after = tokio::time::Instant::now() + Duration::from_secs(2);
+                        if let Some(c) = sampler.take() {
+                            let _ = tokio::time::timeout(SAMPLE_TIMEOUT, c.close(200, "sampler".into())).await;
+                        }
+                    }
                 }
             }
         });
+    }
+
+    /// `basic.qos` and `basic.consume` on the task queue.
+    async fn subscribe_tasks(&self, channel: &Channel, tag: &str) -> Result<lapin::Consumer, TransportError> {
+        channel
+            .basic_qos(self.inner.cfg.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(|e| err("basic.qos", e))?;
+        channel
+            .basic_consume(
+                self.inner.names.queue.as_str().into(),
+                tag.into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| err(format!("consuming `{}`", self.inner.names.queue), e))
+    }
+
+    /// Declares a vehicle's reply queue and consumes it.
+    async fn subscribe_replies(&self, channel: &Channel, queue: &str) -> Result<lapin::Consumer, TransportError> {
+        // Not durable: replies are worthless after a restart; it outlives a short
+        // disconnect and is removed a minute after its vehicle is gone.
+        let args = table(&[("x-expires", AMQPValue::LongLongInt(60_000))]);
+        channel
+            .queue_declare(queue.into(), QueueDeclareOptions::default(), args)
+            .await
+            .map_err(|e| err(format!("declaring reply queue `{queue}`"), e))?;
+        channel
+            .basic_consume(
+                queue.into(),
+                "".into(),
+                BasicConsumeOptions { no_ack: true, exclusive: true, ..Default::default() },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| err(format!("consuming `{queue}`"), e))
     }
 
     fn persistence(&self, priority: u8) -> Persistence {
@@ -275,8 +417,12 @@ impl AmqpTasks {
         payload: &[u8],
         props: BasicProperties,
     ) -> Result<Confirmation, TransportError> {
-        let ch = &self.inner.publish;
         let what = || format!("publishing to `{exchange}` `{routing_key}`");
+        let Some(live) = self.live().filter(Live::up) else {
+            self.inner.counts.publish_errors.fetch_add(1, Ordering::Relaxed);
+            return Err(err(what(), "RabbitMQ unreachable (reconnecting)"));
+        };
+        let ch = &live.publish;
         let publish = async {
             ch.basic_publish(exchange.into(), routing_key.into(), BasicPublishOptions::default(), payload, props)
                 .await?
@@ -492,6 +638,7 @@ impl Acker for AmqpAcker {
 
 struct AmqpConsumer {
     tasks: AmqpTasks,
+    tag: String,
     channel: Channel,
     consumer: lapin::Consumer,
 }
@@ -507,13 +654,30 @@ impl TaskConsumer for AmqpConsumer {
         Box::pin(async move {
             loop {
                 let d = match self.consumer.next().await {
-                    None => return Err(TransportError::Closed),
                     Some(Ok(d)) => d,
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "task consumer interrupted; waiting for recovery");
-                        self.tasks.inner.counts.recoveries.fetch_add(1, Ordering::Relaxed);
-                        if let Err(e) = self.channel.wait_for_recovery(e).await {
-                            return Err(err("task consumer", e));
+                    // The connection or channel is gone: subscribe again once the
+                    // supervisor has reconnected. The broker requeues what this
+                    // channel held unacked.
+                    end => {
+                        let why = match end {
+                            Some(Err(e)) => e.to_string(),
+                            _ => "consumer ended".into(),
+                        };
+                        tracing::warn!(error = %why, "task consumer interrupted; subscribing again after reconnect");
+                        loop {
+                            let channel = self.tasks.channel_when_up().await;
+                            match self.tasks.subscribe_tasks(&channel, &self.tag).await {
+                                Ok(consumer) => {
+                                    tracing::info!("task consumer subscribed again");
+                                    self.channel = channel;
+                                    self.consumer = consumer;
+                                    break;
+                                }
+                                Err(e) => {
+                                    tracing::debug!(error = %e, "subscribing again failed; retrying");
+                                    tokio::time::sleep(Duration::from_millis(200)).await;
+                                }
+                            }
                         }
                         continue;
                     }
@@ -543,6 +707,8 @@ impl TaskConsumer for AmqpConsumer {
 }
 
 struct AmqpReplies {
+    tasks: AmqpTasks,
+    queue: String,
     channel: Channel,
     consumer: lapin::Consumer,
 }
@@ -558,16 +724,31 @@ impl ReplyConsumer for AmqpReplies {
         Box::pin(async move {
             loop {
                 match self.consumer.next().await {
-                    None => return Err(TransportError::Closed),
                     Some(Ok(d)) => {
                         let correlation_id =
                             d.properties.correlation_id().as_ref().map(|s| s.to_string()).unwrap_or_default();
                         return Ok(Reply { correlation_id, payload: d.data });
                     }
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "reply consumer interrupted; waiting for recovery");
-                        if let Err(e) = self.channel.wait_for_recovery(e).await {
-                            return Err(err("reply consumer", e));
+                    end => {
+                        let why = match end {
+                            Some(Err(e)) => e.to_string(),
+                            _ => "consumer ended".into(),
+                        };
+                        tracing::warn!(error = %why, "reply consumer interrupted; subscribing again after reconnect");
+                        loop {
+                            let channel = self.tasks.channel_when_up().await;
+                            match self.tasks.subscribe_replies(&channel, &self.queue).await {
+                                Ok(consumer) => {
+                                    tracing::info!("reply consumer subscribed again");
+                                    self.channel = channel;
+                                    self.consumer = consumer;
+                                    break;
+                                }
+                                Err(e) => {
+                                    tracing::debug!(error = %e, "subscribing again failed; retrying");
+                                    tokio::time::sleep(Duration::from_millis(200)).await;
+                                }
+                            }
                         }
                     }
                 }
@@ -598,20 +779,8 @@ impl TaskTransport for AmqpTasks {
         let tag = format!("{consumer}-{}", std::process::id());
         Box::pin(async move {
             let channel = self.channel().await?;
-            channel
-                .basic_qos(self.inner.cfg.prefetch, BasicQosOptions::default())
-                .await
-                .map_err(|e| err("basic.qos", e))?;
-            let consumer = channel
-                .basic_consume(
-                    self.inner.names.queue.as_str().into(),
-                    tag.as_str().into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(|e| err(format!("consuming `{}`", self.inner.names.queue), e))?;
-            Ok(Box::new(AmqpConsumer { tasks: self.clone(), channel, consumer }) as Box<dyn TaskConsumer>)
+            let consumer = self.subscribe_tasks(&channel, &tag).await?;
+            Ok(Box::new(AmqpConsumer { tasks: self.clone(), tag, channel, consumer }) as Box<dyn TaskConsumer>)
         })
     }
 
@@ -632,23 +801,8 @@ impl TaskTransport for AmqpTasks {
         let queue = self.inner.names.reply(reply_to);
         Box::pin(async move {
             let channel = self.channel().await?;
-            // Not durable: replies are worthless after a restart; it outlives a short
-            // disconnect and is removed a minute after its vehicle is gone.
-            let args = table(&[("x-expires", AMQPValue::LongLongInt(60_000))]);
-            channel
-                .queue_declare(queue.as_str().into(), QueueDeclareOptions::default(), args)
-                .await
-                .map_err(|e| err(format!("declaring reply queue `{queue}`"), e))?;
-            let consumer = channel
-                .basic_consume(
-                    queue.as_str().into(),
-                    "".into(),
-                    BasicConsumeOptions { no_ack: true, exclusive: true, ..Default::default() },
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(|e| err(format!("consuming `{queue}`"), e))?;
-            Ok(Box::new(AmqpReplies { channel, consumer }) as Box<dyn ReplyConsumer>)
+            let consumer = self.subscribe_replies(&channel, &queue).await?;
+            Ok(Box::new(AmqpReplies { tasks: self.clone(), queue, channel, consumer }) as Box<dyn ReplyConsumer>)
         })
     }
 

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod process;
 pub mod replay;
 pub mod report;
+pub mod timeline;
 pub mod worker_bench;
 
 use std::io::IsTerminal;

@@ -32,6 +32,7 @@ use vigil_vision::batcher::BatcherConfig;
 use vigil_vision::model::{Recogniser, default_device};
 use vigil_worker::WorkerStats;
 
+use crate::timeline::{TaskMark, Timeline};
 use crate::{Actors, RunError, start_actors};
 
 /// One recorded message: the log topic (`vigil.telemetry.lidar`, …), the capture time,
@@ -190,6 +191,12 @@ pub struct ReplayConfig {
     pub task_budget_ns: Nanos,
     /// Write labelled crops of every task here (the dataset format of `vigil train`).
     pub export_dataset: Option<PathBuf>,
+    /// With ground truth in the drive, also export every visible object of every n-th
+    /// camera frame (0: tasks only). Tasks alone are few; the objects are the bulk of a
+    /// training set.
+    pub export_objects_every: u64,
+    /// Telemetry messages fed so far (of `Drive::frames`), for a progress bar.
+    pub progress: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// The model a replay ran.
@@ -278,6 +285,9 @@ pub struct ReplayReport {
     pub diff: ReplayDiff,
     /// Crops written with `export_dataset`.
     pub exported: u64,
+    /// What `timeline_png` draws (not printed).
+    #[serde(skip)]
+    pub timeline: Timeline,
 }
 
 /// Keeps the task and recommendation records the vehicle writes (and counts the rest).
@@ -492,6 +502,9 @@ pub fn replay(drive: &Drive, cfg: &ReplayConfig) -> Result<ReplayReport, RunErro
                 let h = header_of(&m.envelope).unwrap_or_default();
                 produced[k.index()] += 1;
                 publisher.put_blocking(&bus_key(k, &h), m.envelope.clone())?;
+                if let Some(p) = &cfg.progress {
+                    p.fetch_add(1, Ordering::Relaxed);
+                }
             }
             settle(&produced)?;
         }
@@ -522,16 +535,35 @@ pub fn replay(drive: &Drive, cfg: &ReplayConfig) -> Result<ReplayReport, RunErro
     }
     let mut recorded: HashMap<String, v1::Recommendation> = HashMap::new();
     let mut gt: HashMap<(String, String, u64), v1::GroundTruth> = HashMap::new();
+    // For the timeline: recorded task capture and recommendation publish times, and the
+    // first vehicle's ground-truth objects in the camera's view.
+    let mut recorded_task_ns: HashMap<String, Nanos> = HashMap::new();
+    let mut recorded_answer_ns: HashMap<String, Nanos> = HashMap::new();
+    let mut sightings: Vec<(u32, String, f64)> = Vec::new();
+    let first_vehicle = drive.vehicles.first().cloned().unwrap_or_default();
+    let secs = |ns: Nanos| (ns - start_ns) as f64 * 1e-9;
     for m in &drive.messages {
         if m.topic == topics::RECOMMENDATIONS {
             if let Some(r) = recommendation(&m.envelope) {
+                if let Some(h) = header_of(&m.envelope) {
+                    recorded_answer_ns.insert(r.task_id.clone(), h.publish_time_ns);
+                }
                 recorded.insert(r.task_id.clone(), r);
+            }
+        } else if m.topic == topics::TASKS {
+            if let Some((h, t)) = task(&m.envelope) {
+                recorded_task_ns.insert(t.task_id, h.capture_time_ns);
             }
         } else if m.topic == topics::GROUND_TRUTH
             && let Ok(env) = vigil_proto::decode_envelope(&m.envelope)
             && let Some(Payload::GroundTruth(g)) = env.payload
         {
             let v = env.header.map(|h| h.vehicle_id).unwrap_or_default();
+            if v == first_vehicle && g.frame_sensor_id.starts_with("camera") {
+                for o in g.objects.iter().filter(|o| o.camera_box.is_some()) {
+                    sightings.push((o.object_id, class_name(o.class()).to_string(), secs(m.capture_ns)));
+                }
+            }
             gt.insert((v, g.frame_sensor_id.clone(), g.frame_sequence), g);
         }
     }
@@ -620,8 +652,31 @@ pub fn replay(drive: &Drive, cfg: &ReplayConfig) -> Result<ReplayReport, RunErro
         diff.ground_truth = Some(gtd);
     }
 
+    let timeline = Timeline {
+        duration_s: sim_seconds,
+        objects: Timeline::spans(sightings, 0.25),
+        tasks: replay_tasks
+            .iter()
+            .map(|(h, t)| {
+                let rec = replayed.get(&task_order(&t.task_id));
+                let latency = recorded_task_ns
+                    .get(&t.task_id)
+                    .zip(recorded_answer_ns.get(&t.task_id))
+                    .map(|(from, to)| (to - from) as f64 * 1e-6);
+                TaskMark {
+                    task_id: t.task_id.clone(),
+                    t_s: secs(h.capture_time_ns),
+                    action: rec.map(|r| vigil_proto::action_from_proto(r.action()).name().to_string()),
+                    class: rec.map(|r| class_name(r.class()).to_string()),
+                    truth: truth_of(t, &gt, &h.vehicle_id),
+                    recorded_latency_ms: latency,
+                }
+            })
+            .collect(),
+    };
+
     let exported = match &cfg.export_dataset {
-        Some(dir) => export(dir, drive, &replay_tasks, &replayed, &gt)?,
+        Some(dir) => export(dir, drive, &replay_tasks, &replayed, &gt, cfg.export_objects_every)?,
         None => 0,
     };
 
@@ -645,18 +700,27 @@ pub fn replay(drive: &Drive, cfg: &ReplayConfig) -> Result<ReplayReport, RunErro
         speed_factor: if wall_seconds > 0.0 { sim_seconds / wall_seconds } else { 0.0 },
         diff,
         exported,
+        timeline,
     })
 }
 
+/// Ground-truth objects smaller than this (pixels, box height) or more hidden than
+/// `MAX_OCCLUSION` are not exported: the simulator's training crops draw the same line.
+const MIN_OBJECT_HEIGHT: f32 = vigil_sim::samples::MIN_BOX_HEIGHT;
+const MAX_OCCLUSION: f32 = 0.45;
+
 /// Writes a labelled crop per replayed task: the label from ground truth where the drive
 /// has it, else from the replayed recommendation; misses, false alarms and fallbacks
-/// (deadline breaches) flagged and weighted up.
+/// (deadline breaches) flagged and weighted up. With `objects_every > 0` and ground truth,
+/// also a crop of every visible object of every n-th camera frame (source
+/// `ground_truth`, flag `object`).
 fn export(
     dir: &Path,
     drive: &Drive,
     tasks: &[(v1::Header, v1::ObstacleTask)],
     replayed: &BTreeMap<(String, u64, String), v1::Recommendation>,
     gt: &HashMap<(String, String, u64), v1::GroundTruth>,
+    objects_every: u64,
 ) -> Result<u64, RunError> {
     use vigil_vision::dataset::{Label, write};
     // Camera frames by (vehicle, sensor, sequence).
@@ -716,6 +780,49 @@ fn export(
             provenance.insert("predicted".into(), p.clone().into());
         }
         items.push((c, Label { file: String::new(), class, source: source.into(), weight, flags, provenance }));
+    }
+    if objects_every > 0 {
+        let mut frames: Vec<(&(String, String, u64), &&Recorded)> = cameras.iter().collect();
+        frames.sort_by_key(|(k, m)| (m.capture_ns, (*k).clone()));
+        for ((vehicle, sensor, seq), m) in frames {
+            if seq % objects_every != 0 {
+                continue;
+            }
+            let Some(g) = gt.get(&(vehicle.clone(), sensor.clone(), *seq)) else { continue };
+            let Ok(env) = vigil_proto::decode_envelope(&m.envelope) else { continue };
+            let Some(Payload::Camera(cam)) = env.payload else { continue };
+            let Some(v1::camera_frame::Pixels::Data(px)) = cam.pixels.as_ref() else { continue };
+            for o in &g.objects {
+                let Some(b) = o.camera_box.as_ref() else { continue };
+                if b.y_max - b.y_min < MIN_OBJECT_HEIGHT || o.occlusion > MAX_OCCLUSION {
+                    continue;
+                }
+                let Ok(c) = vigil_vision::preprocess::crop(
+                    px,
+                    cam.width,
+                    cam.height,
+                    [b.x_min, b.y_min, b.x_max, b.y_max],
+                    [0.0, 0.0],
+                    1.0,
+                ) else {
+                    continue;
+                };
+                let mut provenance = serde_json::Map::new();
+                provenance.insert("drive".into(), drive.id.clone().into());
+                provenance.insert("vehicle".into(), vehicle.clone().into());
+                provenance.insert("frame".into(), format!("{sensor}#{seq}").into());
+                provenance.insert("object".into(), o.object_id.into());
+                let label = Label {
+                    file: String::new(),
+                    class: class_name(o.class()).to_string(),
+                    source: "ground_truth".into(),
+                    weight: 1.0,
+                    flags: vec!["object".into()],
+                    provenance,
+                };
+                items.push((c, label));
+            }
+        }
     }
     write(dir, &items)?;
     Ok(items.len() as u64)

@@ -82,6 +82,25 @@ fn read_png(path: &Path) -> Result<(Vec<u8>, u32, u32)> {
     Ok((rgb, w, h))
 }
 
+/// The distinct drive ids in a dataset's `provenance.drive` fields, sorted (lineage).
+pub fn drives(dir: &Path) -> Result<Vec<String>> {
+    let labels_path = dir.join("labels.jsonl");
+    let f = std::fs::File::open(&labels_path).map_err(|e| ds_err(&labels_path, e.to_string()))?;
+    let mut out = std::collections::BTreeSet::new();
+    for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(|e| ds_err(&labels_path, e.to_string()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let label: Label =
+            serde_json::from_str(&line).map_err(|e| ds_err(&labels_path, format!("line {}: {e}", n + 1)))?;
+        if let Some(d) = label.provenance.get("drive").and_then(|d| d.as_str()) {
+            out.insert(d.to_string());
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
 /// Reads a dataset directory into training examples.
 pub fn read(dir: &Path) -> Result<Vec<Example>> {
     let labels_path = dir.join("labels.jsonl");

@@ -59,6 +59,8 @@ pub struct TrainingRecord {
     /// Parent model when fine-tuned, datasets and drives it saw (lineage).
     pub parent: Option<String>,
     pub datasets: Vec<String>,
+    /// Drive ids the datasets' crops came from (`provenance.drive` of their labels).
+    pub drives: Vec<String>,
 }
 
 impl ModelConfig {

@@ -53,33 +53,43 @@ pub fn training_curves(history: &[EpochStats], path: &Path) -> Result<()> {
 
 /// A confusion matrix as a shaded grid with counts; rows are the truth.
 pub fn confusion_matrix(confusion: &[Vec<usize>], classes: &[String], title: &str, path: &Path) -> Result<()> {
+    confusion_matrices(&[(title, confusion)], classes, path)
+}
+
+/// Confusion matrices side by side (a model comparison on the same data): rows are the
+/// true class, columns the predicted one; each cell is shaded by its share of the row.
+pub fn confusion_matrices(panels: &[(&str, &[Vec<usize>])], classes: &[String], path: &Path) -> Result<()> {
     let k = classes.len();
     let cell = 70usize;
     let (x0, y0) = (150usize, 80usize);
-    let (w, h) = (x0 + cell * k + 30, y0 + cell * k + 60);
-    let mut c = Canvas::new(w, h, [255, 255, 255]);
-    c.text(10, 10, title, [0, 0, 0], 3);
-    c.text(x0 as i64, 50, "PREDICTED", [80, 80, 80], 2);
-    for (i, row) in confusion.iter().enumerate() {
-        let total = row.iter().sum::<usize>().max(1) as f64;
-        for (j, &v) in row.iter().enumerate() {
-            let f = v as f64 / total;
-            let shade = (255.0 * (1.0 - f)) as u8;
-            let col = if i == j { [shade, 255 - (255 - shade) / 3, shade] } else { [255, shade, shade] };
-            let (cx, cy) = (x0 + j * cell, y0 + i * cell);
-            for y in cy..cy + cell {
-                for x in cx..cx + cell {
-                    c.set(x as i64, y as i64, col);
+    let (pw, h) = (x0 + cell * k + 30, y0 + cell * k + 60);
+    let mut c = Canvas::new(pw * panels.len().max(1), h, [255, 255, 255]);
+    for (p, (title, confusion)) in panels.iter().enumerate() {
+        let ox = p * pw;
+        c.text((ox + 10) as i64, 10, title, [0, 0, 0], 3);
+        c.text((ox + x0) as i64, 50, "PREDICTED", [80, 80, 80], 2);
+        for (i, row) in confusion.iter().enumerate() {
+            let total = row.iter().sum::<usize>().max(1) as f64;
+            for (j, &v) in row.iter().enumerate() {
+                let f = v as f64 / total;
+                let shade = (255.0 * (1.0 - f)) as u8;
+                let col = if i == j { [shade, 255 - (255 - shade) / 3, shade] } else { [255, shade, shade] };
+                let (cx, cy) = (ox + x0 + j * cell, y0 + i * cell);
+                for y in cy..cy + cell {
+                    for x in cx..cx + cell {
+                        c.set(x as i64, y as i64, col);
+                    }
                 }
+                c.rect(cx as f64, cy as f64, (cx + cell) as f64, (cy + cell) as f64, [200, 200, 200], 1);
+                let text = v.to_string();
+                let ink = if f > 0.6 { [255, 255, 255] } else { [0, 0, 0] };
+                c.text((cx + cell / 2) as i64 - text.len() as i64 * 4, (cy + cell / 2) as i64 - 5, &text, ink, 2);
             }
-            c.rect(cx as f64, cy as f64, (cx + cell) as f64, (cy + cell) as f64, [200, 200, 200], 1);
-            let text = v.to_string();
-            let ink = if f > 0.6 { [255, 255, 255] } else { [0, 0, 0] };
-            c.text((cx + cell / 2) as i64 - text.len() as i64 * 4, (cy + cell / 2) as i64 - 5, &text, ink, 2);
+            let name: String = classes.get(i).map_or("?", |s| s.as_str()).chars().take(3).collect::<String>();
+            let name = name.to_uppercase();
+            c.text((ox + 20) as i64, (y0 + i * cell + cell / 2) as i64 - 5, &name, [0, 0, 0], 3);
+            c.text((ox + x0 + i * cell + 12) as i64, (y0 + k * cell + 12) as i64, &name, [0, 0, 0], 3);
         }
-        let name: String = classes[i].chars().take(3).collect::<String>().to_uppercase();
-        c.text(20, (y0 + i * cell + cell / 2) as i64 - 5, &name, [0, 0, 0], 3);
-        c.text((x0 + i * cell + 12) as i64, (y0 + k * cell + 12) as i64, &name, [0, 0, 0], 3);
     }
     write(&c, path)
 }

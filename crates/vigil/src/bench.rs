@@ -35,8 +35,9 @@ enum BenchWhat {
     /// Task throughput with 1 and 2 vision workers competing on RabbitMQ, against the
     /// same tasks' work done in one bare loop (no broker, no actors).
     Workers(WorkersBenchArgs),
-    /// Replay speed: a drive recorded by `vigil run --fast --record`, replayed at --max
-    /// through the actors and workers, against real time (the baseline of a drive).
+    /// Replay speed: a drive recorded by `vigil run --fast --record` (or driven over the
+    /// brokers, `--over-brokers`, and read back from Kafka), replayed at --max through the
+    /// actors and workers three times, against real time (the baseline of a drive).
     Replay(ReplayBenchArgs),
 }
 
@@ -54,6 +55,12 @@ struct ReplayBenchArgs {
     /// Fail when the best replay runs at less than this multiple of real time.
     #[arg(long, default_value_t = 20.0)]
     min_speed_factor: f64,
+    /// Drive over Kafka and RabbitMQ (topics and queues under a prefix of this run's
+    /// own) and replay from Kafka, instead of recording to an MCAP file.
+    #[arg(long)]
+    over_brokers: bool,
+    #[command(flatten)]
+    brokers: crate::process::BrokerArgs,
     #[arg(long)]
     json: bool,
 }
@@ -70,11 +77,33 @@ fn replay(a: ReplayBenchArgs) -> anyhow::Result<()> {
     let mut cfg = vigil_pipeline::RunConfig::new(scenario.clone(), a.seed, a.model.clone());
     cfg.fast = true;
     cfg.duration_ns = Some((a.duration * 1e9).round() as i64);
-    cfg.record = Some(file.clone());
+    let brokers = if a.over_brokers {
+        let mut b = a.brokers.load()?;
+        let prefix = format!("vigil-bench-replay-{}", std::process::id());
+        b.kafka.topic_prefix = prefix.clone();
+        b.amqp.prefix = prefix;
+        b.frames.url = format!("file://{}/", dir.join("frames").display());
+        Some(b)
+    } else {
+        cfg.record = Some(file.clone());
+        None
+    };
+    cfg.brokers = brokers.clone();
     vigil_pipeline::run(cfg)?;
-    // Loading the file (read, decompress, index) is not part of the replay's time.
+    let vehicle = vigil_core::VehicleId::simulated(0).0;
+    // Loading the drive (read, decompress, index) is not part of the replay's time.
     let t0 = Instant::now();
-    let drive = Drive::from_mcap(&file, None)?;
+    let drive = match &brokers {
+        Some(b) => {
+            let d = Drive::from_kafka(b, &vehicle, None, None);
+            // The run's queues are done with (its topics stay, like any drive's).
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                let _ = rt.block_on(vigil_brokers::amqp::delete_prefix(&b.amqp));
+            }
+            d?
+        }
+        None => Drive::from_mcap(&file, None)?,
+    };
     let load_s = t0.elapsed().as_secs_f64();
     let rc = ReplayConfig {
         model_dir: a.model.clone(),
@@ -84,6 +113,8 @@ fn replay(a: ReplayBenchArgs) -> anyhow::Result<()> {
         batcher: vigil_pipeline::default_batcher(),
         task_budget_ns: 100_000_000,
         export_dataset: None,
+        export_objects_every: 0,
+        progress: None,
     };
     let mut best = 0f64;
     let mut digests = Vec::new();
@@ -97,6 +128,8 @@ fn replay(a: ReplayBenchArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     let same = digests.windows(2).all(|w| w[0] == w[1]);
     let r = serde_json::json!({
+        "source": if brokers.is_some() { "kafka" } else { "mcap" },
+        "drive": drive.id,
         "scenario": scenario.name,
         "sim_seconds": sim_seconds,
         "frames": drive.frames(),
@@ -109,10 +142,11 @@ fn replay(a: ReplayBenchArgs) -> anyhow::Result<()> {
         println!("{r}");
     } else {
         println!(
-            "replay of {:.0} s of {} ({} frames): {best:.1}x real time at --max (best of 3; loading the file took {load_s:.2} s more); digests equal: {same}",
+            "replay of {:.0} s of {} ({} frames, from {}): {best:.1}x real time at --max (best of 3; loading the drive took {load_s:.2} s more); digests equal: {same}",
             sim_seconds,
             scenario.name,
-            drive.frames()
+            drive.frames(),
+            if brokers.is_some() { "Kafka" } else { "MCAP" }
         );
     }
     if !same {

@@ -2,6 +2,8 @@
 //! `vigil_pipeline::replay`).
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -22,6 +24,14 @@ fn parse_time(s: &str) -> Result<Nanos, String> {
         .map_err(|e| format!("`{s}` is neither nanoseconds since the epoch nor an RFC 3339 time ({e})"))?;
     let d = t.duration_since(std::time::UNIX_EPOCH).map_err(|_| format!("`{s}` is before 1970"))?;
     i64::try_from(d.as_nanos()).map_err(|_| format!("`{s}` is too far in the future"))
+}
+
+/// A spinner on stderr while a drive loads (hidden when stderr is not a terminal).
+fn reading(what: &str) -> indicatif::ProgressBar {
+    let s = indicatif::ProgressBar::new_spinner();
+    s.set_message(what.to_string());
+    s.enable_steady_tick(std::time::Duration::from_millis(120));
+    s
 }
 
 /// Where a drive comes from: Kafka by vehicle and capture-time window.
@@ -51,7 +61,10 @@ impl KafkaWindow {
             bail!("--to must be after --from");
         }
         let b = self.brokers.load()?;
-        Ok(Drive::from_kafka(&b, vehicle, self.from, self.to)?)
+        let spinner = reading(&format!("reading {vehicle}'s drive from Kafka"));
+        let drive = Drive::from_kafka(&b, vehicle, self.from, self.to);
+        spinner.finish_and_clear();
+        Ok(drive?)
     }
 }
 
@@ -80,9 +93,18 @@ pub struct ReplayArgs {
     /// Task deadline budget, milliseconds (as recorded drives used).
     #[arg(long, default_value_t = 100.0)]
     budget_ms: f64,
-    /// Write a labelled crop per task here (the dataset format of `vigil train --dataset`).
+    /// Write a labelled crop per task here (the dataset format of `vigil train --dataset`),
+    /// plus, where the drive has ground truth, its visible objects (`--export-objects-every`).
     #[arg(long)]
     export_dataset: Option<PathBuf>,
+    /// With --export-dataset and ground truth: export every visible object of every n-th
+    /// camera frame too (0: only the tasks).
+    #[arg(long, default_value_t = 4)]
+    export_objects_every: u64,
+    /// Write the replay as a picture here: obstacles in view, tasks coloured by their
+    /// recommendation, recorded latency, on one time axis.
+    #[arg(long)]
+    timeline_png: Option<PathBuf>,
     #[arg(long)]
     json: bool,
 }
@@ -140,8 +162,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         if !path.exists() {
             bail!("--source: no file {} (give an MCAP file, or `kafka`)", path.display());
         }
-        Drive::from_mcap(&path, args.window.vehicle.as_deref())
-            .with_context(|| format!("reading {}", path.display()))?
+        let spinner = reading(&format!("reading {}", path.display()));
+        let drive = Drive::from_mcap(&path, args.window.vehicle.as_deref());
+        spinner.finish_and_clear();
+        drive.with_context(|| format!("reading {}", path.display()))?
     };
     if !args.budget_ms.is_finite() || args.budget_ms <= 0.0 {
         bail!("--budget-ms must be a positive number of milliseconds, got {}", args.budget_ms);
@@ -155,8 +179,38 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         batcher: vigil_pipeline::default_batcher(),
         task_budget_ns: (args.budget_ms * 1e6).round() as i64,
         export_dataset: args.export_dataset.clone(),
+        export_objects_every: args.export_objects_every,
+        progress: Some(Arc::new(AtomicU64::new(0))),
     };
-    let r = replay(&drive, &cfg).context("replay failed")?;
+    // A progress bar on stderr (hidden when stderr is not a terminal).
+    let bar = crate::vision::progress(drive.frames() as u64, "replay");
+    let done = AtomicBool::new(false);
+    let r = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                if let Some(p) = &cfg.progress {
+                    bar.set_position(p.load(Ordering::Relaxed));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        });
+        let r = replay(&drive, &cfg);
+        done.store(true, Ordering::Relaxed);
+        r
+    });
+    bar.finish_and_clear();
+    let r = r.context("replay failed")?;
+    if let Some(p) = &args.timeline_png {
+        let title = format!(
+            "DRIVE {}  MODEL {} {}  {} TASKS  {} RECOMMENDATIONS",
+            r.drive.to_uppercase(),
+            r.model.name.to_uppercase(),
+            r.model.version,
+            r.timeline.tasks.len(),
+            r.recommendations
+        );
+        vigil_pipeline::timeline::timeline_png(&r.timeline, &title, p)?;
+    }
     if args.json {
         println!("{}", serde_json::to_string(&r)?);
     } else {

@@ -16,7 +16,7 @@ fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn progress(len: u64, what: &str) -> ProgressBar {
+pub(crate) fn progress(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     bar.set_style(
         ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {elapsed}<{eta}")
@@ -136,6 +136,13 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     )?;
     bar.finish_and_clear();
     let last = trained.history.last().copied();
+    // Lineage: the drives behind the datasets (from their labels' provenance).
+    let mut drives = Vec::new();
+    for d in &args.dataset {
+        drives.extend(dataset::drives(d)?);
+    }
+    drives.sort();
+    drives.dedup();
     let mut config = ModelConfig::new(&args.name, args.channels.clone());
     config.training = TrainingRecord {
         command,
@@ -147,6 +154,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         final_validation_accuracy: last.map_or(0.0, |s| s.validation_accuracy),
         parent: args.init.as_ref().map(|p| p.display().to_string()),
         datasets: args.dataset.iter().map(|p| p.display().to_string()).collect(),
+        drives,
     };
     train::save(&args.out, &config, &trained.tensors)?;
     plot::training_curves(&trained.history, &args.out.join("training-curves.png"))?;
@@ -164,16 +172,22 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    #[arg(long, default_value = "models/obstacle-classifier")]
-    model: PathBuf,
+    /// The model to evaluate; give it twice to compare two models on the same data.
+    #[arg(long, default_values_os_t = [PathBuf::from("models/obstacle-classifier")], num_args = 1)]
+    model: Vec<PathBuf>,
+    /// Crops to simulate when no --dataset is given.
     #[arg(long, default_value_t = 2000)]
     samples: usize,
     /// Seed of the evaluation scenes (use one the model was not trained on).
     #[arg(long, default_value_t = 1000)]
     seed: u64,
+    /// Held-out labelled crops (a dataset directory, e.g. from `vigil replay
+    /// --export-dataset` over drives no model was trained on) instead of simulated ones.
+    #[arg(long)]
+    dataset: Vec<PathBuf>,
     #[arg(long)]
     json: bool,
-    /// Also write the confusion matrix as a PNG here.
+    /// Also write the confusion matrix (side by side for two models) as a PNG here.
     #[arg(long)]
     confusion_png: Option<PathBuf>,
 }
@@ -182,7 +196,12 @@ pub struct EvalArgs {
 struct EvalJson {
     model: String,
     model_version: String,
+    model_dir: String,
+    /// The model's parent, datasets and drives (from its config.json).
+    lineage: Lineage,
     device: String,
+    /// "simulator" or the dataset directories.
+    data: String,
     samples: usize,
     seed: u64,
     accuracy: f32,
@@ -193,52 +212,113 @@ struct EvalJson {
     seconds: f64,
 }
 
-pub fn evaluate_model(model_dir: &Path, samples: usize, seed: u64) -> anyhow::Result<(Recogniser, eval::EvalReport)> {
-    let device = default_device();
-    let model = Recogniser::load(model_dir, &device)?;
-    let test = simulate(samples, seed, false, "simulate")?;
-    let fit = simulate((samples / 2).max(600), derive_seed(seed, 99), false, "baseline")?;
-    let report = eval::evaluate(&model, &fit, &test)?;
-    Ok((model, report))
+#[derive(Debug, Serialize)]
+struct Lineage {
+    parent: Option<String>,
+    datasets: Vec<String>,
+    drives: Vec<String>,
+}
+
+/// Two models on the same data.
+#[derive(Debug, Serialize)]
+struct Comparison {
+    data: String,
+    samples: usize,
+    models: Vec<EvalJson>,
+    /// Second model's accuracy minus the first's.
+    accuracy_delta: f32,
 }
 
 pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
-    if args.samples < 6 {
+    if args.model.is_empty() || args.model.len() > 2 {
+        bail!("--model: give one model, or two to compare, got {}", args.model.len());
+    }
+    if args.dataset.is_empty() && args.samples < 6 {
         bail!("--samples must be at least 6 (one per class), got {}", args.samples);
     }
     let started = Instant::now();
-    let (model, r) = evaluate_model(&args.model, args.samples, args.seed)?;
-    if let Some(p) = &args.confusion_png {
-        plot::confusion_matrix(
-            &r.confusion,
-            &r.classes,
-            &format!("{} SEED {}", model.config.name.to_uppercase(), args.seed),
-            p,
-        )?;
-    }
-    let out = EvalJson {
-        model: model.config.name.clone(),
-        model_version: model.config.version.clone(),
-        device: model.device_name(),
-        samples: r.samples,
-        seed: args.seed,
-        accuracy: r.accuracy,
-        baseline_accuracy: r.baseline_accuracy,
-        per_class: r.per_class,
-        classes: r.classes,
-        confusion: r.confusion,
-        seconds: started.elapsed().as_secs_f64(),
-    };
-    if args.json {
-        println!("{}", serde_json::to_string(&out)?);
+    let device = default_device();
+    // Load every model first: a bad directory fails before any work.
+    let models = args
+        .model
+        .iter()
+        .map(|dir| Recogniser::load(dir, &device).map_err(anyhow::Error::from))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (test, data) = if args.dataset.is_empty() {
+        (simulate(args.samples, args.seed, false, "simulate")?, "simulator".to_string())
     } else {
-        println!(
-            "{} on {} fresh crops (seed {}): accuracy {:.4}, colour baseline {:.4}",
-            out.model, out.samples, out.seed, out.accuracy, out.baseline_accuracy
-        );
-        for (c, s) in &out.per_class {
-            println!("  {c:<11} precision {:.3} recall {:.3} ({} crops)", s.precision, s.recall, s.support);
+        let mut all = Vec::new();
+        for d in &args.dataset {
+            all.extend(dataset::read(d)?);
         }
+        (all, args.dataset.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(","))
+    };
+    let fit = simulate((test.len() / 2).max(600), derive_seed(args.seed, 99), false, "baseline")?;
+    let mut outs = Vec::new();
+    for (dir, model) in args.model.iter().zip(&models) {
+        let r = eval::evaluate(model, &fit, &test)?;
+        let t = &model.config.training;
+        outs.push(EvalJson {
+            model: model.config.name.clone(),
+            model_version: model.config.version.clone(),
+            model_dir: dir.display().to_string(),
+            lineage: Lineage { parent: t.parent.clone(), datasets: t.datasets.clone(), drives: t.drives.clone() },
+            device: model.device_name(),
+            data: data.clone(),
+            samples: r.samples,
+            seed: args.seed,
+            accuracy: r.accuracy,
+            baseline_accuracy: r.baseline_accuracy,
+            per_class: r.per_class,
+            classes: r.classes,
+            confusion: r.confusion,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    if let Some(p) = &args.confusion_png {
+        let titles: Vec<String> = outs
+            .iter()
+            .map(|o| {
+                format!(
+                    "{} {:.3}",
+                    Path::new(&o.model_dir)
+                        .file_name()
+                        .map_or(o.model.clone(), |n| n.to_string_lossy().into())
+                        .to_uppercase(),
+                    o.accuracy
+                )
+            })
+            .collect();
+        let panels: Vec<(&str, &[Vec<usize>])> =
+            titles.iter().zip(&outs).map(|(t, o)| (t.as_str(), o.confusion.as_slice())).collect();
+        plot::confusion_matrices(&panels, &outs[0].classes, p)?;
+    }
+    for o in &outs {
+        if !args.json {
+            println!(
+                "{} ({}) on {} crops ({}): accuracy {:.4}, colour baseline {:.4}",
+                o.model,
+                o.model_dir,
+                o.samples,
+                if o.data == "simulator" { format!("simulator, seed {}", o.seed) } else { o.data.clone() },
+                o.accuracy,
+                o.baseline_accuracy
+            );
+            for (c, s) in &o.per_class {
+                println!("  {c:<11} precision {:.3} recall {:.3} ({} crops)", s.precision, s.recall, s.support);
+            }
+        }
+    }
+    if outs.len() == 2 {
+        let delta = outs[1].accuracy - outs[0].accuracy;
+        if args.json {
+            let c = Comparison { data, samples: outs[0].samples, accuracy_delta: delta, models: outs };
+            println!("{}", serde_json::to_string(&c)?);
+        } else {
+            println!("accuracy delta (second - first): {delta:+.4}");
+        }
+    } else if args.json {
+        println!("{}", serde_json::to_string(&outs[0])?);
     }
     Ok(())
 }

@@ -41,7 +41,10 @@ fn replay_of_a_recorded_run_is_deterministic_and_matches_the_recording() {
     let f = file.to_str().unwrap();
     let run =
         vigil(&["run", "--scenario", "pedestrian-crossing", "--seed", "7", "--fast", "--record", f, "--json"], &[]);
-    let first = vigil(&["replay", "--source", f, "--max", "--json"], &[]);
+    let png = file.with_file_name("timeline.png");
+    let first = vigil(&["replay", "--source", f, "--max", "--json", "--timeline-png", png.to_str().unwrap()], &[]);
+    let bytes = std::fs::read(&png).expect("the timeline PNG is written");
+    assert_eq!(&bytes[1..4], b"PNG");
     let second = vigil(&["replay", "--source", f, "--max", "--json"], &[]);
     eprintln!("run: {run}\nreplay: {first}");
     assert!(n(&first["recommendations"]) >= 1, "{first}");
@@ -85,7 +88,7 @@ fn messages_in(file: &Path) -> Vec<(String, i64)> {
     vigil_bus::embedded::recorder::read_all(file).unwrap().into_iter().map(|(t, at, _)| (t, at)).collect()
 }
 
-/// A drive over the real brokers: recorded from Kafka by vehicle and capture-time window
+/// A 30 s drive over the real brokers: recorded from Kafka by vehicle and capture-time window
 /// (exactly the frames in [T1, T2); nothing after the drive's end), replayed from Kafka
 /// twice to the same digest, and the same as its MCAP export replayed; the exported
 /// files open in the official Python MCAP reader.
@@ -108,6 +111,8 @@ fn drive_over_the_brokers_replays_from_kafka_by_window() {
             "pedestrian-crossing",
             "--seed",
             "7",
+            "--duration",
+            "30",
             "--fast",
             "--kafka",
             KAFKA,

@@ -1,0 +1,226 @@
+//! The replay report as a picture: obstacles in view, tasks and their recommendations,
+//! and the recorded detect → recommend latency, on one time axis.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+use vigil_sim::snapshot::{Canvas, class_style};
+
+use crate::RunError;
+
+/// When one ground-truth object was in the camera's view.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ObjectSpan {
+    pub object_id: u32,
+    pub class: String,
+    /// Seconds from the start of the drive.
+    pub from_s: f64,
+    pub to_s: f64,
+}
+
+/// One task of the replay.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TaskMark {
+    pub task_id: String,
+    /// Seconds from the start of the drive (the task's frame capture time).
+    pub t_s: f64,
+    /// The replayed recommendation's action; `None`: no recommendation (fallback).
+    pub action: Option<String>,
+    pub class: Option<String>,
+    /// Ground truth under the task's box, where the drive has it.
+    pub truth: Option<String>,
+    /// Detect → recommendation at the vehicle, as recorded at the time (ms).
+    pub recorded_latency_ms: Option<f64>,
+}
+
+/// What the picture shows.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Timeline {
+    pub duration_s: f64,
+    pub objects: Vec<ObjectSpan>,
+    pub tasks: Vec<TaskMark>,
+}
+
+impl Timeline {
+    /// Merges per-frame sightings `(object id, class, t_s)` into spans (a gap of more
+    /// than `gap_s` starts a new one).
+    pub fn spans(mut seen: Vec<(u32, String, f64)>, gap_s: f64) -> Vec<ObjectSpan> {
+        seen.sort_by(|a, b| a.0.cmp(&b.0).then(a.2.total_cmp(&b.2)));
+        let mut out: Vec<ObjectSpan> = Vec::new();
+        for (id, class, t) in seen {
+            match out.last_mut() {
+                Some(s) if s.object_id == id && t - s.to_s <= gap_s => s.to_s = t,
+                _ => out.push(ObjectSpan { object_id: id, class, from_s: t, to_s: t }),
+            }
+        }
+        out.sort_by(|a, b| a.from_s.total_cmp(&b.from_s).then(a.object_id.cmp(&b.object_id)));
+        out
+    }
+}
+
+fn action_colour(action: Option<&str>) -> [u8; 3] {
+    match action {
+        Some("BRAKE_HARD") => [200, 0, 0],
+        Some("BRAKE") => [240, 110, 0],
+        Some("SLOW_DOWN") => [220, 190, 0],
+        Some("STEER_LEFT") | Some("STEER_RIGHT") => [40, 90, 220],
+        Some("CONTINUE") => [40, 160, 40],
+        Some(_) => [120, 120, 120],
+        None => [0, 0, 0],
+    }
+}
+
+fn class_colour(class: &str) -> ([u8; 3], &'static str) {
+    let proto = match class {
+        "pedestrian" => vigil_proto::v1::ObstacleClass::Pedestrian,
+        "cyclist" => vigil_proto::v1::ObstacleClass::Cyclist,
+        "vehicle" => vigil_proto::v1::ObstacleClass::Vehicle,
+        "debris" => vigil_proto::v1::ObstacleClass::Debris,
+        "animal" => vigil_proto::v1::ObstacleClass::Animal,
+        _ => vigil_proto::v1::ObstacleClass::Unspecified,
+    };
+    let (c, name) = class_style(proto as i32);
+    // class_style is for dark camera frames; white would vanish here.
+    if c == [255, 255, 255] { ([120, 120, 120], "NON") } else { (c, name) }
+}
+
+/// Writes the timeline as a PNG: `title` on top, then three panels.
+pub fn timeline_png(t: &Timeline, title: &str, path: &Path) -> Result<(), RunError> {
+    let rows = t.objects.len().clamp(1, 24);
+    let (w, left, right) = (1100usize, 110.0, 20.0);
+    let row_h = 14.0;
+    let obj_top = 60.0;
+    let obj_bottom = obj_top + rows as f64 * row_h;
+    let task_top = obj_bottom + 40.0;
+    let task_bottom = task_top + 50.0;
+    let lat_top = task_bottom + 40.0;
+    let lat_bottom = lat_top + 160.0;
+    let h = (lat_bottom + 60.0) as usize;
+    let mut c = Canvas::new(w, h, [255, 255, 255]);
+    let span = t.duration_s.max(1e-3);
+    let x_of = |s: f64| left + (s / span).clamp(0.0, 1.0) * (w as f64 - left - right);
+    c.text(10, 10, title, [0, 0, 0], 2);
+
+    // Obstacles in view.
+    c.text(10, obj_top as i64 - 18, "OBSTACLES IN VIEW (GROUND TRUTH)", [60, 60, 60], 2);
+    for (i, o) in t.objects.iter().take(rows).enumerate() {
+        let y = obj_top + i as f64 * row_h;
+        let (colour, name) = class_colour(&o.class);
+        c.text(10, y as i64 + 2, &format!("{name} {}", o.object_id), [0, 0, 0], 1);
+        let (x0, x1) = (x_of(o.from_s), x_of(o.to_s).max(x_of(o.from_s) + 2.0));
+        for dy in 2..(row_h as i64 - 2) {
+            c.line(x0, y + dy as f64, x1, y + dy as f64, colour);
+        }
+    }
+
+    // Tasks: one tick each, coloured by the replayed action; a red cross where the
+    // predicted class differs from the ground truth.
+    c.text(10, task_top as i64 - 18, "TASKS: ACTION (BLACK: FALLBACK), X: CLASS WRONG", [60, 60, 60], 2);
+    for m in &t.tasks {
+        let x = x_of(m.t_s);
+        c.line(x, task_top, x, task_top + 28.0, action_colour(m.action.as_deref()));
+        if let (Some(truth), Some(class)) = (&m.truth, &m.class)
+            && truth != class
+        {
+            c.line(x - 3.0, task_top + 34.0, x + 3.0, task_top + 40.0, [220, 0, 0]);
+            c.line(x - 3.0, task_top + 40.0, x + 3.0, task_top + 34.0, [220, 0, 0]);
+        }
+    }
+    let mut lx = left as i64;
+    for (label, a) in [
+        ("BRAKE HARD", Some("BRAKE_HARD")),
+        ("BRAKE", Some("BRAKE")),
+        ("SLOW", Some("SLOW_DOWN")),
+        ("STEER", Some("STEER_LEFT")),
+        ("CONTINUE", Some("CONTINUE")),
+        ("FALLBACK", None),
+    ] {
+        c.rect(lx as f64, task_bottom, lx as f64 + 8.0, task_bottom + 8.0, action_colour(a), 4);
+        c.text(lx + 12, task_bottom as i64, label, [0, 0, 0], 1);
+        lx += 14 + 6 * label.len() as i64 + 20;
+    }
+
+    // Recorded latency.
+    let lat: Vec<(f64, f64)> = t.tasks.iter().filter_map(|m| m.recorded_latency_ms.map(|l| (m.t_s, l))).collect();
+    let max_ms = lat.iter().map(|p| p.1).fold(10.0f64, f64::max).ceil();
+    let y_of = |ms: f64| lat_bottom - (ms / max_ms).clamp(0.0, 1.0) * (lat_bottom - lat_top);
+    c.text(10, lat_top as i64 - 18, "DETECT TO RECOMMENDATION AS RECORDED (MS)", [60, 60, 60], 2);
+    c.line(left, lat_top, left, lat_bottom, [0, 0, 0]);
+    for k in 0..=4 {
+        let ms = max_ms * k as f64 / 4.0;
+        c.line(left - 4.0, y_of(ms), left, y_of(ms), [0, 0, 0]);
+        c.text(40, y_of(ms) as i64 - 4, &format!("{ms:.0}"), [0, 0, 0], 1);
+    }
+    for (s, ms) in &lat {
+        c.disc(x_of(*s), y_of(*ms), 2.5, [70, 110, 180]);
+    }
+    if lat.is_empty() {
+        c.text(left as i64 + 10, (lat_top + 60.0) as i64, "NONE RECORDED", [120, 120, 120], 2);
+    }
+
+    // Time axis.
+    c.line(left, lat_bottom, w as f64 - right, lat_bottom, [0, 0, 0]);
+    let step = [1.0, 2.0, 5.0, 10.0, 30.0, 60.0].into_iter().find(|s| span / s <= 15.0).unwrap_or(120.0);
+    let mut s = 0.0;
+    while s <= span + 1e-9 {
+        c.line(x_of(s), lat_bottom, x_of(s), lat_bottom + 5.0, [0, 0, 0]);
+        c.text(x_of(s) as i64 - 6, lat_bottom as i64 + 10, &format!("{s:.0}"), [0, 0, 0], 2);
+        s += step;
+    }
+    c.text((w / 2) as i64 - 40, lat_bottom as i64 + 32, "SECONDS", [0, 0, 0], 2);
+    c.write_png(path).map_err(|e| RunError::Config(format!("cannot write {}: {e}", path.display())))
+}
+
+/// Counts per action of the marks (for titles and checks).
+pub fn actions(t: &Timeline) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for m in &t.tasks {
+        *out.entry(m.action.clone().unwrap_or_else(|| "FALLBACK".into())).or_insert(0) += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sightings_merge_into_spans_and_gaps_split_them() {
+        let seen = vec![
+            (2, "cyclist".to_string(), 1.0),
+            (1, "pedestrian".to_string(), 0.0),
+            (1, "pedestrian".to_string(), 0.05),
+            (1, "pedestrian".to_string(), 0.10),
+            (1, "pedestrian".to_string(), 3.0),
+            (2, "cyclist".to_string(), 1.05),
+        ];
+        let s = Timeline::spans(seen, 0.2);
+        let got: Vec<(u32, f64, f64)> = s.iter().map(|o| (o.object_id, o.from_s, o.to_s)).collect();
+        assert_eq!(got, vec![(1, 0.0, 0.10), (2, 1.0, 1.05), (1, 3.0, 3.0)]);
+    }
+
+    #[test]
+    fn timeline_png_is_written() {
+        let t = Timeline {
+            duration_s: 10.0,
+            objects: Timeline::spans(vec![(1, "pedestrian".into(), 1.0), (1, "pedestrian".into(), 4.0)], 5.0),
+            tasks: vec![TaskMark {
+                task_id: "veh-0000/task/0".into(),
+                t_s: 2.0,
+                action: Some("BRAKE".into()),
+                class: Some("animal".into()),
+                truth: Some("pedestrian".into()),
+                recorded_latency_ms: Some(12.0),
+            }],
+        };
+        let dir = std::env::temp_dir().join(format!("vigil-timeline-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("t.png");
+        timeline_png(&t, "TEST", &p).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!(&bytes[1..4], b"PNG");
+        assert_eq!(actions(&t).get("BRAKE"), Some(&1));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
