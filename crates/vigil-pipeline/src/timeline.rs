@@ -89,7 +89,7 @@ fn class_colour(class: &str) -> ([u8; 3], &'static str) {
 pub fn timeline_png(t: &Timeline, title: &str, path: &Path) -> Result<(), RunError> {
     let rows = t.objects.len().clamp(1, 24);
     let (w, left, right) = (1100usize, 110.0, 20.0);
-    let row_h = 14.0;
+    let row_h = 18.0;
     let obj_top = 60.0;
     let obj_bottom = obj_top + rows as f64 * row_h;
     let task_top = obj_bottom + 40.0;
@@ -107,7 +107,7 @@ pub fn timeline_png(t: &Timeline, title: &str, path: &Path) -> Result<(), RunErr
     for (i, o) in t.objects.iter().take(rows).enumerate() {
         let y = obj_top + i as f64 * row_h;
         let (colour, name) = class_colour(&o.class);
-        c.text(10, y as i64 + 2, &format!("{name} {}", o.object_id), [0, 0, 0], 1);
+        c.text(10, y as i64, &format!("{name} {}", o.object_id), [0, 0, 0], 2);
         let (x0, x1) = (x_of(o.from_s), x_of(o.to_s).max(x_of(o.from_s) + 2.0));
         for dy in 2..(row_h as i64 - 2) {
             c.line(x0, y + dy as f64, x1, y + dy as f64, colour);
@@ -136,9 +136,9 @@ pub fn timeline_png(t: &Timeline, title: &str, path: &Path) -> Result<(), RunErr
         ("CONTINUE", Some("CONTINUE")),
         ("FALLBACK", None),
     ] {
-        c.rect(lx as f64, task_bottom, lx as f64 + 8.0, task_bottom + 8.0, action_colour(a), 4);
-        c.text(lx + 12, task_bottom as i64, label, [0, 0, 0], 1);
-        lx += 14 + 6 * label.len() as i64 + 20;
+        c.rect(lx as f64, task_bottom, lx as f64 + 10.0, task_bottom + 10.0, action_colour(a), 5);
+        c.text(lx + 14, task_bottom as i64, label, [0, 0, 0], 2);
+        lx += 14 + 12 * label.len() as i64 + 24;
     }
 
     // Recorded latency.
@@ -150,7 +150,7 @@ pub fn timeline_png(t: &Timeline, title: &str, path: &Path) -> Result<(), RunErr
     for k in 0..=4 {
         let ms = max_ms * k as f64 / 4.0;
         c.line(left - 4.0, y_of(ms), left, y_of(ms), [0, 0, 0]);
-        c.text(40, y_of(ms) as i64 - 4, &format!("{ms:.0}"), [0, 0, 0], 1);
+        c.text(50, y_of(ms) as i64 - 6, &format!("{ms:.0}"), [0, 0, 0], 2);
     }
     for (s, ms) in &lat {
         c.disc(x_of(*s), y_of(*ms), 2.5, [70, 110, 180]);

@@ -202,8 +202,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let r = r.context("replay failed")?;
     if let Some(p) = &args.timeline_png {
         let title = format!(
-            "DRIVE {}  MODEL {} {}  {} TASKS  {} RECOMMENDATIONS",
+            "DRIVE {}  MODEL {} ({} V{})  {} TASKS  {} RECOMMENDATIONS",
             r.drive.to_uppercase(),
+            r.model.dir.to_uppercase(),
             r.model.name.to_uppercase(),
             r.model.version,
             r.timeline.tasks.len(),

@@ -1,0 +1,115 @@
+//! Replay into retraining: a degraded model replayed over recorded drives, compared with
+//! the shipped one on the drives' own ground-truth crops (`vigil eval` with two models),
+//! and a model fine-tuned on an exported dataset records its lineage.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Command;
+
+use common::{root, unique};
+
+const SHIPPED: &str = "models/obstacle-classifier";
+/// 450 simulator crops (5 % of the shipped model's 9000), same recipe otherwise.
+const DEGRADED: &str = "models/obstacle-classifier-5pct";
+
+fn vigil(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil")).current_dir(root()).args(args).output().expect("run vigil");
+    assert!(out.status.success(), "vigil {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("vigil {args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn n(v: &serde_json::Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+/// Obstacle crops a model called `none` (rows: truth, columns: predicted).
+fn missed_obstacles(eval: &serde_json::Value) -> u64 {
+    let classes: Vec<&str> = eval["classes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    let none = classes.iter().position(|c| *c == "none").unwrap();
+    let confusion = eval["confusion"].as_array().unwrap();
+    (0..classes.len()).filter(|&r| r != none).map(|r| n(&confusion[r][none])).sum()
+}
+
+#[test]
+fn degraded_model_replayed_over_drives_gets_more_wrong_and_retraining_records_lineage() {
+    let dir = std::env::temp_dir().join(unique("retrain"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
+
+    // Three recorded drives; the shipped model's replay exports their crops (tasks and
+    // ground-truth objects), labelled from ground truth.
+    let mut wrong = [0u64; 2];
+    let mut changed = 0;
+    let mut datasets = Vec::new();
+    for scenario in ["animal-crossing", "urban-dense", "pedestrian-crossing"] {
+        let drive = p(&format!("{scenario}.mcap"));
+        vigil(&["run", "--scenario", scenario, "--seed", "2", "--fast", "--record", &drive, "--json"]);
+        let ds = p(&format!("ds-{scenario}"));
+        for (i, model) in [SHIPPED, DEGRADED].into_iter().enumerate() {
+            let mut args =
+                vec!["replay", "--source", &drive, "--scenario", scenario, "--max", "--model", model, "--json"];
+            if i == 0 {
+                args.extend(["--export-dataset", ds.as_str()]);
+            }
+            let r = vigil(&args);
+            let g = &r["diff"]["ground_truth"]["replayed"];
+            // Obstacles not recognised as what they are (called `none` or another class).
+            wrong[i] += n(&g["labelled"]) - n(&g["correct"]);
+            if i == 0 {
+                assert!(n(&r["exported"]) > n(&r["tasks"]["raised"]), "objects exported too: {r}");
+            } else {
+                changed += n(&r["diff"]["changed"]);
+            }
+        }
+        datasets.push(ds);
+    }
+    eprintln!(
+        "tasks recognised wrongly: shipped {}, degraded {}; recommendations changed {changed}",
+        wrong[0], wrong[1]
+    );
+    assert!(wrong[1] > wrong[0], "the degraded model should get more of the drives' obstacles wrong: {wrong:?}");
+    assert!(changed > 0, "the degraded model should change some recommendations");
+
+    // Both models on the same held-out crops, side by side.
+    let png = p("compare.png");
+    let mut args = vec!["eval", "--model", SHIPPED, "--model", DEGRADED, "--json", "--confusion-png", &png];
+    for d in &datasets {
+        args.extend(["--dataset", d.as_str()]);
+    }
+    let cmp = vigil(&args);
+    let (shipped, degraded) = (&cmp["models"][0], &cmp["models"][1]);
+    eprintln!(
+        "held-out drive crops: {} — shipped {} ({} obstacles called none), degraded {} ({})",
+        cmp["samples"],
+        shipped["accuracy"],
+        missed_obstacles(shipped),
+        degraded["accuracy"],
+        missed_obstacles(degraded)
+    );
+    assert_eq!(shipped["samples"], degraded["samples"]);
+    assert!(n(&cmp["samples"]) >= 100, "{cmp}");
+    assert!(cmp["accuracy_delta"].as_f64().unwrap() < 0.0, "{cmp}");
+    assert!(missed_obstacles(degraded) > missed_obstacles(shipped), "{cmp}");
+    assert_eq!(&std::fs::read(&png).unwrap()[1..4], b"PNG");
+
+    // Fine-tuning on an exported dataset records its lineage: parent, datasets, drives.
+    let out = p("tuned");
+    let t = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .current_dir(root())
+        .args(["train", "--init", DEGRADED, "--dataset", &datasets[0], "--epochs", "1", "--out", &out])
+        .output()
+        .unwrap();
+    assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("tuned/config.json")).unwrap()).unwrap();
+    let lineage = &cfg["training"];
+    assert_eq!(lineage["parent"], DEGRADED, "{cfg}");
+    assert_eq!(lineage["datasets"][0], datasets[0].as_str(), "{cfg}");
+    let drives = lineage["drives"].as_array().unwrap();
+    assert_eq!(drives.len(), 1, "{cfg}");
+    assert!(drives[0].as_str().unwrap().starts_with("veh-0000@"), "{cfg}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
