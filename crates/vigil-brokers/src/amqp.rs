@@ -402,6 +402,41 @@ impl AmqpTasks {
             .map_err(|e| err(format!("consuming `{queue}`"), e))
     }
 
+    async fn subscribe(&self, channel: &Channel, to: &Subscription) -> Result<lapin::Consumer, TransportError> {
+        match to {
+            Subscription::Tasks { tag } => self.subscribe_tasks(channel, tag).await,
+            Subscription::Replies { queue } => self.subscribe_replies(channel, queue).await,
+        }
+    }
+
+    /// After a consumer ended (`end`: its last item), waits for the supervisor to
+    /// reconnect and subscribes again, retrying until it succeeds. The broker requeues
+    /// what the lost channel held unacked.
+    async fn resubscribe(
+        &self,
+        to: &Subscription,
+        end: Option<Result<lapin::message::Delivery, lapin::Error>>,
+    ) -> (Channel, lapin::Consumer) {
+        let why = match end {
+            Some(Err(e)) => e.to_string(),
+            _ => "consumer ended".into(),
+        };
+        tracing::warn!(error = %why, consumer = to.what(), "consumer interrupted; subscribing again after reconnect");
+        loop {
+            let channel = self.channel_when_up().await;
+            match self.subscribe(&channel, to).await {
+                Ok(consumer) => {
+                    tracing::info!(consumer = to.what(), "consumer subscribed again");
+                    return (channel, consumer);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "subscribing again failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
     fn persistence(&self, priority: u8) -> Persistence {
         if priority >= self.inner.cfg.urgent_priority { self.inner.cfg.urgent } else { self.inner.cfg.routine }
     }
@@ -636,9 +671,24 @@ impl Acker for AmqpAcker {
     }
 }
 
+/// What a consumer is subscribed to, so that it can subscribe again after a reconnect.
+enum Subscription {
+    Tasks { tag: String },
+    Replies { queue: String },
+}
+
+impl Subscription {
+    fn what(&self) -> &'static str {
+        match self {
+            Subscription::Tasks { .. } => "tasks",
+            Subscription::Replies { .. } => "replies",
+        }
+    }
+}
+
 struct AmqpConsumer {
     tasks: AmqpTasks,
-    tag: String,
+    to: Subscription,
     channel: Channel,
     consumer: lapin::Consumer,
 }
@@ -656,29 +706,9 @@ impl TaskConsumer for AmqpConsumer {
                 let d = match self.consumer.next().await {
                     Some(Ok(d)) => d,
                     // The connection or channel is gone: subscribe again once the
-                    // supervisor has reconnected. The broker requeues what this
-                    // channel held unacked.
+                    // supervisor has reconnected.
                     end => {
-                        let why = match end {
-                            Some(Err(e)) => e.to_string(),
-                            _ => "consumer ended".into(),
-                        };
-                        tracing::warn!(error = %why, "task consumer interrupted; subscribing again after reconnect");
-                        loop {
-                            let channel = self.tasks.channel_when_up().await;
-                            match self.tasks.subscribe_tasks(&channel, &self.tag).await {
-                                Ok(consumer) => {
-                                    tracing::info!("task consumer subscribed again");
-                                    self.channel = channel;
-                                    self.consumer = consumer;
-                                    break;
-                                }
-                                Err(e) => {
-                                    tracing::debug!(error = %e, "subscribing again failed; retrying");
-                                    tokio::time::sleep(Duration::from_millis(200)).await;
-                                }
-                            }
-                        }
+                        (self.channel, self.consumer) = self.tasks.resubscribe(&self.to, end).await;
                         continue;
                     }
                 };
@@ -708,7 +738,7 @@ impl TaskConsumer for AmqpConsumer {
 
 struct AmqpReplies {
     tasks: AmqpTasks,
-    queue: String,
+    to: Subscription,
     channel: Channel,
     consumer: lapin::Consumer,
 }
@@ -729,28 +759,7 @@ impl ReplyConsumer for AmqpReplies {
                             d.properties.correlation_id().as_ref().map(|s| s.to_string()).unwrap_or_default();
                         return Ok(Reply { correlation_id, payload: d.data });
                     }
-                    end => {
-                        let why = match end {
-                            Some(Err(e)) => e.to_string(),
-                            _ => "consumer ended".into(),
-                        };
-                        tracing::warn!(error = %why, "reply consumer interrupted; subscribing again after reconnect");
-                        loop {
-                            let channel = self.tasks.channel_when_up().await;
-                            match self.tasks.subscribe_replies(&channel, &self.queue).await {
-                                Ok(consumer) => {
-                                    tracing::info!("reply consumer subscribed again");
-                                    self.channel = channel;
-                                    self.consumer = consumer;
-                                    break;
-                                }
-                                Err(e) => {
-                                    tracing::debug!(error = %e, "subscribing again failed; retrying");
-                                    tokio::time::sleep(Duration::from_millis(200)).await;
-                                }
-                            }
-                        }
-                    }
+                    end => (self.channel, self.consumer) = self.tasks.resubscribe(&self.to, end).await,
                 }
             }
         })
@@ -779,8 +788,9 @@ impl TaskTransport for AmqpTasks {
         let tag = format!("{consumer}-{}", std::process::id());
         Box::pin(async move {
             let channel = self.channel().await?;
-            let consumer = self.subscribe_tasks(&channel, &tag).await?;
-            Ok(Box::new(AmqpConsumer { tasks: self.clone(), tag, channel, consumer }) as Box<dyn TaskConsumer>)
+            let to = Subscription::Tasks { tag };
+            let consumer = self.subscribe(&channel, &to).await?;
+            Ok(Box::new(AmqpConsumer { tasks: self.clone(), to, channel, consumer }) as Box<dyn TaskConsumer>)
         })
     }
 
@@ -801,8 +811,9 @@ impl TaskTransport for AmqpTasks {
         let queue = self.inner.names.reply(reply_to);
         Box::pin(async move {
             let channel = self.channel().await?;
-            let consumer = self.subscribe_replies(&channel, &queue).await?;
-            Ok(Box::new(AmqpReplies { tasks: self.clone(), queue, channel, consumer }) as Box<dyn ReplyConsumer>)
+            let to = Subscription::Replies { queue };
+            let consumer = self.subscribe(&channel, &to).await?;
+            Ok(Box::new(AmqpReplies { tasks: self.clone(), to, channel, consumer }) as Box<dyn ReplyConsumer>)
         })
     }
 

@@ -371,64 +371,77 @@ pub(crate) struct Actors {
 /// Starts the actor system on its own thread: the nodes' fusion/dispatch/handler on the
 /// system arbiter, ingest and telemetry on an I/O arbiter, the workers on theirs.
 /// Returns the system (stop it to end) and its thread.
-pub(crate) fn start_actors(
-    a: Actors,
-) -> Result<(actix::System, std::thread::JoinHandle<std::io::Result<()>>), RunError> {
+pub(crate) fn start_actors(a: Actors) -> Result<ActorSystem, RunError> {
+    spawn_system(move || {
+        let io = actix::Arbiter::new();
+        for (vehicle, input) in a.inputs {
+            let mut node_cfg = NodeConfig::new(vehicle, a.road);
+            node_cfg.perception = a.perception;
+            node_cfg.task_budget_ns = a.task_budget_ns;
+            let deps = NodeDeps {
+                clock: a.clock.clone(),
+                log: a.log.clone(),
+                frames: a.frames.clone(),
+                tasks: a.tasks.clone(),
+                control: a.control.clone(),
+                stats: a.stats.clone(),
+            };
+            start_node(node_cfg, deps, input, &io.handle());
+        }
+        let mut arbiters = vec![(io, Vec::new())];
+        if let Some(model) = a.model {
+            let (name, version, device) =
+                (model.config.name.clone(), model.config.version.clone(), model.device_name());
+            match Batcher::spawn_with_delay(model, a.batcher, a.inject_latency) {
+                Ok(b) => {
+                    let deps = WorkerDeps {
+                        clock: a.clock,
+                        tasks: a.tasks,
+                        frames: a.frames,
+                        batcher: Arc::new(b),
+                        model_name: name,
+                        model_version: version,
+                        device,
+                        stats: a.worker_stats,
+                        faults: a.faults,
+                        answered: Arc::default(),
+                    };
+                    // The supervisor restarts a stopped worker only while its
+                    // address is held: keep them for the life of the system.
+                    let (arbiter, addrs) = start_workers(a.workers, deps);
+                    arbiters.push((arbiter, addrs));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the batcher; every task will fall back")
+                }
+            }
+        }
+        arbiters
+    })
+}
+
+/// A running actor system (stop it to end) and the thread it runs on.
+pub(crate) type ActorSystem = (actix::System, std::thread::JoinHandle<std::io::Result<()>>);
+
+/// Runs an actor system on its own thread. `setup` starts the actors inside it and returns
+/// the arbiters to stop when the system ends, each with what must live until then (the
+/// supervisor restarts a stopped actor only while its address is held).
+pub(crate) fn spawn_system<H: 'static>(
+    setup: impl FnOnce() -> Vec<(actix::Arbiter, H)> + Send + 'static,
+) -> Result<ActorSystem, RunError> {
     let (sys_tx, sys_rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("vigil-actors".into())
         .spawn(move || {
             let sys = actix::System::new();
             let arbiters = sys.block_on(async move {
-                let io = actix::Arbiter::new();
-                for (vehicle, input) in a.inputs {
-                    let mut node_cfg = NodeConfig::new(vehicle, a.road);
-                    node_cfg.perception = a.perception;
-                    node_cfg.task_budget_ns = a.task_budget_ns;
-                    let deps = NodeDeps {
-                        clock: a.clock.clone(),
-                        log: a.log.clone(),
-                        frames: a.frames.clone(),
-                        tasks: a.tasks.clone(),
-                        control: a.control.clone(),
-                        stats: a.stats.clone(),
-                    };
-                    start_node(node_cfg, deps, input, &io.handle());
-                }
-                let mut arbiters = vec![(io, Vec::new())];
-                if let Some(model) = a.model {
-                    let (name, version, device) =
-                        (model.config.name.clone(), model.config.version.clone(), model.device_name());
-                    match Batcher::spawn_with_delay(model, a.batcher, a.inject_latency) {
-                        Ok(b) => {
-                            let deps = WorkerDeps {
-                                clock: a.clock,
-                                tasks: a.tasks,
-                                frames: a.frames,
-                                batcher: Arc::new(b),
-                                model_name: name,
-                                model_version: version,
-                                device,
-                                stats: a.worker_stats,
-                                faults: a.faults,
-                                answered: Arc::default(),
-                            };
-                            // The supervisor restarts a stopped worker only while its
-                            // address is held: keep them for the life of the system.
-                            let (arbiter, addrs) = start_workers(a.workers, deps);
-                            arbiters.push((arbiter, addrs));
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot start the batcher; every task will fall back")
-                        }
-                    }
-                }
+                let arbiters = setup();
                 let _ = sys_tx.send(actix::System::current());
                 arbiters
             });
             let r = sys.run();
-            for (a, addrs) in arbiters {
-                drop(addrs);
+            for (a, held) in arbiters {
+                drop(held);
                 a.stop();
             }
             r

@@ -367,28 +367,8 @@ pub fn run_worker(cfg: WorkerProcess) -> Result<WorkerReport, RunError> {
 
 /// Starts `workers` vision workers in an actor system on its own thread; returns the
 /// system (stop it to end) and its thread.
-pub(crate) fn start_worker_system(
-    workers: usize,
-    deps: WorkerDeps,
-) -> Result<(actix::System, std::thread::JoinHandle<std::io::Result<()>>), RunError> {
-    let (sys_tx, sys_rx) = std::sync::mpsc::channel();
-    let thread = std::thread::Builder::new()
-        .name("vigil-actors".into())
-        .spawn(move || {
-            let sys = actix::System::new();
-            let (arbiter, addrs) = sys.block_on(async move {
-                let started = start_workers(workers, deps);
-                let _ = sys_tx.send(actix::System::current());
-                started
-            });
-            let r = sys.run();
-            drop(addrs);
-            arbiter.stop();
-            r
-        })
-        .map_err(|e| RunError::Actors(e.to_string()))?;
-    let system = sys_rx.recv().map_err(|_| RunError::Actors("the actor system did not start".into()))?;
-    Ok((system, thread))
+pub(crate) fn start_worker_system(workers: usize, deps: WorkerDeps) -> Result<crate::ActorSystem, RunError> {
+    crate::spawn_system(move || vec![start_workers(workers, deps)])
 }
 
 fn worker_report(

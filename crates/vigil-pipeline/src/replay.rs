@@ -60,6 +60,22 @@ fn bad(what: impl Into<String>) -> RunError {
     RunError::Config(what.into())
 }
 
+/// 12 hex digits that tell apart drives of the same vehicles starting at the same time
+/// (simulated drives all start at the scenario epoch): a hash of the drive's first small
+/// telemetry message (ground truth, else radar, else any), which is the same bytes
+/// whether the drive is read from Kafka or from MCAP (claim-checked frames are not used).
+fn fingerprint(sorted: &[Recorded]) -> String {
+    let first = [topics::GROUND_TRUTH, topics::RADAR, topics::LIDAR, topics::CAMERA]
+        .iter()
+        .find_map(|topic| sorted.iter().find(|m| m.topic == *topic));
+    let mut d = Digest::new();
+    if let Some(m) = first {
+        d.update(m.topic.as_bytes());
+        d.update(&m.envelope);
+    }
+    d.hex()[..12].to_string()
+}
+
 impl Drive {
     /// A drive from recorded messages (any order): keeps Vigil's log topics, `vehicle`'s
     /// messages only when given, and sorts them by capture time (stable).
@@ -88,7 +104,7 @@ impl Drive {
         let vehicles: Vec<String> = vehicles.into_iter().collect();
         let first = kept.iter().find(|m| TELEMETRY.contains(&m.topic.as_str())).map(|m| m.capture_ns);
         let id = match first {
-            Some(t) => format!("{}@{t}", vehicles.join("+")),
+            Some(t) => format!("{}@{t}-{}", vehicles.join("+"), fingerprint(&kept)),
             None => format!("{}@empty", vehicle.unwrap_or("all")),
         };
         Ok(Self { id, vehicles, messages: kept })
@@ -709,6 +725,22 @@ pub fn replay(drive: &Drive, cfg: &ReplayConfig) -> Result<ReplayReport, RunErro
 const MIN_OBJECT_HEIGHT: f32 = vigil_sim::samples::MIN_BOX_HEIGHT;
 const MAX_OCCLUSION: f32 = 0.45;
 
+/// The camera frame a recorded message carries, when it carries its pixels inline.
+fn camera_of(m: &Recorded) -> Option<v1::CameraFrame> {
+    let env = vigil_proto::decode_envelope(&m.envelope).ok()?;
+    match env.payload {
+        Some(Payload::Camera(cam)) if matches!(cam.pixels, Some(v1::camera_frame::Pixels::Data(_))) => Some(cam),
+        _ => None,
+    }
+}
+
+/// The recogniser's input crop of box `b` in camera frame `cam` (inline pixels).
+fn box_crop(cam: &v1::CameraFrame, b: &v1::Box2d) -> Option<vigil_vision::preprocess::Crop> {
+    let Some(v1::camera_frame::Pixels::Data(px)) = cam.pixels.as_ref() else { return None };
+    vigil_vision::preprocess::crop(px, cam.width, cam.height, [b.x_min, b.y_min, b.x_max, b.y_max], [0.0, 0.0], 1.0)
+        .ok()
+}
+
 /// Writes a labelled crop per replayed task: the label from ground truth where the drive
 /// has it, else from the replayed recommendation; misses, false alarms and fallbacks
 /// (deadline breaches) flagged and weighted up. With `objects_every > 0` and ground truth,
@@ -734,21 +766,8 @@ fn export(
     let mut items = Vec::new();
     for (h, t) in tasks {
         let key = (h.vehicle_id.clone(), t.frame_sensor_id.clone(), t.frame_sequence);
-        let Some(frame) = cameras.get(&key) else { continue };
-        let Ok(env) = vigil_proto::decode_envelope(&frame.envelope) else { continue };
-        let Some(Payload::Camera(cam)) = env.payload else { continue };
-        let Some(v1::camera_frame::Pixels::Data(px)) = cam.pixels.as_ref() else { continue };
-        let Some(b) = t.camera_box.as_ref() else { continue };
-        let Ok(c) = vigil_vision::preprocess::crop(
-            px,
-            cam.width,
-            cam.height,
-            [b.x_min, b.y_min, b.x_max, b.y_max],
-            [0.0, 0.0],
-            1.0,
-        ) else {
-            continue;
-        };
+        let Some(cam) = cameras.get(&key).and_then(|m| camera_of(m)) else { continue };
+        let Some(c) = t.camera_box.as_ref().and_then(|b| box_crop(&cam, b)) else { continue };
         let rec = by_id.get(t.task_id.as_str());
         let predicted = rec.map(|r| class_name(r.class()).to_string());
         let truth = truth_of(t, gt, &h.vehicle_id);
@@ -789,24 +808,13 @@ fn export(
                 continue;
             }
             let Some(g) = gt.get(&(vehicle.clone(), sensor.clone(), *seq)) else { continue };
-            let Ok(env) = vigil_proto::decode_envelope(&m.envelope) else { continue };
-            let Some(Payload::Camera(cam)) = env.payload else { continue };
-            let Some(v1::camera_frame::Pixels::Data(px)) = cam.pixels.as_ref() else { continue };
+            let Some(cam) = camera_of(m) else { continue };
             for o in &g.objects {
                 let Some(b) = o.camera_box.as_ref() else { continue };
                 if b.y_max - b.y_min < MIN_OBJECT_HEIGHT || o.occlusion > MAX_OCCLUSION {
                     continue;
                 }
-                let Ok(c) = vigil_vision::preprocess::crop(
-                    px,
-                    cam.width,
-                    cam.height,
-                    [b.x_min, b.y_min, b.x_max, b.y_max],
-                    [0.0, 0.0],
-                    1.0,
-                ) else {
-                    continue;
-                };
+                let Some(c) = box_crop(&cam, b) else { continue };
                 let mut provenance = serde_json::Map::new();
                 provenance.insert("drive".into(), drive.id.clone().into());
                 provenance.insert("vehicle".into(), vehicle.clone().into());

@@ -1,7 +1,6 @@
 //! The replay report as a picture: obstacles in view, tasks and their recommendations,
 //! and the recorded detect → recommend latency, on one time axis.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
@@ -172,15 +171,6 @@ pub fn timeline_png(t: &Timeline, title: &str, path: &Path) -> Result<(), RunErr
     c.write_png(path).map_err(|e| RunError::Config(format!("cannot write {}: {e}", path.display())))
 }
 
-/// Counts per action of the marks (for titles and checks).
-pub fn actions(t: &Timeline) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    for m in &t.tasks {
-        *out.entry(m.action.clone().unwrap_or_else(|| "FALLBACK".into())).or_insert(0) += 1;
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,7 +210,6 @@ mod tests {
         timeline_png(&t, "TEST", &p).unwrap();
         let bytes = std::fs::read(&p).unwrap();
         assert_eq!(&bytes[1..4], b"PNG");
-        assert_eq!(actions(&t).get("BRAKE"), Some(&1));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

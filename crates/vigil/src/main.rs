@@ -62,24 +62,27 @@ enum Command {
 /// Measured on the 2-vCPU dev machine (`vigil bench vision`): Candle's default pools took
 /// 1.15 ms a crop and two threads spun between batches; one thread per pass runs a crop
 /// in 0.34 ms at every batch size. Vigil scales out with workers, not within a pass.
+/// Training is the exception: one process, large batches, nothing else to run, so it
+/// keeps Candle's default (all cores).
 #[allow(unsafe_code)]
-fn size_thread_pools() {
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        // SAFETY: this runs first in `main`, before any other thread exists, so nothing
+fn size_thread_pools(command: &Command) {
+    if !matches!(command, Command::Train(_)) && std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // SAFETY: this runs first in `main`, right after argument parsing and before any
+        // other thread exists, so nothing
         // reads or writes the environment concurrently.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
     }
 }
 
 fn main() -> ExitCode {
-    size_thread_pools();
+    let cli = Cli::parse();
+    size_thread_pools(&cli.command);
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         // Colour only for a person at a terminal; log files and pipes get plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG").unwrap_or_else(|_| "warn".into()))
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Scenarios => sim::list_scenarios(),
         Command::Sim(args) => sim::run(args),

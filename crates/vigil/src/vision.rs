@@ -37,9 +37,12 @@ fn simulate(n: usize, seed: u64, augment: bool, what: &str) -> anyhow::Result<Ve
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Labelled crops to simulate (classes balanced).
-    #[arg(long, default_value_t = 12_000)]
-    samples: usize,
+    /// Labelled crops to simulate (classes balanced). 12000 when training on the
+    /// simulator alone; with --dataset none unless given, and then they are mixed in with
+    /// the dataset's crops (rehearsal: a fine-tune on drive crops alone forgets what the
+    /// drives do not show).
+    #[arg(long)]
+    samples: Option<usize>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     #[arg(long, default_value_t = 10)]
@@ -75,22 +78,22 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     let device = default_device();
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let started = Instant::now();
-    let (examples, data) = if args.dataset.is_empty() {
-        if args.samples < 60 {
-            bail!("--samples must be at least 60 (10 per class), got {}", args.samples);
-        }
-        (
-            simulate(args.samples, args.seed, true, "simulate")?,
-            format!("simulator crops, {} samples, seed {}", args.samples, args.seed),
-        )
-    } else {
-        let mut all = Vec::new();
-        for d in &args.dataset {
-            all.extend(dataset::read(d)?);
-        }
-        let n = all.len();
-        (all, format!("datasets {:?}, {n} crops", args.dataset))
-    };
+    let samples = args.samples.unwrap_or(if args.dataset.is_empty() { 12_000 } else { 0 });
+    if (args.dataset.is_empty() || samples > 0) && samples < 60 {
+        bail!("--samples must be at least 60 (10 per class), got {samples}");
+    }
+    let mut examples = Vec::new();
+    let mut data = Vec::new();
+    for d in &args.dataset {
+        let crops = dataset::read(d)?;
+        data.push(format!("dataset {} ({} crops)", d.display(), crops.len()));
+        examples.extend(crops);
+    }
+    if samples > 0 {
+        examples.extend(simulate(samples, args.seed, true, "simulate")?);
+        data.push(format!("simulator crops, {samples} samples, seed {}", args.seed));
+    }
+    let data = data.join(" + ");
     let parent = match &args.init {
         Some(dir) => {
             let cfg = ModelConfig::load(dir)?;
