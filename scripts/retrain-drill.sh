@@ -15,11 +15,11 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:?usage: scripts/retrain-drill.sh OUT_DIR}
 vigil=${VIGIL:-${CARGO_TARGET_DIR:-$root/target}/release/vigil}
-train_seeds=${TRAIN_SEEDS:-"10 11 12 13 14 15 16 17 18 19"}
+train_seeds=${TRAIN_SEEDS:-"10 11 12 13 14 15"}
 heldout_seeds=${HELDOUT_SEEDS:-"2"}
 samples=${SAMPLES:-9000}
-epochs=${EPOCHS:-6}
-lr=${LR:-1e-3}
+epochs=${EPOCHS:-10}
+lr=${LR:-3e-3}
 degraded=$root/models/obstacle-classifier-5pct
 shipped=$root/models/obstacle-classifier
 test -x "$vigil" || { echo "no vigil binary at $vigil (cargo build --release, or set VIGIL)" >&2; exit 1; }
