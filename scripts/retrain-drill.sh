@@ -25,7 +25,7 @@ shipped=$root/models/obstacle-classifier
 test -x "$vigil" || { echo "no vigil binary at $vigil (cargo build --release, or set VIGIL)" >&2; exit 1; }
 mkdir -p "$out/drives" "$out/datasets"
 
-# Scenarios with obstacles to recognise (the open-road ones raise few tasks).
+# Every built-in scenario (clear-road adds the false alarms of its radar clutter).
 scenarios=$("$vigil" scenarios | awk '{print $1}')
 
 export_drive() { # seed scenario split

@@ -61,9 +61,10 @@ fn bad(what: impl Into<String>) -> RunError {
 }
 
 /// 12 hex digits that tell apart drives of the same vehicles starting at the same time
-/// (simulated drives all start at the scenario epoch): a hash of the drive's first small
-/// telemetry message (ground truth, else radar, else any), which is the same bytes
-/// whether the drive is read from Kafka or from MCAP (claim-checked frames are not used).
+/// (simulated drives all start at the scenario epoch): a hash of the drive's first
+/// ground-truth message, else its first radar, lidar or camera message. Ground truth and
+/// radar are small and never claim-checked, so their bytes are the same whether the drive
+/// is read from Kafka or from MCAP (`cli_replay` compares the ids).
 fn fingerprint(sorted: &[Recorded]) -> String {
     let first = [topics::GROUND_TRUTH, topics::RADAR, topics::LIDAR, topics::CAMERA]
         .iter()

@@ -68,8 +68,7 @@ enum Command {
 fn size_thread_pools(command: &Command) {
     if !matches!(command, Command::Train(_)) && std::env::var_os("RAYON_NUM_THREADS").is_none() {
         // SAFETY: this runs first in `main`, right after argument parsing and before any
-        // other thread exists, so nothing
-        // reads or writes the environment concurrently.
+        // other thread exists, so nothing reads or writes the environment concurrently.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
     }
 }
