@@ -103,6 +103,21 @@ pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
     c
 }
 
+/// The Kafka headers of a telemetry record: the envelope's metadata (read from its
+/// header alone), with the capture and publish times.
+pub fn record_headers(envelope: &[u8], capture_ns: i64, publish_ns: i64) -> OwnedHeaders {
+    let meta = HeaderOnly::decode(envelope).ok().and_then(|h| h.header).unwrap_or_default();
+    OwnedHeaders::new_with_capacity(8)
+        .insert(Header { key: "vehicle_id", value: Some(meta.vehicle_id.as_str()) })
+        .insert(Header { key: "sensor_id", value: Some(meta.sensor_id.as_str()) })
+        .insert(Header { key: "sequence", value: Some(&meta.sequence.to_string()) })
+        .insert(Header { key: "capture_time_ns", value: Some(&capture_ns.to_string()) })
+        .insert(Header { key: "publish_time_ns", value: Some(&publish_ns.to_string()) })
+        .insert(Header { key: "correlation_id", value: Some(meta.correlation_id.as_str()) })
+        .insert(Header { key: "content_type", value: Some(meta.content_type.as_str()) })
+        .insert(Header { key: "schema_version", value: Some(&meta.schema_version.to_string()) })
+}
+
 /// Counters of the log producer.
 #[derive(Debug, Default)]
 pub struct KafkaLogStats {
@@ -282,16 +297,7 @@ impl TelemetryLog for KafkaLog {
         let topic = topic_name(&self.cfg.topic_prefix, record.topic);
         let checked = self.claim_check(record.envelope)?;
         let payload: &[u8] = checked.as_deref().unwrap_or(record.envelope);
-        let meta = HeaderOnly::decode(record.envelope).ok().and_then(|h| h.header).unwrap_or_default();
-        let headers = OwnedHeaders::new_with_capacity(8)
-            .insert(Header { key: "vehicle_id", value: Some(meta.vehicle_id.as_str()) })
-            .insert(Header { key: "sensor_id", value: Some(meta.sensor_id.as_str()) })
-            .insert(Header { key: "sequence", value: Some(&meta.sequence.to_string()) })
-            .insert(Header { key: "capture_time_ns", value: Some(&record.capture_ns.to_string()) })
-            .insert(Header { key: "publish_time_ns", value: Some(&record.publish_ns.to_string()) })
-            .insert(Header { key: "correlation_id", value: Some(meta.correlation_id.as_str()) })
-            .insert(Header { key: "content_type", value: Some(meta.content_type.as_str()) })
-            .insert(Header { key: "schema_version", value: Some(&meta.schema_version.to_string()) });
+        let headers = record_headers(record.envelope, record.capture_ns, record.publish_ns);
         self.stats.bytes.fetch_add(payload.len() as u64, Ordering::Relaxed);
         let rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topic)
             .key(record.key.as_bytes())

@@ -1,6 +1,7 @@
 //! `vigil bench ingest`: telemetry ingest into Kafka through the vehicle actors (the
 //! sensor channel bridge → `Ingest` → `TelemetryPublisher` → [`KafkaLog`]) against a
-//! bare rdkafka producer sending the same envelopes, with the same keys, to the same
+//! bare rdkafka producer sending the same records — the same envelopes with the same
+//! keys and the same metadata headers (built before its clock starts) — to the same
 //! topics on the same broker, with the same producer settings; both timed from the first
 //! message to the last delivery acknowledgement. Repeated for 1, 2 and 4 vehicles.
 //!
@@ -13,10 +14,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use serde::Serialize;
 use vigil_brokers::KafkaConfig;
-use vigil_brokers::kafka::{KafkaLog, ensure_topics, producer_config, topic_name};
+use vigil_brokers::kafka::{KafkaLog, ensure_topics, producer_config, record_headers, topic_name};
 use vigil_bus::embedded::{EmbeddedTasks, MemoryFrameStore, TaskQueue};
 use vigil_bus::{BusSample, TelemetryLog, topics};
 use vigil_core::{ManualClock, VehicleId};
@@ -54,6 +56,8 @@ struct Msg {
     kind: SensorKind,
     key: String,
     bytes: Vec<u8>,
+    /// The Kafka headers Vigil's log gives this envelope (for the bare producer).
+    headers: OwnedHeaders,
 }
 
 fn bench_err(what: &str, e: impl std::fmt::Display) -> RunError {
@@ -85,7 +89,10 @@ fn messages(scenario: &Scenario, seed: u64, duration_ns: i64, vehicles: usize) -
                     StreamKind::Radar => SensorKind::Radar,
                     StreamKind::GroundTruth => SensorKind::Localization,
                 };
-                out.push(Msg { vehicle: v, kind, key: m.key.to_string(), bytes: m.encode() });
+                let bytes = m.encode();
+                let h = m.envelope.header.clone().unwrap_or_default();
+                let headers = record_headers(&bytes, h.capture_time_ns, h.publish_time_ns);
+                out.push(Msg { vehicle: v, kind, key: m.key.to_string(), bytes, headers });
             }
         }
     }
@@ -98,8 +105,10 @@ fn bare(cfg: &KafkaConfig, msgs: &[Msg], vehicles: &[VehicleId]) -> Result<f64, 
     let topics: Vec<String> = SensorKind::ALL.iter().map(|k| topic_name(&cfg.topic_prefix, topic_of(*k))).collect();
     let t0 = Instant::now();
     for m in msgs {
-        let mut rec: BaseRecord<'_, [u8], [u8]> =
-            BaseRecord::to(&topics[m.kind.index()]).key(vehicles[m.vehicle].0.as_bytes()).payload(&m.bytes);
+        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topics[m.kind.index()])
+            .key(vehicles[m.vehicle].0.as_bytes())
+            .payload(m.bytes.as_slice())
+            .headers(m.headers.clone());
         loop {
             match p.send(rec) {
                 Ok(()) => break,

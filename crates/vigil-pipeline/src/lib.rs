@@ -35,9 +35,9 @@ use vigil_sim::{Scenario, VehicleSim};
 use vigil_vehicle::node::{
     ControlCommand, NodeConfig, NodeDeps, NodeStats, RoadMap, SensorInputs, SensorKind, start_node,
 };
-use vigil_vision::batcher::{Batcher, BatcherConfig};
+use vigil_vision::batcher::{BatcherConfig, Serving};
 use vigil_vision::model::{Recogniser, default_device};
-use vigil_worker::{Faults, WorkerDeps, WorkerStats, start_workers};
+use vigil_worker::{Faults, Inference, WorkerDeps, WorkerStats, start_workers};
 
 pub use clock::{LockstepClock, PacedClock};
 pub use report::{Outcome, RunReport};
@@ -100,7 +100,7 @@ impl RunConfig {
 /// pipeline`: 0.90 → 0.57 ms p50); batches still form from whatever is queued. A second
 /// inference thread measured no better on 2 cores (it competes with ingest).
 pub fn default_batcher() -> BatcherConfig {
-    BatcherConfig { max_batch: 16, max_wait: Duration::ZERO, queue: 256, threads: 1 }
+    BatcherConfig { max_batch: 16, max_wait: Duration::ZERO, queue: 256, threads: 1, serving: Serving::Auto }
 }
 
 /// Why a run could not start or finish.
@@ -392,13 +392,13 @@ pub(crate) fn start_actors(a: Actors) -> Result<ActorSystem, RunError> {
         if let Some(model) = a.model {
             let (name, version, device) =
                 (model.config.name.clone(), model.config.version.clone(), model.device_name());
-            match Batcher::spawn_with_delay(model, a.batcher, a.inject_latency) {
-                Ok(b) => {
+            match Inference::start(model, a.batcher, a.inject_latency) {
+                Ok(inference) => {
                     let deps = WorkerDeps {
                         clock: a.clock,
                         tasks: a.tasks,
                         frames: a.frames,
-                        batcher: Arc::new(b),
+                        inference,
                         model_name: name,
                         model_version: version,
                         device,
@@ -408,8 +408,7 @@ pub(crate) fn start_actors(a: Actors) -> Result<ActorSystem, RunError> {
                     };
                     // The supervisor restarts a stopped worker only while its
                     // address is held: keep them for the life of the system.
-                    let (arbiter, addrs) = start_workers(a.workers, deps);
-                    arbiters.push((arbiter, addrs));
+                    arbiters.extend(start_workers(a.workers, deps));
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot start the batcher; every task will fall back")

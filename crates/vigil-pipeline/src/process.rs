@@ -23,9 +23,9 @@ use vigil_core::policy::Action;
 use vigil_core::{Clock, Nanos, VehicleId, WallClock};
 use vigil_sim::Scenario;
 use vigil_vehicle::node::{ControlCommand, NodeStats, RoadMap, SensorInputs, SensorKind};
-use vigil_vision::batcher::{Batcher, BatcherConfig};
+use vigil_vision::batcher::BatcherConfig;
 use vigil_vision::model::{Recogniser, default_device};
-use vigil_worker::{WorkerDeps, WorkerStats, start_workers};
+use vigil_worker::{Inference, WorkerDeps, WorkerStats, start_workers};
 
 use crate::RunError;
 use crate::metrics::MetricsText;
@@ -310,13 +310,13 @@ pub fn run_worker(cfg: WorkerProcess) -> Result<WorkerReport, RunError> {
     let info =
         Model { name: model.config.name.clone(), version: model.config.version.clone(), device: model.device_name() };
     let plane = TaskPlane::connect(&cfg.brokers, clock.clone())?;
-    let batcher = Batcher::spawn_with_delay(model, cfg.batcher, cfg.inject_latency)?;
+    let inference = Inference::start(model, cfg.batcher, cfg.inject_latency)?;
     let stats = Arc::new(WorkerStats::default());
     let deps = WorkerDeps {
         clock,
         tasks: Arc::new(plane.tasks.clone()),
         frames: Arc::new(plane.frames.clone()),
-        batcher: Arc::new(batcher),
+        inference,
         model_name: info.name.clone(),
         model_version: info.version.clone(),
         device: info.device.clone(),
@@ -325,8 +325,9 @@ pub fn run_worker(cfg: WorkerProcess) -> Result<WorkerReport, RunError> {
         answered: Arc::default(),
     };
     let workers = cfg.workers;
+    let deps_inference = deps.inference.name();
     let (system, actor_thread) = start_worker_system(workers, deps)?;
-    tracing::info!(workers, model = %info.name, device = %info.device, "workers up");
+    tracing::info!(workers, model = %info.name, device = %info.device, inference = deps_inference, "workers up");
 
     let report = || worker_report(workers, wall_start, &stats, &info, &plane);
     let (mut last_taken, mut last_change) = (0u64, Instant::now());
@@ -368,7 +369,7 @@ pub fn run_worker(cfg: WorkerProcess) -> Result<WorkerReport, RunError> {
 /// Starts `workers` vision workers in an actor system on its own thread; returns the
 /// system (stop it to end) and its thread.
 pub(crate) fn start_worker_system(workers: usize, deps: WorkerDeps) -> Result<crate::ActorSystem, RunError> {
-    crate::spawn_system(move || vec![start_workers(workers, deps)])
+    crate::spawn_system(move || start_workers(workers, deps))
 }
 
 fn worker_report(

@@ -21,10 +21,10 @@ use vigil_bus::{FrameStore, TaskTransport};
 use vigil_core::{Clock, WallClock};
 use vigil_proto::v1::{self, envelope::Payload};
 use vigil_sim::Scenario;
-use vigil_vision::batcher::{Batcher, BatcherConfig};
+use vigil_vision::batcher::BatcherConfig;
 use vigil_vision::model::{Recogniser, default_device};
 use vigil_vision::preprocess::crop;
-use vigil_worker::{WorkerDeps, WorkerStats, recommend};
+use vigil_worker::{Inference, WorkerDeps, WorkerStats, recommend};
 
 use crate::RunError;
 use crate::bench::sample_frame;
@@ -158,7 +158,7 @@ fn workers_round(s: &Setup<'_>, workers: usize, round: usize) -> Result<f64, Run
         clock,
         tasks: Arc::new(tasks_t.clone()),
         frames: Arc::new(s.frames.clone()),
-        batcher: Arc::new(Batcher::spawn(s.model.clone(), s.batcher)?),
+        inference: Inference::start(s.model.clone(), s.batcher, Duration::ZERO)?,
         model_name: s.model.config.name.clone(),
         model_version: s.model.config.version.clone(),
         device: s.model.device_name(),

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use vigil_pipeline::{RunConfig, RunReport, run};
 use vigil_sim::Scenario;
+use vigil_vision::batcher::Serving;
 
 fn model_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/obstacle-classifier")
@@ -25,8 +26,18 @@ fn balanced(r: &RunReport) {
 
 #[test]
 fn a_worker_panicking_mid_task_is_restarted_and_its_task_redelivered_and_answered() {
+    worker_panic(Serving::Inline);
+}
+
+#[test]
+fn a_batched_worker_panicking_mid_task_is_restarted_and_its_task_redelivered_and_answered() {
+    worker_panic(Serving::Batched);
+}
+
+fn worker_panic(serving: Serving) {
     let mut cfg = RunConfig::new(Scenario::builtin("pedestrian-crossing").unwrap(), 7, model_dir());
     cfg.fast = true;
+    cfg.batcher.serving = serving;
     cfg.faults.panic_on_take.store(1, Ordering::SeqCst);
     // The panic hook symbolises a backtrace (RUST_BACKTRACE=1 under the test runner),
     // which alone can take 100 ms; give the redelivery room to be answered.

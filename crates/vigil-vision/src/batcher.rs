@@ -22,11 +22,38 @@ pub struct BatcherConfig {
     /// one crop already fills a core, so two single crops on two threads answer sooner
     /// than one batch of two; on a GPU one thread batching is what pays.
     pub threads: usize,
+    /// Whether crops go through this batcher at all (see [`Serving`]).
+    pub serving: Serving,
 }
 
 impl Default for BatcherConfig {
     fn default() -> Self {
-        Self { max_batch: 16, max_wait: Duration::from_micros(2000), queue: 256, threads: 1 }
+        Self { max_batch: 16, max_wait: Duration::from_micros(2000), queue: 256, threads: 1, serving: Serving::Auto }
+    }
+}
+
+/// Where a worker's forward pass runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Serving {
+    /// `Inline` on a CPU, `Batched` on a GPU.
+    #[default]
+    Auto,
+    /// Each worker runs the forward pass itself, on its own thread. On a CPU one crop
+    /// already fills a core, so a batch buys nothing and the hop to a batching thread
+    /// and back is pure latency.
+    Inline,
+    /// Crops from every worker go to one [`Batcher`]: on a GPU, batches are what pays.
+    Batched,
+}
+
+impl BatcherConfig {
+    /// Whether the forward pass runs inline (in each worker) on `device`.
+    pub fn inline_on(&self, device: &candle_core::Device) -> bool {
+        match self.serving {
+            Serving::Inline => true,
+            Serving::Batched => false,
+            Serving::Auto => device.is_cpu(),
+        }
     }
 }
 

@@ -153,7 +153,13 @@ fn batcher_gathers_concurrent_requests() {
     let batcher = Arc::new(
         Batcher::spawn(
             model,
-            BatcherConfig { max_batch: 8, max_wait: Duration::from_millis(50), queue: 64, threads: 1 },
+            BatcherConfig {
+                max_batch: 8,
+                max_wait: Duration::from_millis(50),
+                queue: 64,
+                threads: 1,
+                ..Default::default()
+            },
         )
         .unwrap(),
     );

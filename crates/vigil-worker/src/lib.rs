@@ -4,8 +4,11 @@
 //! 1. checks the deadline at take time: an expired task is dead-lettered and counted,
 //!    never processed late;
 //! 2. fetches the camera frame by reference from the [`FrameStore`] and crops the box;
-//! 3. hands the crop to the shared [`Batcher`] (inference on its own thread, never on
-//!    an arbiter thread) and awaits the prediction;
+//! 3. classifies the crop ([`Inference`]): on a CPU the worker runs the forward pass
+//!    itself, each worker on its own arbiter thread that no other actor shares (a
+//!    dedicated thread; one crop fills a core, so there is nothing to batch and no hop to
+//!    pay); on a GPU it hands the crop to the shared [`Batcher`] (inference on the
+//!    batcher's thread, batched across workers) and awaits the prediction;
 //! 4. turns class + TTC + path offset + free lanes into an action with
 //!    [`vigil_core::policy::decide`];
 //! 5. replies to the task's `reply_to` with its id as correlation id, then acks.
@@ -20,7 +23,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use vigil_bus::embedded::DeadReason;
@@ -30,7 +33,8 @@ use vigil_core::policy::{Situation, decide, path_offset};
 use vigil_core::{Clock, ObstacleClass};
 use vigil_proto::v1::{self, envelope::Payload};
 use vigil_proto::{action_to_proto, class_to_proto};
-use vigil_vision::batcher::Batcher;
+use vigil_vision::batcher::{Batcher, BatcherConfig};
+use vigil_vision::model::{Prediction, Recogniser};
 use vigil_vision::preprocess::{Crop, crop};
 
 /// Counters of every worker in the process.
@@ -100,13 +104,54 @@ pub struct Faults {
     pub panic_on_take: AtomicU64,
 }
 
+/// Where the workers' forward passes run.
+#[derive(Debug, Clone)]
+pub enum Inference {
+    /// Each worker classifies its own crop on its own thread (CPU).
+    Inline {
+        model: Arc<Recogniser>,
+        /// Added to every forward pass (drills: a slower model).
+        delay: Duration,
+    },
+    /// The crops of every worker go to one batching thread (GPU).
+    Batched(Arc<Batcher>),
+}
+
+impl Inference {
+    /// Inline or batched as `cfg` says for the model's device ([`BatcherConfig::inline_on`]).
+    pub fn start(model: Recogniser, cfg: BatcherConfig, delay: Duration) -> Result<Self, vigil_vision::VisionError> {
+        if cfg.inline_on(model.device()) {
+            Ok(Inference::Inline { model: Arc::new(model), delay })
+        } else {
+            Ok(Inference::Batched(Arc::new(Batcher::spawn_with_delay(model, cfg, delay)?)))
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Inference::Inline { .. } => "inline",
+            Inference::Batched(_) => "batched",
+        }
+    }
+
+    /// Inline only: one forward pass here and now (the first on a thread allocates its
+    /// buffers, so each worker pays it once when it starts).
+    fn classify_inline(model: &Recogniser, delay: Duration, crop: &Crop) -> Result<Prediction, TaskError> {
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
+        let mut preds = model.classify(std::slice::from_ref(crop))?;
+        preds.pop().ok_or_else(|| TaskError::Vision(vigil_vision::VisionError::Io("no prediction for one crop".into())))
+    }
+}
+
 /// What every worker shares.
 #[derive(Debug, Clone)]
 pub struct WorkerDeps {
     pub clock: Arc<dyn Clock>,
     pub tasks: Arc<dyn TaskTransport>,
     pub frames: Arc<dyn FrameStore>,
-    pub batcher: Arc<Batcher>,
+    pub inference: Inference,
     pub model_name: String,
     pub model_version: String,
     pub device: String,
@@ -144,6 +189,10 @@ impl Actor for VisionWorker {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        if let Inference::Inline { model, .. } = &self.deps.inference {
+            let size = model.config.architecture.input_size;
+            let _ = model.classify(&[Crop(vec![0.0; 3 * size * size])]);
+        }
         let tasks = self.deps.tasks.clone();
         let id = self.id.clone();
         ctx.wait(async move { tasks.consume(&id).await }.into_actor(self).map(|r, act, ctx| match r {
@@ -249,23 +298,13 @@ impl StreamHandler<Result<TaskDelivery, TransportError>> for VisionWorker {
         // 1. Deadline at take time.
         if deps.clock.now_ns() > delivery.task.deadline_ns {
             stats.expired.fetch_add(1, Ordering::SeqCst);
-            ctx.wait(
-                async move {
-                    let _ = delivery.settle(Settle::DeadLetter(DeadReason::Expired)).await;
-                }
-                .into_actor(self),
-            );
+            self.settle(ctx, delivery, Settle::DeadLetter(DeadReason::Expired), false);
             return;
         }
         // Idempotence: a redelivery of a task already answered is only acked.
         if deps.answered.contains(&delivery.task.task_id) {
             stats.duplicates.fetch_add(1, Ordering::SeqCst);
-            ctx.wait(
-                async move {
-                    let _ = delivery.settle(Settle::Ack).await;
-                }
-                .into_actor(self),
-            );
+            self.settle(ctx, delivery, Settle::Ack, false);
             return;
         }
         // 2. Fetch and crop; a panic here (or an injected one) requeues the task.
@@ -283,41 +322,54 @@ impl StreamHandler<Result<TaskDelivery, TransportError>> for VisionWorker {
                 stats.rejected.fetch_add(1, Ordering::SeqCst);
                 tracing::warn!(worker = %self.id, task = %delivery.task.task_id, attempt = delivery.attempt, error = %e,
                     "cannot process task; requeued for a retry");
-                ctx.wait(
-                    async move {
-                        let _ = delivery.settle(Settle::Requeue).await;
-                    }
-                    .into_actor(self),
-                );
+                self.settle(ctx, delivery, Settle::Requeue, false);
                 return;
             }
             Err(_) => {
                 stats.panics.fetch_add(1, Ordering::SeqCst);
                 tracing::error!(worker = %self.id, task = %delivery.task.task_id, "worker panicked mid-task; requeued, restarting");
-                ctx.wait(
-                    async move {
-                        let _ = delivery.settle(Settle::Requeue).await;
-                    }
-                    .into_actor(self)
-                    .map(|_, _, ctx: &mut Context<Self>| ctx.stop()),
-                );
+                self.settle(ctx, delivery, Settle::Requeue, true);
                 return;
             }
         };
-        // 3.–5. Infer (batched, off this thread), decide, reply, ack.
-        let id = self.id.clone();
+        // 3. Infer: here on this worker's own thread (inline), or batched on the
+        // batcher's thread.
         let prepared_at = started.elapsed();
-        let fut = async move {
-            let rx = match deps.batcher.submit_async(prepared.crop) {
-                Ok(rx) => rx,
+        let Prepared { vehicle, task, crop } = prepared;
+        let pending = match &deps.inference {
+            Inference::Inline { model, delay } => {
+                match catch_unwind(AssertUnwindSafe(|| Inference::classify_inline(model, *delay, &crop))) {
+                    Ok(Ok(p)) => Pending::Ready(p),
+                    Ok(Err(e)) => {
+                        tracing::error!(worker = %self.id, error = %e, "inference failed; task requeued");
+                        self.settle(ctx, delivery, Settle::Requeue, false);
+                        return;
+                    }
+                    Err(_) => {
+                        stats.panics.fetch_add(1, Ordering::SeqCst);
+                        tracing::error!(worker = %self.id, task = %delivery.task.task_id, "inference panicked; requeued, restarting");
+                        self.settle(ctx, delivery, Settle::Requeue, true);
+                        return;
+                    }
+                }
+            }
+            Inference::Batched(batcher) => match batcher.submit_async(crop) {
+                Ok(rx) => Pending::Batched(rx),
                 Err(e) => {
                     tracing::error!(error = %e, "batcher unavailable; task requeued");
-                    let _ = delivery.settle(Settle::Requeue).await;
+                    self.settle(ctx, delivery, Settle::Requeue, false);
                     return;
                 }
-            };
+            },
+        };
+        // 4.–5. Decide, reply, ack.
+        let id = self.id.clone();
+        let fut = async move {
             let submitted = Instant::now();
-            let answer = rx.await;
+            let answer = match pending {
+                Pending::Ready(p) => Ok(Ok(p)),
+                Pending::Batched(rx) => rx.await,
+            };
             tracing::trace!(
                 prepare_us = prepared_at.as_micros() as u64,
                 infer_us = submitted.elapsed().as_micros() as u64,
@@ -331,7 +383,7 @@ impl StreamHandler<Result<TaskDelivery, TransportError>> for VisionWorker {
                     return;
                 }
             };
-            let mut rec = recommend(&prepared.task, pred.class, pred.confidence, &pred.probabilities);
+            let mut rec = recommend(&task, pred.class, pred.confidence, &pred.probabilities);
             rec.model_name = deps.model_name.clone();
             rec.model_version = deps.model_version.clone();
             rec.device = deps.device.clone();
@@ -341,20 +393,20 @@ impl StreamHandler<Result<TaskDelivery, TransportError>> for VisionWorker {
             let payload = Payload::Recommendation(rec);
             let header = v1::Header {
                 schema_version: vigil_proto::SCHEMA_VERSION,
-                vehicle_id: prepared.vehicle.clone(),
+                vehicle_id: vehicle.clone(),
                 sensor_id: "vision".into(),
                 sequence: n,
                 capture_time_ns: deps.clock.now_ns(),
                 publish_time_ns: deps.clock.now_ns(),
-                correlation_id: prepared.task.task_id.clone(),
+                correlation_id: task.task_id.clone(),
                 content_type: vigil_proto::content_type(&payload).into(),
             };
             let bytes = vigil_proto::encode_envelope(&v1::Envelope { header: Some(header), payload: Some(payload) });
-            let reply = Reply { correlation_id: prepared.task.task_id.clone(), payload: bytes };
-            match deps.tasks.reply(&prepared.task.reply_to, reply).await {
+            let reply = Reply { correlation_id: task.task_id.clone(), payload: bytes };
+            match deps.tasks.reply(&task.reply_to, reply).await {
                 Ok(()) => {
                     stats.answered.fetch_add(1, Ordering::SeqCst);
-                    deps.answered.insert(&prepared.task.task_id);
+                    deps.answered.insert(&task.task_id);
                     let _ = delivery.settle(Settle::Ack).await;
                 }
                 Err(e) => {
@@ -367,14 +419,51 @@ impl StreamHandler<Result<TaskDelivery, TransportError>> for VisionWorker {
     }
 }
 
-/// Starts `n` supervised workers on their own arbiter (thread).
-pub fn start_workers(n: usize, deps: WorkerDeps) -> (Arbiter, Vec<Addr<VisionWorker>>) {
-    let arbiter = Arbiter::new();
-    let addrs = (0..n.max(1))
-        .map(|i| {
-            let deps = deps.clone();
-            Supervisor::start_in_arbiter(&arbiter.handle(), move |_| VisionWorker::new(format!("worker-{i}"), deps))
-        })
-        .collect();
-    (arbiter, addrs)
+impl VisionWorker {
+    /// Settles `delivery` before this worker takes its next task; with `restart`, stops
+    /// the actor afterwards (its supervisor restarts it).
+    fn settle(&self, ctx: &mut Context<Self>, delivery: TaskDelivery, how: Settle, restart: bool) {
+        ctx.wait(
+            async move {
+                let _ = delivery.settle(how).await;
+            }
+            .into_actor(self)
+            .map(move |_, _, ctx: &mut Context<Self>| {
+                if restart {
+                    ctx.stop();
+                }
+            }),
+        );
+    }
+}
+
+/// A prediction in hand (inline) or on its way from the batcher.
+enum Pending {
+    Ready(Prediction),
+    Batched(tokio::sync::oneshot::Receiver<vigil_vision::Result<Prediction>>),
+}
+
+/// Starts `n` supervised workers: with [`Inference::Inline`] each on an arbiter (thread)
+/// of its own, since its forward pass blocks that thread; with [`Inference::Batched`]
+/// all on one arbiter (they only fetch, crop and await). Returns each arbiter with the
+/// addresses of the workers on it.
+pub fn start_workers(n: usize, deps: WorkerDeps) -> Vec<(Arbiter, Vec<Addr<VisionWorker>>)> {
+    let start = |arbiter: &Arbiter, i: usize| {
+        let deps = deps.clone();
+        Supervisor::start_in_arbiter(&arbiter.handle(), move |_| VisionWorker::new(format!("worker-{i}"), deps))
+    };
+    match deps.inference {
+        Inference::Inline { .. } => (0..n.max(1))
+            .map(|i| {
+                let arbiter = Arbiter::new();
+                let addr = start(&arbiter, i);
+                (arbiter, vec![addr])
+            })
+            .collect(),
+        Inference::Batched(_) => {
+            let arbiter = Arbiter::new();
+            let addrs = (0..n.max(1)).map(|i| start(&arbiter, i)).collect();
+            vec![(arbiter, addrs)]
+        }
+    }
 }

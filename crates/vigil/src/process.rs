@@ -161,6 +161,10 @@ pub struct WorkerArgs {
     /// Worker actors in this process (each takes one task at a time).
     #[arg(long, default_value_t = 1)]
     workers: usize,
+    /// Where the forward passes run: inline (each worker on its own thread; the CPU
+    /// default), batched (one batching thread for all workers; the GPU default).
+    #[arg(long, value_enum, default_value_t = crate::run::InferenceArg::Auto)]
+    inference: crate::run::InferenceArg,
     /// Drill: add this many milliseconds to every inference (a slow worker).
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     inject_latency_ms: f64,
@@ -195,7 +199,10 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         model_dir: args.model.clone(),
         workers: args.workers,
         brokers: args.brokers.load()?,
-        batcher: vigil_pipeline::default_batcher(),
+        batcher: vigil_vision::batcher::BatcherConfig {
+            serving: args.inference.serving(),
+            ..vigil_pipeline::default_batcher()
+        },
         inject_latency: Duration::from_secs_f64(args.inject_latency_ms * 1e-3),
         idle_exit: idle(args.idle_exit, "--idle-exit")?,
         stop: stop_on_signal()?,

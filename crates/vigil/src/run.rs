@@ -15,6 +15,28 @@ pub enum OnOff {
     Off,
 }
 
+/// Where the workers' forward passes run (`--inference`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InferenceArg {
+    /// Inline on a CPU, batched on a GPU.
+    Auto,
+    /// Each worker runs the forward pass itself, on its own thread.
+    Inline,
+    /// Every worker's crops go to one batching thread.
+    Batched,
+}
+
+impl InferenceArg {
+    pub fn serving(self) -> vigil_vision::batcher::Serving {
+        use vigil_vision::batcher::Serving;
+        match self {
+            InferenceArg::Auto => Serving::Auto,
+            InferenceArg::Inline => Serving::Inline,
+            InferenceArg::Batched => Serving::Batched,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// A built-in scenario name (see `vigil scenarios`) or a path to a scenario TOML file.
@@ -32,6 +54,10 @@ pub struct RunArgs {
     /// Vision workers.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Where the workers' forward passes run: inline (each worker on its own thread; the
+    /// CPU default), batched (one batching thread for all; the GPU default).
+    #[arg(long, value_enum, default_value_t = InferenceArg::Auto)]
+    inference: InferenceArg,
     /// Record telemetry, tasks and recommendations to this MCAP file.
     #[arg(long)]
     record: Option<PathBuf>,
@@ -105,6 +131,7 @@ pub fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
     }
     cfg.vehicles = args.vehicles;
     cfg.workers = args.workers;
+    cfg.batcher.serving = args.inference.serving();
     cfg.record = args.record.clone();
     cfg.perception = args.perception == OnOff::On;
     cfg.fast = args.fast;
