@@ -311,8 +311,8 @@ pub fn pipeline_bench(base: RunConfig, reps: usize, max_overhead: f64) -> Result
     if inline.is_empty() || batched.is_empty() {
         return Err(RunError::Config(format!("{} raised no task to time", cfg.scenario.name)));
     }
-    let row = |serving: &'static str, samples: Vec<f64>| {
-        let inline = serving == "inline";
+    let row = |inline: bool, samples: Vec<f64>| {
+        let serving = if inline { "inline" } else { "batched" };
         let pipeline_ms = percentiles(samples);
         let (parts, paced_parts) = (hot.sum_p50(inline), paced.sum_p50(inline));
         ServingRow {
@@ -325,9 +325,9 @@ pub fn pipeline_bench(base: RunConfig, reps: usize, max_overhead: f64) -> Result
         }
     };
     let (gated_samples, pipeline, other) = if inline_here {
-        (inline.clone(), row("inline", inline), row("batched", batched))
+        (inline.clone(), row(true, inline), row(false, batched))
     } else {
-        (batched.clone(), row("batched", batched), row("inline", inline))
+        (batched.clone(), row(false, batched), row(true, inline))
     };
     Ok(PipelineBench {
         scenario: cfg.scenario.name.clone(),

@@ -326,9 +326,7 @@ impl StreamHandler<Result<TaskDelivery, TransportError>> for VisionWorker {
                 return;
             }
             Err(_) => {
-                stats.panics.fetch_add(1, Ordering::SeqCst);
-                tracing::error!(worker = %self.id, task = %delivery.task.task_id, "worker panicked mid-task; requeued, restarting");
-                self.settle(ctx, delivery, Settle::Requeue, true);
+                self.panicked(ctx, delivery, "preparing");
                 return;
             }
         };
@@ -346,9 +344,7 @@ impl StreamHandler<Result<TaskDelivery, TransportError>> for VisionWorker {
                         return;
                     }
                     Err(_) => {
-                        stats.panics.fetch_add(1, Ordering::SeqCst);
-                        tracing::error!(worker = %self.id, task = %delivery.task.task_id, "inference panicked; requeued, restarting");
-                        self.settle(ctx, delivery, Settle::Requeue, true);
+                        self.panicked(ctx, delivery, "inference");
                         return;
                     }
                 }
@@ -420,6 +416,14 @@ impl StreamHandler<Result<TaskDelivery, TransportError>> for VisionWorker {
 }
 
 impl VisionWorker {
+    /// A panic caught during `stage` of a task: counted, the task requeued, the actor
+    /// stopped (its supervisor restarts it).
+    fn panicked(&self, ctx: &mut Context<Self>, delivery: TaskDelivery, stage: &str) {
+        self.deps.stats.panics.fetch_add(1, Ordering::SeqCst);
+        tracing::error!(worker = %self.id, task = %delivery.task.task_id, stage, "worker panicked mid-task; requeued, restarting");
+        self.settle(ctx, delivery, Settle::Requeue, true);
+    }
+
     /// Settles `delivery` before this worker takes its next task; with `restart`, stops
     /// the actor afterwards (its supervisor restarts it).
     fn settle(&self, ctx: &mut Context<Self>, delivery: TaskDelivery, how: Settle, restart: bool) {
