@@ -47,10 +47,11 @@ test -x "$vigil" || cargo build --release --workspace -q
 "$vigil" bench pipeline --max-overhead 0.30
 
 # Telemetry into Kafka through the vehicle actors vs a bare rdkafka producer sending the
-# same records (headers included), 1/2/4 vehicles. Report, with a regression bound: three
-# runs measured 1.50/1.42/1.19, 0.71/1.10/1.10 and 0.65/0.84/1.11 (best of three each);
-# one vehicle misses the 0.9 target (crates/vigil-brokers/README.md).
-"$vigil" bench ingest --kafka 127.0.0.1:9092 --seconds 10 --min-ratio 0.5
+# same records (headers included), 1/2/4 vehicles, 125 MB a round, warm producers, 7
+# rounds of both sides back to back. The gate is the median of every round's ratio: the
+# brokers issue's 0.9 target; it measured 1.02, 1.04, 0.91, 0.94 and 0.98 in five runs, so a
+# 0.85 bound keeps this broker's noise from failing CI (crates/vigil-brokers/README.md).
+"$vigil" bench ingest --kafka 127.0.0.1:9092 --min-ratio 0.85
 
 # Task throughput with 1 and 2 vision workers on RabbitMQ against the bare work of the
 # same tasks. 2 workers measured 1.41-1.51x one on one 2-core machine and 1.02-1.07x on a

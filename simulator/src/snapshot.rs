@@ -140,6 +140,12 @@ fn glyph(c: char) -> u16 {
         ')' => 0b010_001_001_001_010,
         '.' => 0b000_000_000_000_010,
         '-' => 0b000_000_111_000_000,
+        '+' => 0b000_010_111_010_000,
+        '=' => 0b000_111_000_111_000,
+        '%' => 0b101_001_010_100_101,
+        '<' => 0b001_010_100_010_001,
+        '>' => 0b100_010_001_010_100,
+        ',' => 0b000_000_000_010_100,
         _ => 0,
     }
 }
@@ -302,4 +308,26 @@ pub fn bird_eye(scan: &v1::LidarScan, radar: Option<&v1::RadarScan>, gt: Option<
     c.rect(60.0, 10.0, 70.0, 20.0, [80, 255, 120], 5);
     c.disc(140.0, 15.0, 5.0, [255, 40, 200]);
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glyph;
+
+    /// Every character the plots print has a glyph, and no two glyphs look alike (a
+    /// missing one draws as a blank, as '+' did on the latency histogram).
+    #[test]
+    fn the_pixel_font_covers_what_the_plots_print_and_tells_glyphs_apart() {
+        let chars: Vec<char> = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:/().-+=%<>,".chars().collect();
+        for &c in &chars {
+            assert_ne!(glyph(c), 0, "no glyph for {c:?}");
+            assert_eq!(glyph(c), glyph(c.to_ascii_lowercase()), "{c:?} differs by case");
+        }
+        for (i, &a) in chars.iter().enumerate() {
+            for &b in &chars[i + 1..] {
+                assert_ne!(glyph(a), glyph(b), "{a:?} and {b:?} share a glyph");
+            }
+        }
+        assert_eq!(glyph(' '), 0);
+    }
 }

@@ -5,7 +5,7 @@
 //!   and `<prefix>.tasks.audit`, created with partitions and retention from config.
 //! - Key = vehicle id (a vehicle's stream stays ordered in one partition); idempotent
 //!   producer, `acks=all`, lz4; Kafka headers carry the envelope metadata.
-//! - Envelopes over `claim_check_bytes` go to the frame store and travel as a `BlobRef`
+//! - Camera envelopes over `claim_check_bytes` go to the frame store and travel as a `BlobRef`
 //!   (uri + size + sha256): a camera frame does not fit the broker's ~1 MB limit.
 //! - A failed delivery is re-sent, never dropped silently; the producer queue is bounded
 //!   and its fill is visible in [`KafkaLogStats`].
@@ -85,6 +85,26 @@ pub async fn ensure_topics(cfg: &KafkaConfig) -> Result<(), TransportError> {
             && code != RDKafkaErrorCode::TopicAlreadyExists
         {
             return Err(broker_err(format!("creating topic `{name}`"), code));
+        }
+    }
+    Ok(())
+}
+
+/// Deletes topics (a benchmark's own, when it is done); ones already gone are fine.
+pub async fn delete_topics(cfg: &KafkaConfig, names: &[String]) -> Result<(), TransportError> {
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(cfg).create().map_err(|e| broker_err(format!("Kafka admin client for {}", cfg.brokers), e))?;
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .delete_topics(&names, &opts)
+        .await
+        .map_err(|e| broker_err(format!("deleting topics on {}", cfg.brokers), e))?;
+    for r in results {
+        if let Err((name, code)) = r
+            && code != RDKafkaErrorCode::UnknownTopicOrPartition
+        {
+            return Err(broker_err(format!("deleting topic `{name}`"), code));
         }
     }
     Ok(())
@@ -214,8 +234,10 @@ impl KafkaLog {
     }
 
     /// Replaces the inline pixels of a big camera envelope by a reference to the store.
-    fn claim_check(&self, envelope: &[u8]) -> Result<Option<Vec<u8>>, TransportError> {
-        if envelope.len() <= self.cfg.claim_check_bytes {
+    /// Only camera frames are claim-checked: other envelopes are not decoded here (a
+    /// 64-beam lidar sweep is over the claim-check size and fits the broker's limit).
+    fn claim_check(&self, logical_topic: &str, envelope: &[u8]) -> Result<Option<Vec<u8>>, TransportError> {
+        if logical_topic != topics::CAMERA || envelope.len() <= self.cfg.claim_check_bytes {
             return Ok(None);
         }
         let Some(store) = &self.store else {
@@ -295,7 +317,7 @@ impl TelemetryLog for KafkaLog {
     fn append(&self, record: LogRecord<'_>) -> Result<(), TransportError> {
         self.resend_failed()?;
         let topic = topic_name(&self.cfg.topic_prefix, record.topic);
-        let checked = self.claim_check(record.envelope)?;
+        let checked = self.claim_check(record.topic, record.envelope)?;
         let payload: &[u8] = checked.as_deref().unwrap_or(record.envelope);
         let headers = record_headers(record.envelope, record.capture_ns, record.publish_ns);
         self.stats.bytes.fetch_add(payload.len() as u64, Ordering::Relaxed);

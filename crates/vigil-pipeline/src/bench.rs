@@ -145,7 +145,7 @@ pub fn histogram_png(b: &PipelineBench, path: &std::path::Path) -> Result<(), Ru
         10,
         10,
         &format!(
-            "DETECT TO RECOMMEND MS  {} TASKS {}  VS PARTS PACED {:+.0} PCT HOT {:+.0} PCT  LAST BIN 3+",
+            "DETECT TO RECOMMEND MS  {} TASKS {}  VS PARTS PACED {:+.0}% HOT {:+.0}%  LAST BIN 3+",
             b.pipeline.pipeline_ms.samples,
             b.pipeline.serving.to_uppercase(),
             b.pipeline.overhead_vs_paced * 100.0,
