@@ -270,7 +270,7 @@ fn through_actors(cfg: &KafkaConfig, msgs: &[Msg], vehicles: &[VehicleId]) -> Re
         worker_stats: Arc::default(),
         control,
     })?;
-    // The samples as the bus hands them over (owned), made before the clock starts.
+    // The samples of the warm-up or of the timed part, as the bus hands them over (owned).
     let feed = |warm_up: bool| {
         let mut samples: Vec<Vec<(usize, BusSample)>> = vec![Vec::new(); vehicles.len()];
         for m in msgs.iter().filter(|m| m.warm_up == warm_up) {
@@ -279,7 +279,7 @@ fn through_actors(cfg: &KafkaConfig, msgs: &[Msg], vehicles: &[VehicleId]) -> Re
         samples
     };
     let ingested = || SensorKind::ALL.iter().map(|k| stats.ingested[k.index()].load(Ordering::SeqCst)).sum::<u64>();
-    let wait_for = |n: u64, counter: &std::sync::atomic::AtomicU64| -> Result<(), RunError> {
+    let wait_for = |n: u64, counter: &AtomicU64| -> Result<(), RunError> {
         let waited = Instant::now();
         while ingested() < n || counter.load(Ordering::SeqCst) < n {
             if waited.elapsed() > Duration::from_secs(120) {
@@ -346,8 +346,8 @@ pub fn ingest_bench(
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| bench_err("runtime", e))?;
     let mut rows = Vec::new();
     for &k in vehicle_counts {
-        // Topics of this row's own, deleted after it: a run writes 2 × rounds × the
-        // drive (3.75 GB at the defaults), which the broker should not keep.
+        // Topics of this row's own, deleted after it: a row writes 2 × rounds × the
+        // drive (1.75 GB at the defaults), which the broker should not keep.
         let cfg = KafkaConfig {
             topic_prefix: format!("{}.ingest{}v{k}", cfg.topic_prefix, std::process::id()),
             ..cfg.clone()
