@@ -37,9 +37,11 @@ test -x "$vigil" || cargo build --release --workspace -q
 # 16.3-17.6x and a later one 10.7-11.9x, idle. CI therefore gates only a regression
 # bound, and the report says whether the 20x target is met.
 "$vigil" bench sim --min-realtime-factor 8
-# Report only: on this 2-core CPU batching does not reach the 3x target (figures and
-# thread settings in models/obstacle-classifier/MODEL_CARD.md), so no gate is claimed.
-"$vigil" bench vision --seconds 1 --min-speedup 0
+# Batching pays on a CPU by spreading a batch's crops over the cores (one crop per
+# forward pass already costs the least per crop), so the ceiling is the core count: the
+# vision issue's 3x needs a GPU or 4+ cores. On this 2-core machine batch 32 measured
+# 1.72-1.75x batch 1 (MODEL_CARD.md); the gate is a regression bound under that.
+"$vigil" bench vision --seconds 1 --min-speedup 1.4
 
 # The 30% target of the embedded-pipeline issue, against the parts paced as the pipeline
 # meets them (one per radar period); measured -9% to +1% here, and +42-53% against the

@@ -338,7 +338,12 @@ impl TelemetryLog for KafkaLog {
     fn close(&self) -> Result<BTreeMap<String, u64>, TransportError> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            self.producer.flush(Duration::from_secs(10)).map_err(|e| broker_err("flushing the Kafka producer", e))?;
+            // Waits on librdkafka's count of records queued, in flight or awaiting their
+            // delivery report (served by the producer's polling thread). `flush` would do
+            // the same but polls from this thread too, in 100 ms waits that return late.
+            while self.producer.in_flight_count() > 0 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             if self.resend_failed()? == 0 && self.producer.in_flight_count() == 0 {
                 break;
             }

@@ -175,15 +175,25 @@ impl ProducerContext for Acks {
 
 /// Waits until `acked` reaches `n`, or until nothing is in flight (a delivery failed:
 /// the caller deals with it).
-fn wait_acked(acked: &AtomicU64, n: u64, in_flight: impl Fn() -> u64) -> Result<(), RunError> {
+/// Polls `done` every 200 µs for up to two minutes; past that, the error `missing` makes.
+fn wait_until(done: impl Fn() -> bool, missing: impl Fn() -> RunError) -> Result<(), RunError> {
     let waited = Instant::now();
-    while acked.load(Ordering::SeqCst) < n && in_flight() > 0 {
+    while !done() {
         if waited.elapsed() > Duration::from_secs(120) {
-            return Err(bench_err("waiting for acknowledgements", format!("{} of {n}", acked.load(Ordering::SeqCst))));
+            return Err(missing());
         }
         std::thread::sleep(Duration::from_micros(200));
     }
     Ok(())
+}
+
+/// Waits until `n` records are acknowledged, or none is in flight any more (a failed
+/// delivery is not acknowledged; the caller counts failures).
+fn wait_acked(acked: &AtomicU64, n: u64, in_flight: impl Fn() -> u64) -> Result<(), RunError> {
+    wait_until(
+        || acked.load(Ordering::SeqCst) >= n || in_flight() == 0,
+        || bench_err("waiting for acknowledgements", format!("{} of {n}", acked.load(Ordering::SeqCst))),
+    )
 }
 
 fn bare(cfg: &KafkaConfig, msgs: &[Msg], vehicles: &[VehicleId]) -> Result<Round, RunError> {
@@ -279,15 +289,11 @@ fn through_actors(cfg: &KafkaConfig, msgs: &[Msg], vehicles: &[VehicleId]) -> Re
         samples
     };
     let ingested = || SensorKind::ALL.iter().map(|k| stats.ingested[k.index()].load(Ordering::SeqCst)).sum::<u64>();
-    let wait_for = |n: u64, counter: &AtomicU64| -> Result<(), RunError> {
-        let waited = Instant::now();
-        while ingested() < n || counter.load(Ordering::SeqCst) < n {
-            if waited.elapsed() > Duration::from_secs(120) {
-                return Err(RunError::Actors(format!("only {} of {n} messages went through the actors", ingested())));
-            }
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        Ok(())
+    let wait_for = |n: u64, counter: &AtomicU64| {
+        wait_until(
+            || ingested() >= n && counter.load(Ordering::SeqCst) >= n,
+            || RunError::Actors(format!("only {} of {n} messages went through the actors", ingested())),
+        )
     };
     // One feeder per vehicle, as each vehicle's bus bridge would be.
     let run_feeders = |samples: Vec<Vec<(usize, BusSample)>>| {

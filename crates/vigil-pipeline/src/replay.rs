@@ -149,18 +149,32 @@ impl Drive {
             .build()
             .map_err(|e| RunError::Actors(e.to_string()))?;
         let store = vigil_brokers::store::ObjectFrameStore::open(&brokers.frames.url, rt.handle().clone())?;
+        let logicals: Vec<&str> = TELEMETRY.iter().chain([&topics::RECOMMENDATIONS, &topics::TASKS]).copied().collect();
+        // The topics are read side by side, one consumer each (a read mostly waits on the
+        // broker), and joined in topic order, so the drive is the same as read one by one.
+        let read: Vec<_> = std::thread::scope(|s| {
+            let readers: Vec<_> = logicals
+                .iter()
+                .map(|logical| {
+                    let topic = topic_name(&brokers.kafka.topic_prefix, logical);
+                    s.spawn(move || {
+                        read_capture_window(
+                            &brokers.kafka,
+                            &topic,
+                            Some(vehicle),
+                            from_ns,
+                            to_ns,
+                            Duration::from_secs(60),
+                            Duration::from_secs(120),
+                        )
+                    })
+                })
+                .collect();
+            readers.into_iter().map(|r| r.join()).collect()
+        });
         let mut messages = Vec::new();
-        for logical in TELEMETRY.iter().chain([&topics::RECOMMENDATIONS, &topics::TASKS]) {
-            let topic = topic_name(&brokers.kafka.topic_prefix, logical);
-            let records = read_capture_window(
-                &brokers.kafka,
-                &topic,
-                Some(vehicle),
-                from_ns,
-                to_ns,
-                Duration::from_secs(60),
-                Duration::from_secs(120),
-            )?;
+        for (logical, records) in logicals.iter().zip(read) {
+            let records = records.map_err(|_| RunError::Actors(format!("the reader of `{logical}` panicked")))??;
             for r in records {
                 let capture_ns = r.headers.get("capture_time_ns").and_then(|c| c.parse().ok()).unwrap_or(0);
                 let envelope =

@@ -168,9 +168,10 @@ fn gather(rx: &Shared, cfg: &BatcherConfig) -> Option<Vec<(Crop, Reply)>> {
 
 fn run(model: Recogniser, cfg: BatcherConfig, delay: Duration, rx: Shared, stats: Arc<BatchStats>) {
     // Warm up: the first forward pass on a thread allocates its buffers (~14 ms
-    // measured); pay it before the first real crop arrives.
+    // measured); pay it, on every thread a batch is split across, before the first
+    // real crop arrives.
     let size = model.config.architecture.input_size;
-    let _ = model.classify(&[Crop(vec![0.0; 3 * size * size])]);
+    let _ = model.classify(&vec![Crop(vec![0.0; 3 * size * size]); model.batch_threads()]);
     while let Some(pending) = gather(&rx, &cfg) {
         let (crops, replies): (Vec<Crop>, Vec<Reply>) = pending.into_iter().unzip();
         if !delay.is_zero() {

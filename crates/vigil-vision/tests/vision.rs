@@ -82,8 +82,40 @@ fn wrong_crop_size_is_a_clear_error() {
     let model = Recogniser::load(&shipped(), &Device::Cpu).unwrap();
     let good = Crop(vec![0.0; 3 * INPUT_SIZE * INPUT_SIZE]);
     let bad = Crop(vec![0.0; 3 * 32 * 32]);
-    let e = model.classify(&[good, bad]).unwrap_err();
+    let e = model.classify(&[good.clone(), bad.clone()]).unwrap_err();
     assert!(matches!(e, VisionError::CropSize { index: 1, .. }), "{e}");
+    // Split across threads, the index still counts in the caller's batch.
+    let model = model.with_batch_threads(2).unwrap();
+    let mut batch = vec![good; 6];
+    batch[4] = bad;
+    let e = model.classify(&batch).unwrap_err();
+    assert!(matches!(e, VisionError::CropSize { index: 4, .. }), "{e}");
+}
+
+#[test]
+fn a_batch_cut_into_passes_over_threads_gives_the_same_answers_in_order() {
+    let model = Recogniser::load(&shipped(), &Device::Cpu).unwrap();
+    let crops: Vec<Crop> = train::simulate_examples(11, 8, false, 2).unwrap().into_iter().map(|e| e.crop).collect();
+    let one = model.clone().with_batch_threads(1).unwrap().classify(&crops).unwrap();
+    let whole = model.clone().with_batch_threads(1).unwrap().with_crops_per_pass(usize::MAX);
+    let whole = whole.classify(&crops).unwrap();
+    for (threads, per_pass) in [(1, 1), (2, 1), (2, 4), (3, usize::MAX), (4, 2), (16, 1)] {
+        let cut = model.clone().with_batch_threads(threads).unwrap().with_crops_per_pass(per_pass);
+        let split = cut.classify(&crops).unwrap();
+        assert_eq!(split.len(), crops.len());
+        for (i, ((a, b), w)) in split.iter().zip(&one).zip(&whole).enumerate() {
+            for other in [b, w] {
+                assert_eq!(a.class, other.class, "crop {i}, {threads} threads, {per_pass} per pass");
+                let worst =
+                    a.probabilities.iter().zip(&other.probabilities).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+                assert!(
+                    worst < 1e-4,
+                    "crop {i}, {threads} threads, {per_pass} per pass: probabilities differ by {worst}"
+                );
+            }
+        }
+    }
+    assert!(model.with_batch_threads(3).unwrap().classify(&[]).unwrap().is_empty());
 }
 
 fn tiny_config(seed: u64) -> TrainConfig {

@@ -26,9 +26,9 @@ fn run_over_brokers(prefix: &str, frames: &std::path::Path, extra: &[&str]) -> s
 /// The first check: the same outcome as the embedded run, over the brokers.
 #[test]
 fn pedestrian_saved_over_kafka_and_rabbitmq() {
-    if !brokers_up() {
+    let Some(_brokers) = brokers_up() else {
         return;
-    }
+    };
     let prefix = unique("run");
     let frames = std::env::temp_dir().join(format!("{prefix}-frames"));
     let r = run_over_brokers(&prefix, &frames, &[]);
@@ -58,9 +58,9 @@ fn pedestrian_saved_over_kafka_and_rabbitmq() {
 /// and the bytes decode with the .proto files through Google's protobuf runtime.
 #[test]
 fn outside_client_decodes_radar_from_kafka() {
-    if !brokers_up() {
+    let Some(_brokers) = brokers_up() else {
         return;
-    }
+    };
     let prefix = unique("outside");
     let frames = std::env::temp_dir().join(format!("{prefix}-frames"));
     let r = run_over_brokers(&prefix, &frames, &["--perception", "off", "--duration", "2"]);
@@ -95,9 +95,9 @@ fn outside_client_decodes_radar_from_kafka() {
 /// instance (port 19092, its own data) so the shared one keeps serving other tests.
 #[test]
 fn kafka_restart_mid_run_loses_no_frame() {
-    if !brokers_up() {
+    let Some(_brokers) = brokers_up() else {
         return;
-    }
+    };
     let prefix = unique("krestart");
     let data = std::env::temp_dir().join(format!("{prefix}-kafka"));
     let frames = std::env::temp_dir().join(format!("{prefix}-frames"));
@@ -159,9 +159,9 @@ fn kafka_restart_mid_run_loses_no_frame() {
 /// its lag ends at 0, and it serves the same figures in Prometheus text format.
 #[test]
 fn monitor_reads_a_run_back_and_serves_prometheus() {
-    if !brokers_up() {
+    let Some(_brokers) = brokers_up() else {
         return;
-    }
+    };
     let prefix = unique("monitor");
     let frames = std::env::temp_dir().join(format!("{prefix}-frames"));
     let r = run_over_brokers(&prefix, &frames, &[]);
@@ -239,9 +239,9 @@ fn monitor_reads_a_run_back_and_serves_prometheus() {
 /// A prefix with no topics is an error that says what to check, not an idle monitor.
 #[test]
 fn monitor_with_no_topics_under_its_prefix_says_so() {
-    if !brokers_up() {
+    let Some(_brokers) = brokers_up() else {
         return;
-    }
+    };
     let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
         .current_dir(root())
         .args(["monitor", "--kafka", KAFKA, "--duration", "5"])

@@ -47,18 +47,26 @@ fn reachable(addr: &str) -> bool {
         .is_some_and(|a| TcpStream::connect_timeout(&a, std::time::Duration::from_secs(2)).is_ok())
 }
 
-/// Whether both brokers answer. Under `CI=true` an unreachable broker FAILS the test;
-/// elsewhere it is a note and the test returns early.
-pub fn brokers_up() -> bool {
+/// Held by a test over the shared brokers: one test restarts RabbitMQ, one starts and
+/// restarts a second Kafka-protocol broker, and `cargo test` runs a binary's tests side
+/// by side (nextest's `brokers` group in `.config/nextest.toml` does this across binaries).
+static BROKERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Waits for the other broker tests of this binary, then checks both brokers answer;
+/// hold the guard for the whole test. Under `CI=true` an unreachable broker FAILS the
+/// test; elsewhere it is a note and `None` (the test returns early).
+pub fn brokers_up() -> Option<std::sync::MutexGuard<'static, ()>> {
+    // A failed test poisons the lock; the next one may still run.
+    let guard = BROKERS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     for (name, addr) in [("Kafka-protocol broker", KAFKA), ("RabbitMQ", "127.0.0.1:5672")] {
         if !reachable(addr) {
             assert!(!ci, "{name} unreachable at {addr} under CI=true: `scripts/brokers.sh up` starts it");
             eprintln!("note: {name} unreachable at {addr}; skipped (scripts/brokers.sh up starts it)");
-            return false;
+            return None;
         }
     }
-    true
+    Some(guard)
 }
 
 /// A name unique to this test run, for topic and queue prefixes (tests run in parallel).
