@@ -409,10 +409,10 @@ pub struct Recogniser {
     pub config: ModelConfig,
     net: InferNet,
     device: Device,
-    /// A batch of B crops runs as up to this many forward passes of about B/threads crops,
-    /// one per thread of this pool (see [`default_batch_threads`]); `None`: one thread.
-    /// The threads live as long as the model: a thread's first forward pass allocates
-    /// its matmul buffers (~14 ms), so a thread per batch would pay that every time.
+    /// The threads a batch's forward passes are spread over (see
+    /// [`default_batch_threads`]); `None`: the caller's thread only. They live as long as
+    /// the model: a thread's first forward pass allocates its matmul buffers (~14 ms), so
+    /// a thread per batch would pay that every time.
     split: Option<Arc<rayon::ThreadPool>>,
     /// The most crops one forward pass takes (see [`default_crops_per_pass`]).
     per_pass: usize,
