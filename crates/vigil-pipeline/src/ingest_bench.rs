@@ -173,8 +173,6 @@ impl ProducerContext for Acks {
     }
 }
 
-/// Waits until `acked` reaches `n`, or until nothing is in flight (a delivery failed:
-/// the caller deals with it).
 /// Polls `done` every 200 µs for up to two minutes; past that, the error `missing` makes.
 fn wait_until(done: impl Fn() -> bool, missing: impl Fn() -> RunError) -> Result<(), RunError> {
     let waited = Instant::now();

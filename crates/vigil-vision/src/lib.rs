@@ -15,7 +15,7 @@ pub mod preprocess;
 pub mod train;
 
 pub use batcher::{Batcher, BatcherConfig};
-pub use model::{ModelConfig, Prediction, Recogniser, default_batch_threads, default_crops_per_pass};
+pub use model::{ModelConfig, Prediction, Recogniser};
 pub use preprocess::{Crop, INPUT_SIZE};
 
 /// Everything that can go wrong in vision, with what and where.

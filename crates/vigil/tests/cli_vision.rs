@@ -12,12 +12,16 @@ fn vigil(args: &[&str]) -> Output {
         .expect("run vigil")
 }
 
+/// `vigil eval --json` of the shipped model on `samples` fresh crops from `seed`.
+fn eval_json(samples: &str, seed: &str) -> serde_json::Value {
+    let out = vigil(&["eval", "--model", "models/obstacle-classifier", "--samples", samples, "--seed", seed, "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn eval_reports_accuracy_per_class_and_a_weak_colour_baseline() {
-    let out =
-        vigil(&["eval", "--model", "models/obstacle-classifier", "--samples", "300", "--seed", "31337", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = eval_json("300", "31337");
     for key in ["model", "samples", "seed", "accuracy", "per_class", "confusion", "baseline_accuracy", "device"] {
         assert!(v.get(key).is_some(), "missing {key} in {v}");
     }
@@ -36,10 +40,7 @@ fn eval_reports_accuracy_per_class_and_a_weak_colour_baseline() {
 /// class's recall at least 0.90, the colour-only baseline below 0.6.
 #[test]
 fn shipped_model_meets_the_accuracy_bar_on_2000_fresh_crops() {
-    let out =
-        vigil(&["eval", "--model", "models/obstacle-classifier", "--samples", "2000", "--seed", "4242", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = eval_json("2000", "4242");
     assert_eq!(v["samples"], 2000);
     assert!(v["accuracy"].as_f64().unwrap() >= 0.95, "{v}");
     assert!(v["baseline_accuracy"].as_f64().unwrap() < 0.6, "{v}");
