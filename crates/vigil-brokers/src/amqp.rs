@@ -47,6 +47,8 @@ use crate::config::{AmqpConfig, Persistence};
 
 /// How long a publish waits for the broker's confirm.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(2);
+/// AMQP's limit on a short string (names, ids).
+pub const MAX_SHORT_STRING: usize = 255;
 const H_DEADLINE: &str = "x-vigil-deadline-ns";
 const H_ATTEMPT: &str = "x-vigil-attempt";
 const H_REASON: &str = "x-vigil-reason";
@@ -105,6 +107,10 @@ pub struct AmqpCounts {
     pub recoveries: AtomicU64,
     /// Publishes that failed (broker down or recovering, or no confirm in time).
     pub publish_errors: AtomicU64,
+    /// Retry publishes that failed, so the task was dead-lettered instead.
+    pub retry_failed: AtomicU64,
+    /// Deliveries handed back to the broker because no retry or dead letter could be published.
+    pub settle_requeued: AtomicU64,
 }
 
 /// The RabbitMQ task plane.
@@ -452,16 +458,63 @@ impl AmqpTasks {
         payload: &[u8],
         props: BasicProperties,
     ) -> Result<Confirmation, TransportError> {
+        self.publish_with(exchange, routing_key, payload, props, false).await
+    }
+
+    /// Publishes a message that must reach a queue (a retry, a dead letter): a negative
+    /// confirm or a message the broker returns as unroutable is an error, never an ack.
+    async fn publish_routed(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        payload: &[u8],
+        props: BasicProperties,
+    ) -> Result<(), TransportError> {
+        match self.publish_with(exchange, routing_key, payload, props, true).await? {
+            Confirmation::Ack(None) => Ok(()),
+            Confirmation::Ack(Some(_)) => {
+                Err(err(format!("publishing to `{exchange}` `{routing_key}`"), "unroutable: no queue took it"))
+            }
+            Confirmation::Nack(_) => {
+                Err(err(format!("publishing to `{exchange}` `{routing_key}`"), "refused by the broker"))
+            }
+            Confirmation::NotRequested => Ok(()),
+        }
+    }
+
+    async fn publish_with(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        payload: &[u8],
+        props: BasicProperties,
+        mandatory: bool,
+    ) -> Result<Confirmation, TransportError> {
         let what = || format!("publishing to `{exchange}` `{routing_key}`");
+        // lapin panics on a short string over 255 bytes: refuse it here instead.
+        for (field, v) in [
+            ("exchange", Some(exchange)),
+            ("routing key", Some(routing_key)),
+            ("message id", props.message_id().as_ref().map(|s| s.as_str())),
+            ("correlation id", props.correlation_id().as_ref().map(|s| s.as_str())),
+        ] {
+            if let Some(v) = v
+                && v.len() > MAX_SHORT_STRING
+            {
+                return Err(TransportError::Invalid {
+                    what: what().chars().take(120).collect(),
+                    reason: format!("the {field} is {} bytes; AMQP allows {MAX_SHORT_STRING}", v.len()),
+                });
+            }
+        }
         let Some(live) = self.live().filter(Live::up) else {
             self.inner.counts.publish_errors.fetch_add(1, Ordering::Relaxed);
             return Err(err(what(), "RabbitMQ unreachable (reconnecting)"));
         };
         let ch = &live.publish;
         let publish = async {
-            ch.basic_publish(exchange.into(), routing_key.into(), BasicPublishOptions::default(), payload, props)
-                .await?
-                .await
+            let opts = BasicPublishOptions { mandatory, ..Default::default() };
+            ch.basic_publish(exchange.into(), routing_key.into(), opts, payload, props).await?.await
         };
         match tokio::time::timeout(CONFIRM_TIMEOUT, publish).await {
             Ok(Ok(c)) => Ok(c),
@@ -529,14 +582,14 @@ impl AmqpTasks {
         // The delay queue's own TTL sets the backoff; no per-message expiration there
         // (the deadline is checked again at take time).
         let props = self.task_properties(task, attempt + 1, false, None);
-        self.publish_confirmed("", &self.inner.names.retry(attempt), &task.payload, props).await?;
+        self.publish_routed("", &self.inner.names.retry(attempt), &task.payload, props).await?;
         self.inner.counts.retried.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     async fn dead_letter(&self, task: &QueuedTask, attempt: u32, reason: &str) -> Result<(), TransportError> {
         let props = self.task_properties(task, attempt, false, Some(reason));
-        self.publish_confirmed(&self.inner.names.dlx, &self.routing_key(task.priority), &task.payload, props).await?;
+        self.publish_routed(&self.inner.names.dlx, &self.routing_key(task.priority), &task.payload, props).await?;
         self.inner.counts.dead_lettered.fetch_add(1, Ordering::Relaxed);
         if reason == "expired" {
             self.inner.counts.expired.fetch_add(1, Ordering::Relaxed);
@@ -634,6 +687,21 @@ impl AmqpAcker {
     }
 }
 
+impl AmqpAcker {
+    /// The retry or dead-letter publish failed: hand the delivery back to the broker
+    /// (nack with requeue; it comes back as a redelivery, one attempt on), so it is
+    /// neither lost nor left unsettled holding the consumer's prefetch.
+    async fn requeue_after(&self, e: TransportError) -> TransportError {
+        self.tasks.inner.counts.unacked.fetch_sub(1, Ordering::Relaxed);
+        self.tasks.inner.counts.settle_requeued.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(task = %self.task.task_id, error = %e, "retry or dead-letter publish failed; handed back to the broker");
+        if let Err(n) = self.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await {
+            tracing::warn!(task = %self.task.task_id, error = %n, "nack failed too (the broker redelivers when the channel closes)");
+        }
+        e
+    }
+}
+
 impl Acker for AmqpAcker {
     fn settle(self: Box<Self>, how: Settle) -> BoxFuture<'static, Result<(), TransportError>> {
         Box::pin(async move {
@@ -644,7 +712,16 @@ impl Acker for AmqpAcker {
                     counts.acked.fetch_add(1, Ordering::Relaxed);
                 }
                 Settle::Requeue => {
-                    self.tasks.retry_or_dead(&self.task, self.attempt).await?;
+                    if let Err(e) = self.tasks.retry_or_dead(&self.task, self.attempt).await {
+                        // No delay queue took it: dead-letter it (kept, with the reason)
+                        // rather than requeue it at the head, where it would come straight
+                        // back and starve the tasks behind it.
+                        tracing::warn!(task = %self.task.task_id, error = %e, "retry publish failed; dead-lettering");
+                        if let Err(e) = self.tasks.dead_letter(&self.task, self.attempt, "retry-failed").await {
+                            return Err(self.requeue_after(e).await);
+                        }
+                        counts.retry_failed.fetch_add(1, Ordering::Relaxed);
+                    }
                     self.ack().await?;
                 }
                 Settle::DeadLetter(reason) => {
@@ -654,7 +731,9 @@ impl Acker for AmqpAcker {
                         DeadReason::MaxAttempts => "max-attempts",
                         DeadReason::Displaced => "displaced",
                     };
-                    self.tasks.dead_letter(&self.task, self.attempt, why).await?;
+                    if let Err(e) = self.tasks.dead_letter(&self.task, self.attempt, why).await {
+                        return Err(self.requeue_after(e).await);
+                    }
                     self.ack().await?;
                 }
             }

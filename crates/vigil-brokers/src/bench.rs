@@ -233,7 +233,7 @@ pub fn kafka_bench(cfg: &KafkaConfig, rt: &tokio::runtime::Runtime, n: usize) ->
     let env = sample_envelope();
     let topic = topic_name(&cfg.topic_prefix, vigil_bus::topics::RADAR);
     let stamp = |i: usize| i as i64 * 1_000_000;
-    let headers: Vec<_> = (0..n).map(|i| record_headers(&env, stamp(i), stamp(i))).collect();
+    let headers: Vec<_> = (0..n).map(|i| record_headers(&env, "bench", stamp(i), stamp(i))).collect();
     let bare = |with_headers: bool| -> Result<f64, TransportError> {
         let p: ThreadedProducer<rdkafka::producer::DefaultProducerContext> =
             producer_config(&cfg).create().map_err(|e| err("bare producer", e))?;
@@ -263,6 +263,7 @@ pub fn kafka_bench(cfg: &KafkaConfig, rt: &tokio::runtime::Runtime, n: usize) ->
             log.append(LogRecord {
                 topic: vigil_bus::topics::RADAR,
                 key: "veh-0000",
+                run: "bench",
                 capture_ns: stamp(i),
                 publish_ns: stamp(i),
                 envelope: &env,

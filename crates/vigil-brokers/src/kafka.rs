@@ -125,9 +125,10 @@ pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
 
 /// The Kafka headers of a telemetry record: the envelope's metadata (read from its
 /// header alone), with the capture and publish times.
-pub fn record_headers(envelope: &[u8], capture_ns: i64, publish_ns: i64) -> OwnedHeaders {
+pub fn record_headers(envelope: &[u8], run: &str, capture_ns: i64, publish_ns: i64) -> OwnedHeaders {
     let meta = HeaderOnly::decode(envelope).ok().and_then(|h| h.header).unwrap_or_default();
-    OwnedHeaders::new_with_capacity(8)
+    OwnedHeaders::new_with_capacity(9)
+        .insert(Header { key: "run_id", value: Some(run) })
         .insert(Header { key: "vehicle_id", value: Some(meta.vehicle_id.as_str()) })
         .insert(Header { key: "sensor_id", value: Some(meta.sensor_id.as_str()) })
         .insert(Header { key: "sequence", value: Some(&meta.sequence.to_string()) })
@@ -236,7 +237,7 @@ impl KafkaLog {
     /// Replaces the inline pixels of a big camera envelope by a reference to the store.
     /// Only camera frames are claim-checked: other envelopes are not decoded here (a
     /// 64-beam lidar sweep is over the claim-check size and fits the broker's limit).
-    fn claim_check(&self, logical_topic: &str, envelope: &[u8]) -> Result<Option<Vec<u8>>, TransportError> {
+    fn claim_check(&self, logical_topic: &str, run: &str, envelope: &[u8]) -> Result<Option<Vec<u8>>, TransportError> {
         if logical_topic != topics::CAMERA || envelope.len() <= self.cfg.claim_check_bytes {
             return Ok(None);
         }
@@ -251,7 +252,8 @@ impl KafkaLog {
         let Some(v1::camera_frame::Pixels::Data(pixels)) = cam.pixels.take() else {
             return Ok(None);
         };
-        let key = format!("{}/{}/{}.rgb", header.vehicle_id, header.sensor_id.replace('/', "_"), header.sequence);
+        // Unique per run: a later drive of the same vehicle never overwrites this one.
+        let key = format!("{}/{run}/{}/{}.rgb", header.vehicle_id, header.sensor_id.replace('/', "_"), header.sequence);
         let size = pixels.len() as u64;
         let (uri, sha256) = store.put_bytes(&key, pixels)?;
         cam.pixels = Some(v1::camera_frame::Pixels::Blob(v1::BlobRef { uri, size, sha256 }));
@@ -317,9 +319,9 @@ impl TelemetryLog for KafkaLog {
     fn append(&self, record: LogRecord<'_>) -> Result<(), TransportError> {
         self.resend_failed()?;
         let topic = topic_name(&self.cfg.topic_prefix, record.topic);
-        let checked = self.claim_check(record.topic, record.envelope)?;
+        let checked = self.claim_check(record.topic, record.run, record.envelope)?;
         let payload: &[u8] = checked.as_deref().unwrap_or(record.envelope);
-        let headers = record_headers(record.envelope, record.capture_ns, record.publish_ns);
+        let headers = record_headers(record.envelope, record.run, record.capture_ns, record.publish_ns);
         self.stats.bytes.fetch_add(payload.len() as u64, Ordering::Relaxed);
         let rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topic)
             .key(record.key.as_bytes())
@@ -481,10 +483,12 @@ pub fn read_window(
 /// record from there is filtered by its capture time, so the window is exact whatever the
 /// lookup answers — a drive recorded on a simulated clock, whose capture times lie before
 /// every append time, is read from the start and filtered the same way.
+#[allow(clippy::too_many_arguments)]
 pub fn read_capture_window(
     cfg: &KafkaConfig,
     topic: &str,
     vehicle: Option<&str>,
+    run: Option<&str>,
     from_ns: Option<i64>,
     to_ns: Option<i64>,
     slack: Duration,
@@ -495,9 +499,68 @@ pub fn read_capture_window(
     Ok(records
         .into_iter()
         .filter(|r| vehicle.is_none_or(|v| r.key.as_deref() == Some(v)))
+        .filter(|r| run.is_none_or(|d| r.headers.get("run_id").map(String::as_str) == Some(d)))
         .filter(|r| {
             let capture = r.headers.get("capture_time_ns").and_then(|c| c.parse::<i64>().ok());
             capture.is_some_and(|c| from_ns.is_none_or(|f| c >= f) && to_ns.is_none_or(|t| c < t))
         })
         .collect())
+}
+
+/// One drive in Kafka: one vehicle process's run (`run_id` header) of one vehicle.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DriveSummary {
+    /// The run id (what `--drive` takes).
+    pub drive: String,
+    pub vehicle: String,
+    pub first_capture_ns: i64,
+    pub last_capture_ns: i64,
+    /// Messages per logical stream (`lidar`, `camera`, `radar`, `groundtruth`, `tasks`,
+    /// `recommendations`).
+    pub messages: BTreeMap<String, u64>,
+}
+
+/// Every drive in Vigil's topics, oldest first. Reads each topic once (headers decide;
+/// camera records are claim-checked, so small). Records written before run ids existed
+/// are grouped under the drive `unknown`.
+pub fn list_drives(cfg: &KafkaConfig, timeout: Duration) -> Result<Vec<DriveSummary>, TransportError> {
+    let logical =
+        [topics::LIDAR, topics::CAMERA, topics::RADAR, topics::GROUND_TRUTH, topics::TASKS, topics::RECOMMENDATIONS];
+    let mut drives: BTreeMap<(String, String), DriveSummary> = BTreeMap::new();
+    for l in logical {
+        let topic = topic_name(&cfg.topic_prefix, l);
+        let records = match read_window(cfg, &topic, None, None, timeout) {
+            Ok(r) => r,
+            // A topic not created yet holds no drive.
+            Err(TransportError::Broker { reason, .. }) if reason.contains("does not exist") => continue,
+            Err(e) => return Err(e),
+        };
+        let stream = l.rsplit('.').next().unwrap_or(l).to_string();
+        for r in records {
+            let run = r.headers.get("run_id").cloned().unwrap_or_else(|| "unknown".into());
+            let vehicle = r.key.clone().unwrap_or_default();
+            let capture: i64 = r.headers.get("capture_time_ns").and_then(|c| c.parse().ok()).unwrap_or(0);
+            let d = drives.entry((run.clone(), vehicle.clone())).or_insert_with(|| DriveSummary {
+                drive: run,
+                vehicle,
+                first_capture_ns: i64::MAX,
+                last_capture_ns: i64::MIN,
+                messages: BTreeMap::new(),
+            });
+            if l != topics::RECOMMENDATIONS && l != topics::TASKS {
+                d.first_capture_ns = d.first_capture_ns.min(capture);
+                d.last_capture_ns = d.last_capture_ns.max(capture);
+            }
+            *d.messages.entry(stream.clone()).or_default() += 1;
+        }
+    }
+    let mut out: Vec<DriveSummary> = drives.into_values().collect();
+    for d in &mut out {
+        if d.first_capture_ns == i64::MAX {
+            (d.first_capture_ns, d.last_capture_ns) = (0, 0);
+        }
+    }
+    // Run ids are UUIDv7 (time-ordered); the first capture breaks ties and orders the rest.
+    out.sort_by(|a, b| (a.first_capture_ns, &a.drive, &a.vehicle).cmp(&(b.first_capture_ns, &b.drive, &b.vehicle)));
+    Ok(out)
 }

@@ -31,6 +31,10 @@ pub enum TransportError {
     Frame(String),
     #[error("{what}: {reason}")]
     Broker { what: String, reason: String },
+    /// The request itself cannot be carried (a name over the broker's limit): retrying
+    /// cannot help.
+    #[error("{what}: {reason}")]
+    Invalid { what: String, reason: String },
     #[error("the transport is closed")]
     Closed,
 }
@@ -51,6 +55,8 @@ pub struct LogRecord<'a> {
     pub topic: &'a str,
     /// Partition key: the vehicle id.
     pub key: &'a str,
+    /// The run (process) that wrote it: with the vehicle, it names the drive.
+    pub run: &'a str,
     pub capture_ns: Nanos,
     pub publish_ns: Nanos,
     pub envelope: &'a [u8],

@@ -88,6 +88,45 @@ impl fmt::Display for VehicleId {
     }
 }
 
+/// One run of a vehicle or worker process: every identity a worker, a store or a replay
+/// keys on (task ids, frame keys, the drive in Kafka) carries it, so nothing repeats
+/// across processes, restarts or machines.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RunId(String);
+
+impl RunId {
+    /// A fresh UUIDv7: time-ordered (runs sort by start) and random in its low bits.
+    pub fn generate() -> Self {
+        RunId(uuid::Uuid::now_v7().simple().to_string())
+    }
+
+    /// A run id derived from `seed`, for runs that must be reproducible bit for bit (a
+    /// simulated drive on the embedded transports, a replay): the same seed gives the
+    /// same id, and it never leaves the process.
+    pub fn reproducible(seed: u64) -> Self {
+        RunId(format!("sim{:016x}", derive_seed(seed, 0x0052_554e_4944)))
+    }
+
+    /// An id read back from the log. Ids are at most 64 characters of `[0-9A-Za-z_-]`
+    /// (they go into keys, paths and broker names).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(format!("`{s}` is not a run id (1-64 characters of 0-9, A-Z, a-z, `-` and `_`)"));
+        }
+        Ok(RunId(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Derives the seed of one member of a family (a vehicle of a fleet, a worker) from a
 /// base seed, so that members are independent yet reproducible.
 pub fn derive_seed(base: u64, index: u64) -> u64 {
@@ -109,6 +148,19 @@ mod tests {
             assert_eq!(ObstacleClass::ALL[c.index()], c);
         }
         assert_eq!(ObstacleClass::from_name("truck"), None);
+    }
+
+    #[test]
+    fn run_ids_are_unique_and_parse_back() {
+        let ids: std::collections::HashSet<RunId> = (0..1000).map(|_| RunId::generate()).collect();
+        assert_eq!(ids.len(), 1000);
+        for id in ids.iter().take(3) {
+            assert_eq!(RunId::parse(id.as_str()).as_ref(), Ok(id));
+        }
+        assert_eq!(RunId::reproducible(7), RunId::reproducible(7));
+        assert_ne!(RunId::reproducible(7), RunId::reproducible(8));
+        assert!(RunId::parse("a/b").is_err());
+        assert!(RunId::parse(&"x".repeat(65)).is_err());
     }
 
     #[test]

@@ -146,7 +146,8 @@ fn messages(scenario: &Scenario, seed: u64, duration_ns: i64, vehicles: usize) -
                 };
                 let bytes = m.encode();
                 let h = m.envelope.header.clone().unwrap_or_default();
-                let headers = record_headers(&bytes, h.capture_time_ns, h.publish_time_ns);
+                // The same header the vehicle's log writes (a run id is 32 characters).
+                let headers = record_headers(&bytes, &"0".repeat(32), h.capture_time_ns, h.publish_time_ns);
                 let warm_up = seen.insert((v, kind.index()));
                 out.push(Msg { vehicle: v, kind, key: m.key.to_string(), bytes, headers, warm_up });
             }
@@ -262,6 +263,7 @@ fn through_actors(cfg: &KafkaConfig, msgs: &[Msg], vehicles: &[VehicleId]) -> Re
     let (control, _control_rx) = std::sync::mpsc::channel();
     let (system, actors) = crate::start_actors(crate::Actors {
         inputs,
+        run: vigil_core::RunId::generate(),
         road: RoadMap { lanes: 2, lane_width_m: 3.5 },
         perception: false,
         task_budget_ns: 100_000_000,

@@ -121,6 +121,10 @@ pub enum RunError {
 /// How long the runner waits for the pipeline to drain before reporting what is left.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a process waits at its end for the telemetry spool to reach the log (a log
+/// that was down catches up here).
+pub(crate) const TELEMETRY_DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Translates an applied action into an ego command (the vehicle's controller).
 pub fn control_for(action: Action, world: &World, road: &vigil_sim::scenario::Road) -> Option<EgoControl> {
     let c = world.ego.control;
@@ -231,8 +235,12 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
     let road_map = RoadMap { lanes: road.lanes, lane_width_m: road.lane_width_m };
 
     // The actor system lives on its own thread; this thread drives the simulator.
+    // Embedded runs stay reproducible from the seed; over the brokers every run is new.
+    let run =
+        if cfg.brokers.is_some() { vigil_core::RunId::generate() } else { vigil_core::RunId::reproducible(cfg.seed) };
     let (system, actor_thread) = start_actors(Actors {
         inputs,
+        run,
         road: road_map,
         perception: cfg.perception,
         task_budget_ns: cfg.task_budget_ns,
@@ -325,6 +333,9 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
     if swept > 0 {
         tracing::debug!(swept, "queued tasks expired at the end of the run");
     }
+    if !stats.drain_telemetry(TELEMETRY_DRAIN_TIMEOUT) {
+        tracing::warn!(pending = stats.telemetry_pending(), "telemetry not all logged at the end of the run");
+    }
     system.stop();
     let _ = actor_thread.join();
     drop(publisher);
@@ -351,6 +362,8 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
 /// model, the in-process vision workers.
 pub(crate) struct Actors {
     pub inputs: Vec<(VehicleId, SensorInputs)>,
+    /// The process's run: task ids and frame keys carry it.
+    pub run: vigil_core::RunId,
     pub road: RoadMap,
     pub perception: bool,
     pub task_budget_ns: Nanos,
@@ -374,8 +387,9 @@ pub(crate) struct Actors {
 pub(crate) fn start_actors(a: Actors) -> Result<ActorSystem, RunError> {
     spawn_system(move || {
         let io = actix::Arbiter::new();
+        let bulk = actix::Arbiter::new();
         for (vehicle, input) in a.inputs {
-            let mut node_cfg = NodeConfig::new(vehicle, a.road);
+            let mut node_cfg = NodeConfig::new(vehicle, a.run.clone(), a.road);
             node_cfg.perception = a.perception;
             node_cfg.task_budget_ns = a.task_budget_ns;
             let deps = NodeDeps {
@@ -386,9 +400,9 @@ pub(crate) fn start_actors(a: Actors) -> Result<ActorSystem, RunError> {
                 control: a.control.clone(),
                 stats: a.stats.clone(),
             };
-            start_node(node_cfg, deps, input, &io.handle());
+            start_node(node_cfg, deps, input, &io.handle(), &bulk.handle());
         }
-        let mut arbiters = vec![(io, Vec::new())];
+        let mut arbiters = vec![(io, Vec::new()), (bulk, Vec::new())];
         if let Some(model) = a.model {
             let (name, version, device) =
                 (model.config.name.clone(), model.config.version.clone(), model.device_name());

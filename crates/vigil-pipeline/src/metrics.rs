@@ -29,7 +29,8 @@ impl MetricsText {
     }
 
     /// Renders `report` under `prefix`, plus a latency histogram of `latency_s`.
-    pub fn set_report(&self, prefix: &str, report: &impl Serialize, latency_s: &[f64]) {
+    /// `latency_s`: latencies in seconds, each with how many times it was seen.
+    pub fn set_report(&self, prefix: &str, report: &impl Serialize, latency_s: &[(f64, u64)]) {
         let Ok(v) = serde_json::to_value(report) else { return };
         let mut out = String::new();
         flatten(&mut out, prefix, &v, None);
@@ -76,19 +77,15 @@ fn flatten(out: &mut String, name: &str, v: &serde_json::Value, label: Option<(&
     }
 }
 
-fn histogram(out: &mut String, name: &str, samples_s: &[f64]) {
+fn histogram(out: &mut String, name: &str, samples_s: &[(f64, u64)]) {
     let _ = writeln!(out, "# TYPE {name} histogram");
     for bound in BUCKETS_S {
-        let n = samples_s.iter().filter(|s| **s <= bound).count();
+        let n: u64 = samples_s.iter().filter(|(s, _)| *s <= bound).map(|(_, n)| n).sum();
         let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {n}");
     }
-    let sum: f64 = samples_s.iter().sum();
-    let _ = writeln!(
-        out,
-        "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {sum}\n{name}_count {}",
-        samples_s.len(),
-        samples_s.len()
-    );
+    let sum: f64 = samples_s.iter().map(|(s, n)| s * *n as f64).sum();
+    let count: u64 = samples_s.iter().map(|(_, n)| n).sum();
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum}\n{name}_count {count}");
 }
 
 #[cfg(test)]
@@ -116,7 +113,7 @@ mod tests {
             tasks: Inner { completed: 7, outstanding: -1 },
             frames: [("lidar".to_string(), 100), ("camera".to_string(), 200)].into(),
         };
-        m.set_report("vigil_vehicle", &r, &[0.004, 0.03, 2.0]);
+        m.set_report("vigil_vehicle", &r, &[(0.004, 1), (0.03, 1), (2.0, 1)]);
         let t = m.get();
         assert!(t.contains("vigil_vehicle_tasks_completed 7\n"), "{t}");
         assert!(t.contains("vigil_vehicle_tasks_outstanding -1\n"), "{t}");

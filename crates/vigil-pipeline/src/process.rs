@@ -29,7 +29,7 @@ use vigil_worker::{Inference, WorkerDeps, WorkerStats, start_workers};
 
 use crate::RunError;
 use crate::metrics::MetricsText;
-use crate::report::{BrokerReport, Model, Percentiles, Recommendations, percentiles};
+use crate::report::{BrokerReport, Model, Percentiles, Recommendations};
 
 fn get(a: &AtomicU64) -> u64 {
     a.load(Ordering::SeqCst)
@@ -74,6 +74,8 @@ pub struct VehicleTasks {
 #[derive(Debug, Clone, Serialize)]
 pub struct VehicleReport {
     pub mode: &'static str,
+    /// This process's run id: the drive's id in Kafka (`vigil drives`, `--drive`).
+    pub run_id: String,
     pub vehicles: Vec<String>,
     pub wall_seconds: f64,
     /// Frames ingested per stream.
@@ -87,7 +89,20 @@ pub struct VehicleReport {
     pub controls_sent: u64,
     pub latency_ms: Percentiles,
     pub log_errors: u64,
+    pub telemetry: TelemetryReport,
+    /// Threats that fell back at once: no fresh camera frame or no camera box.
+    pub no_camera_fallbacks: u64,
     pub brokers: BrokerReport,
+}
+
+/// The telemetry spool between the vehicle's actors and the log.
+#[derive(Debug, Clone, Serialize)]
+pub struct TelemetryReport {
+    /// Records waiting for the log now.
+    pub queued: u64,
+    pub queued_bytes: u64,
+    /// Records dropped because the spool was full.
+    pub dropped: u64,
 }
 
 /// Runs the vehicle nodes until stopped; see [`VehicleProcess`].
@@ -118,8 +133,11 @@ pub fn run_vehicle(cfg: VehicleProcess) -> Result<VehicleReport, RunError> {
     let stats = Arc::new(NodeStats::default());
     let (control_tx, control_rx) = std::sync::mpsc::channel::<ControlCommand>();
 
+    let run_id = vigil_core::RunId::generate();
+    tracing::info!(run = %run_id, "run id");
     let (system, actor_thread) = crate::start_actors(crate::Actors {
         inputs,
+        run: run_id.clone(),
         road,
         perception: cfg.perception,
         task_budget_ns: cfg.task_budget_ns,
@@ -145,7 +163,7 @@ pub fn run_vehicle(cfg: VehicleProcess) -> Result<VehicleReport, RunError> {
         controls_sent.fetch_add(1, Ordering::SeqCst);
         Ok(())
     };
-    let report = || vehicle_report(&vehicles, wall_start, &stats, get(&controls_sent), &brokers);
+    let report = || vehicle_report(&run_id, &vehicles, wall_start, &stats, get(&controls_sent), &brokers);
     let (mut last_total, mut last_change) = (0u64, Instant::now());
     let mut next_metrics = Instant::now();
     loop {
@@ -190,6 +208,9 @@ pub fn run_vehicle(cfg: VehicleProcess) -> Result<VehicleReport, RunError> {
         forward(c)?;
     }
     let _ = bus.flush();
+    if !stats.drain_telemetry(crate::TELEMETRY_DRAIN_TIMEOUT) {
+        tracing::warn!(pending = stats.telemetry_pending(), "telemetry not all logged at the end of the drive");
+    }
     system.stop();
     let _ = actor_thread.join();
     drop(publisher);
@@ -202,22 +223,22 @@ pub fn run_vehicle(cfg: VehicleProcess) -> Result<VehicleReport, RunError> {
     Ok(r)
 }
 
-/// Detection → recommendation latencies so far, seconds.
-fn latency_seconds(stats: &NodeStats) -> Vec<f64> {
-    stats.latencies_ns.lock().map(|l| l.iter().map(|v| *v as f64 * 1e-9).collect()).unwrap_or_default()
+/// Detection → recommendation latencies so far, seconds, with their counts.
+fn latency_seconds(stats: &NodeStats) -> Vec<(f64, u64)> {
+    stats.latencies.weighted_seconds()
 }
 
 fn vehicle_report(
+    run: &vigil_core::RunId,
     vehicles: &[String],
     wall_start: Instant,
     s: &NodeStats,
     controls_sent: u64,
     brokers: &Brokers,
 ) -> VehicleReport {
-    let latencies: Vec<f64> =
-        s.latencies_ns.lock().map(|l| l.iter().map(|v| *v as f64 * 1e-6).collect()).unwrap_or_default();
     VehicleReport {
         mode: "vehicle",
+        run_id: run.to_string(),
         vehicles: vehicles.to_vec(),
         wall_seconds: wall_start.elapsed().as_secs_f64(),
         frames: SensorKind::ALL.iter().map(|k| (k.name().to_string(), get(&s.ingested[k.index()]))).collect(),
@@ -244,8 +265,14 @@ fn vehicle_report(
                 .collect(),
         },
         controls_sent,
-        latency_ms: percentiles(latencies),
+        latency_ms: Percentiles::of(&s.latencies),
         log_errors: get(&s.log_errors),
+        telemetry: TelemetryReport {
+            queued: get(&s.telemetry_queued),
+            queued_bytes: get(&s.telemetry_queued_bytes),
+            dropped: get(&s.telemetry_dropped),
+        },
+        no_camera_fallbacks: get(&s.no_camera),
         brokers: BrokerReport::from_brokers(brokers),
     }
 }
@@ -277,6 +304,10 @@ pub struct WorkerAmqp {
     pub expired: u64,
     pub recoveries: u64,
     pub publish_errors: u64,
+    /// Retry publishes that failed (the task was dead-lettered instead).
+    pub retry_failed: u64,
+    /// Deliveries handed back to the broker because nothing could be published for them.
+    pub settle_requeued: u64,
     /// Tasks waiting in the queue at the last sample.
     pub queue_depth: u64,
 }
@@ -295,6 +326,9 @@ pub struct WorkerReport {
     pub duplicates: u64,
     pub panics: u64,
     pub restarts: u64,
+    /// Dead-lettered at once: a task that can never be processed.
+    pub malformed: u64,
+    pub settle_failures: u64,
     pub model: Model,
     pub amqp: WorkerAmqp,
 }
@@ -393,6 +427,8 @@ fn worker_report(
         duplicates: get(&stats.duplicates),
         panics: get(&stats.panics),
         restarts: get(&stats.restarts),
+        malformed: get(&stats.malformed),
+        settle_failures: get(&stats.settle_failures),
         model: info.clone(),
         amqp: WorkerAmqp {
             delivered: g(&a.delivered),
@@ -402,6 +438,8 @@ fn worker_report(
             expired: g(&a.expired),
             recoveries: g(&a.recoveries),
             publish_errors: g(&a.publish_errors),
+            retry_failed: g(&a.retry_failed),
+            settle_requeued: g(&a.settle_requeued),
             queue_depth: g(&a.queued),
         },
     }

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use vigil_bus::embedded::{EmbeddedTasks, MemoryFrameStore, TaskQueue};
 use vigil_bus::{LogRecord, TaskTransport, TelemetryLog, TransportError, ZenohBus, ZenohConfig, topics};
-use vigil_core::{Clock, Digest, ManualClock, Nanos, ObstacleClass, VehicleId};
+use vigil_core::{Clock, Digest, ManualClock, Nanos, ObstacleClass, RunId, VehicleId};
 use vigil_proto::v1::{self, envelope::Payload};
 use vigil_vehicle::node::{ControlCommand, NodeStats, RoadMap, SensorInputs, SensorKind};
 use vigil_vision::batcher::BatcherConfig;
@@ -50,8 +50,21 @@ pub struct Drive {
     /// `<vehicle>@<first capture ns>`: the same drive read from Kafka or from MCAP has
     /// the same id.
     pub id: String,
+    /// The run that recorded it (from its task ids); a replay raises its tasks under the
+    /// same run, so replayed and recorded task ids match.
+    pub run: RunId,
     pub vehicles: Vec<String>,
     pub messages: Vec<Recorded>,
+}
+
+/// The run of a task id `<vehicle>/<run>/task/<n>`.
+fn run_of_task(task_id: &str) -> Option<RunId> {
+    let mut parts = task_id.rsplit('/');
+    let (_, word, run) = (parts.next()?, parts.next()?, parts.next()?);
+    if word != "task" {
+        return None;
+    }
+    RunId::parse(run).ok()
 }
 
 const TELEMETRY: [&str; 4] = [topics::LIDAR, topics::CAMERA, topics::RADAR, topics::GROUND_TRUTH];
@@ -103,12 +116,18 @@ impl Drive {
         }
         kept.sort_by_key(|m| m.capture_ns);
         let vehicles: Vec<String> = vehicles.into_iter().collect();
+        // A drive without tasks (perception off) has nothing to match by task id.
+        let run = kept
+            .iter()
+            .filter(|m| m.topic == topics::TASKS)
+            .find_map(|m| header_of(&m.envelope).and_then(|h| run_of_task(&h.correlation_id)))
+            .unwrap_or_else(|| RunId::reproducible(0));
         let first = kept.iter().find(|m| TELEMETRY.contains(&m.topic.as_str())).map(|m| m.capture_ns);
         let id = match first {
             Some(t) => format!("{}@{t}-{}", vehicles.join("+"), fingerprint(&kept)),
             None => format!("{}@empty", vehicle.unwrap_or("all")),
         };
-        Ok(Self { id, vehicles, messages: kept })
+        Ok(Self { id, run, vehicles, messages: kept })
     }
 
     /// Capture times of the first and last telemetry message (`None` when empty).
@@ -133,12 +152,14 @@ impl Drive {
         Self::new(messages, vehicle)
     }
 
-    /// `vehicle`'s drive in Kafka, captured in `[from_ns, to_ns)`: telemetry, the task
+    /// `vehicle`'s drive in Kafka (one run's with `run`; every vehicle's of that run when
+    /// `vehicle` is `None`), captured in `[from_ns, to_ns)`: telemetry, the task
     /// audit log and the recommendations, with claim-checked camera frames fetched back
     /// from the frame store (sha256 verified) and inlined.
     pub fn from_kafka(
         brokers: &vigil_brokers::BrokerConfig,
-        vehicle: &str,
+        vehicle: Option<&str>,
+        run: Option<&str>,
         from_ns: Option<Nanos>,
         to_ns: Option<Nanos>,
     ) -> Result<Self, RunError> {
@@ -161,7 +182,8 @@ impl Drive {
                         read_capture_window(
                             &brokers.kafka,
                             &topic,
-                            Some(vehicle),
+                            vehicle,
+                            run,
                             from_ns,
                             to_ns,
                             Duration::from_secs(60),
@@ -182,7 +204,7 @@ impl Drive {
                 messages.push(Recorded { topic: logical.to_string(), capture_ns, envelope });
             }
         }
-        Self::new(messages, Some(vehicle))
+        Self::new(messages, vehicle)
     }
 
     /// Writes the drive to an MCAP file (the format of `vigil run --record`); returns the
@@ -468,6 +490,9 @@ pub fn replay(drive: &Drive, cfg: &ReplayConfig) -> Result<ReplayReport, RunErro
     let (control, control_rx) = std::sync::mpsc::channel::<ControlCommand>();
     let (system, actor_thread) = start_actors(Actors {
         inputs,
+        // The recorded run's id: replayed task ids match the recorded ones, and a replay
+        // of one drive gives one digest whatever else the log holds.
+        run: drive.run.clone(),
         road: cfg.road,
         perception: true,
         task_budget_ns: cfg.task_budget_ns,
@@ -545,6 +570,9 @@ pub fn replay(drive: &Drive, cfg: &ReplayConfig) -> Result<ReplayReport, RunErro
     let sim_seconds = instants.last().map_or(0.0, |(t, _)| (t - start_ns) as f64 * 1e-9);
     let wall_seconds = wall_start.elapsed().as_secs_f64();
     let _ = tasks.sweep_expired(clock.now_ns() + cfg.task_budget_ns)?;
+    if !stats.drain_telemetry(Duration::from_secs(30)) {
+        return Err(RunError::Actors("the replayed recommendations did not all reach the log within 30 s".into()));
+    }
     system.stop();
     let _ = actor_thread.join();
     drop(publisher);

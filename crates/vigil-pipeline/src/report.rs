@@ -240,6 +240,14 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank - 1]
 }
 
+impl Percentiles {
+    /// The percentiles of a node's latency histogram, milliseconds.
+    pub fn of(l: &vigil_vehicle::node::Latencies) -> Self {
+        let s = l.summary_ms();
+        Self { p50: s.p50, p95: s.p95, p99: s.p99, max: s.max, samples: s.samples as usize }
+    }
+}
+
 pub fn percentiles(mut v: Vec<f64>) -> Percentiles {
     v.sort_by(f64::total_cmp);
     Percentiles {
@@ -267,8 +275,6 @@ pub(crate) fn build(i: Inputs<'_>) -> RunReport {
     let lost = SensorKind::ALL.iter().map(|k| i.produced[k.index()].saturating_sub(get(&s.ingested[k.index()]))).sum();
     let by_action: BTreeMap<String, u64> =
         Action::ALL.iter().enumerate().map(|(n, a)| (a.name().to_string(), get(&s.by_action[n]))).collect();
-    let latencies: Vec<f64> =
-        s.latencies_ns.lock().map(|l| l.iter().map(|v| *v as f64 * 1e-6).collect()).unwrap_or_default();
     let q = i.queue;
     RunReport {
         run_id: format!("{}-{}-{}", i.cfg.scenario.name, i.cfg.seed, WallClock.now_ns() / 1_000_000),
@@ -315,12 +321,7 @@ pub(crate) fn build(i: Inputs<'_>) -> RunReport {
                 .collect(),
         },
         recommendations: Recommendations { count: get(&s.completed), by_action },
-        latency_ms: Latency {
-            detect_to_recommend: percentiles(latencies.clone()),
-            worker: percentiles(
-                s.worker_ns.lock().map(|l| l.iter().map(|v| *v as f64 * 1e-6).collect()).unwrap_or_default(),
-            ),
-        },
+        latency_ms: Latency { detect_to_recommend: Percentiles::of(&s.latencies), worker: Percentiles::of(&s.worker) },
         outcome: Outcome::of(i.sims),
         model: i.model.map(|(name, version, device)| Model { name, version, device }),
         workers: Workers {
@@ -335,7 +336,12 @@ pub(crate) fn build(i: Inputs<'_>) -> RunReport {
         log: i.log_counts,
         record: i.cfg.record.as_ref().map(|p| p.display().to_string()),
         brokers: i.brokers,
-        latency_samples_ms: latencies,
+        latency_samples_ms: s
+            .latencies
+            .weighted_seconds()
+            .into_iter()
+            .flat_map(|(v, n)| std::iter::repeat_n(v * 1e3, n as usize))
+            .collect(),
     }
 }
 

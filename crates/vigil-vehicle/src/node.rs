@@ -24,7 +24,7 @@ use vigil_bus::{
     BusSample, FrameStore, LogRecord, Reply, TaskTransport, TelemetryLog, TransportError, embedded::QueueError, topics,
 };
 use vigil_core::policy::{Action, PATH_HALF_WIDTH_M, path_offset};
-use vigil_core::{Clock, Nanos, VehicleId};
+use vigil_core::{Clock, Nanos, RunId, VehicleId};
 use vigil_proto::action_from_proto;
 use vigil_proto::v1::{self, envelope::Payload};
 
@@ -119,15 +119,94 @@ pub struct NodeStats {
     pub completed_by_priority: [AtomicU64; 10],
     pub fallback_by_priority: [AtomicU64; 10],
     pub log_errors: AtomicU64,
-    pub latencies_ns: Mutex<Vec<Nanos>>,
+    /// Telemetry records dropped because the telemetry spool was full (counted, never silent).
+    pub telemetry_dropped: AtomicU64,
+    /// Telemetry records waiting for the log, and their bytes.
+    pub telemetry_queued: AtomicU64,
+    pub telemetry_queued_bytes: AtomicU64,
+    /// Threats that fell back at once because the camera had no fresh frame or no box.
+    pub no_camera: AtomicU64,
+    /// Detection → applied recommendation.
+    pub latencies: Latencies,
     /// Worker-side time of each completed task (take → reply), from the recommendation.
-    pub worker_ns: Mutex<Vec<Nanos>>,
+    pub worker: Latencies,
     pub last_recommendation: Mutex<String>,
+}
+
+/// A bounded latency store: an HDR histogram (3 significant digits, 1 µs to 1 h), so a
+/// process that runs for months keeps the same few kilobytes.
+#[derive(Debug)]
+pub struct Latencies(Mutex<hdrhistogram::Histogram<u64>>);
+
+impl Default for Latencies {
+    fn default() -> Self {
+        // Constant bounds that hdrhistogram accepts (low >= 1, high >= 2 low, 3 digits).
+        #[allow(clippy::expect_used)]
+        let h = hdrhistogram::Histogram::new_with_bounds(1_000, 3_600_000_000_000, 3).expect("valid bounds");
+        Self(Mutex::new(h))
+    }
+}
+
+/// Percentiles of a [`Latencies`], milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LatencySummary {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub samples: u64,
+}
+
+impl Latencies {
+    pub fn record(&self, ns: Nanos) {
+        if let Ok(mut h) = self.0.lock() {
+            h.saturating_record(ns.max(1) as u64);
+        }
+    }
+
+    pub fn summary_ms(&self) -> LatencySummary {
+        let Ok(h) = self.0.lock() else { return LatencySummary::default() };
+        if h.is_empty() {
+            return LatencySummary::default();
+        }
+        let ms = |v: u64| v as f64 * 1e-6;
+        LatencySummary {
+            p50: ms(h.value_at_quantile(0.50)),
+            p95: ms(h.value_at_quantile(0.95)),
+            p99: ms(h.value_at_quantile(0.99)),
+            max: ms(h.max()),
+            samples: h.len(),
+        }
+    }
+
+    /// Every recorded value, seconds, with how often it was recorded (for Prometheus buckets).
+    pub fn weighted_seconds(&self) -> Vec<(f64, u64)> {
+        let Ok(h) = self.0.lock() else { return Vec::new() };
+        h.iter_recorded().map(|v| (v.value_iterated_to() as f64 * 1e-9, v.count_at_value())).collect()
+    }
 }
 
 impl NodeStats {
     pub fn get(a: &AtomicU64) -> u64 {
         a.load(Ordering::SeqCst)
+    }
+
+    /// Telemetry records handed to the spool and not yet appended to the log.
+    pub fn telemetry_pending(&self) -> u64 {
+        self.telemetry_queued.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the telemetry spool has handed everything to the log, or `limit`
+    /// passes; returns whether it drained.
+    pub fn drain_telemetry(&self, limit: Duration) -> bool {
+        let started = std::time::Instant::now();
+        while self.telemetry_pending() > 0 {
+            if started.elapsed() > limit {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
     }
 }
 
@@ -204,10 +283,17 @@ pub struct RoadMap {
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub vehicle: VehicleId,
+    /// This process's run: task ids and frame keys carry it.
+    pub run: RunId,
     /// Deadline = capture time + this.
     pub task_budget_ns: Nanos,
     /// With no recommendation by the deadline, brake if the TTC is below this.
     pub fallback_ttc_s: f64,
+    /// A threat whose newest camera frame is older than this (or 1.5 camera periods, if
+    /// longer) gets the fallback at once instead of a task on a stale crop.
+    pub max_camera_age_ns: Nanos,
+    /// Telemetry waiting for the log, bytes, before further records are dropped (counted).
+    pub telemetry_spool_bytes: u64,
     /// Off: ingest and log only, no detection and no tasks.
     pub perception: bool,
     pub mailbox: usize,
@@ -215,10 +301,23 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
-    pub fn new(vehicle: VehicleId, road: RoadMap) -> Self {
-        Self { vehicle, task_budget_ns: 100_000_000, fallback_ttc_s: 3.0, perception: true, mailbox: 16, road }
+    pub fn new(vehicle: VehicleId, run: RunId, road: RoadMap) -> Self {
+        Self {
+            vehicle,
+            run,
+            task_budget_ns: DEFAULT_TASK_BUDGET_NS,
+            fallback_ttc_s: 3.0,
+            max_camera_age_ns: 150_000_000,
+            telemetry_spool_bytes: 512 << 20,
+            perception: true,
+            mailbox: 16,
+            road,
+        }
     }
 }
+
+/// A task's deadline is its capture time plus this, unless configured.
+pub const DEFAULT_TASK_BUDGET_NS: Nanos = 100_000_000;
 
 /// What a node needs from the outside.
 #[derive(Debug, Clone)]
@@ -238,12 +337,12 @@ pub struct Frame {
     pub envelope: Arc<v1::Envelope>,
     pub bytes: Arc<Vec<u8>>,
     pub ingest_ns: Nanos,
-    /// Set by the publisher for camera frames: where workers fetch it.
+    /// Camera frames: where workers fetch it (set by ingest once it is stored).
     pub frame_uri: Option<String>,
 }
 
 impl Message for Frame {
-    type Result = Option<String>;
+    type Result = ();
 }
 
 impl Frame {
@@ -255,15 +354,93 @@ impl Frame {
     }
 }
 
+// ---------------------------------------------------------------- telemetry (the bulk plane)
+
+/// One record for the telemetry log, handed off by the urgent path without waiting.
+#[derive(Debug, Clone)]
+pub struct ToLog {
+    pub topic: &'static str,
+    pub capture_ns: Nanos,
+    pub publish_ns: Nanos,
+    pub envelope: Arc<Vec<u8>>,
+}
+
+impl Message for ToLog {
+    type Result = ();
+}
+
+/// The spool in front of the telemetry log: ingest, dispatcher and handler hand records
+/// to it and go on; it appends them in order on a thread of its own, so a slow or stalled
+/// log costs memory up to the spool's bound, never a deadline. Past the bound a record is
+/// dropped and counted.
+#[derive(Debug, Clone)]
+pub struct TelemetrySpool {
+    addr: Addr<Telemetry>,
+    stats: Arc<NodeStats>,
+    limit_bytes: u64,
+}
+
+impl TelemetrySpool {
+    pub fn push(&self, r: ToLog) {
+        let len = r.envelope.len() as u64;
+        let queued = self.stats.telemetry_queued_bytes.fetch_add(len, Ordering::SeqCst);
+        if queued + len > self.limit_bytes {
+            self.stats.telemetry_queued_bytes.fetch_sub(len, Ordering::SeqCst);
+            inc(&self.stats.telemetry_dropped);
+            tracing::warn!(topic = r.topic, queued, "telemetry spool full; record dropped and counted");
+            return;
+        }
+        inc(&self.stats.telemetry_queued);
+        self.addr.do_send(r);
+    }
+}
+
+/// Appends every record it is handed to the telemetry log.
+#[derive(Debug)]
+pub struct Telemetry {
+    vehicle: VehicleId,
+    run: RunId,
+    log: Arc<dyn TelemetryLog>,
+    stats: Arc<NodeStats>,
+}
+
+impl Actor for Telemetry {
+    type Context = Context<Self>;
+}
+
+impl Handler<ToLog> for Telemetry {
+    type Result = ();
+    fn handle(&mut self, r: ToLog, _: &mut Self::Context) {
+        let record = LogRecord {
+            topic: r.topic,
+            key: &self.vehicle.0,
+            run: self.run.as_str(),
+            capture_ns: r.capture_ns,
+            publish_ns: r.publish_ns,
+            envelope: &r.envelope,
+        };
+        if let Err(e) = self.log.append(record) {
+            inc(&self.stats.log_errors);
+            tracing::error!(error = %e, "telemetry log append failed");
+        }
+        self.stats.telemetry_queued.fetch_sub(1, Ordering::SeqCst);
+        self.stats.telemetry_queued_bytes.fetch_sub(r.envelope.len() as u64, Ordering::SeqCst);
+    }
+}
+
 // ---------------------------------------------------------------- ingest
 
-/// Validates and stamps one sensor stream.
+/// Validates and stamps one sensor stream; hands each frame to the telemetry spool and
+/// to fusion (camera frames stored first: a task refers to them by key).
 #[derive(Debug)]
 pub struct Ingest {
     kind: SensorKind,
+    vehicle: VehicleId,
+    run: RunId,
     clock: Arc<dyn Clock>,
     stats: Arc<NodeStats>,
-    publisher: Addr<TelemetryPublisher>,
+    telemetry: TelemetrySpool,
+    frames: Arc<dyn FrameStore>,
     fusion: Option<Addr<Fusion>>,
     next_seq: HashMap<String, u64>,
     mailbox: usize,
@@ -274,6 +451,12 @@ impl Actor for Ingest {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.mailbox);
     }
+}
+
+/// The frame-store key of a camera frame: unique per run, so a later drive of the same
+/// vehicle never overwrites an earlier one.
+pub fn frame_key(vehicle: &VehicleId, run: &RunId, sensor_id: &str, sequence: u64) -> String {
+    format!("{vehicle}/{run}/{}/{sequence}", sensor_id.replace('/', "_"))
 }
 
 impl StreamHandler<BusSample> for Ingest {
@@ -291,81 +474,41 @@ impl StreamHandler<BusSample> for Ingest {
                 return;
             }
         };
-        if let Some(h) = envelope.header.as_ref() {
-            let next = self.next_seq.entry(h.sensor_id.clone()).or_insert(h.sequence);
-            if h.sequence > *next {
-                self.stats.gaps.fetch_add(h.sequence - *next, Ordering::SeqCst);
-            }
-            *next = h.sequence + 1;
+        let h = envelope.header.clone().unwrap_or_default();
+        let next = self.next_seq.entry(h.sensor_id.clone()).or_insert(h.sequence);
+        if h.sequence > *next {
+            self.stats.gaps.fetch_add(h.sequence - *next, Ordering::SeqCst);
         }
+        *next = h.sequence + 1;
         inc(&self.stats.ingested[self.kind.index()]);
-        let frame = Frame {
-            kind: self.kind,
-            envelope: Arc::new(envelope),
-            bytes: Arc::new(sample.payload),
-            ingest_ns: self.clock.now_ns(),
-            frame_uri: None,
+        let bytes = Arc::new(sample.payload);
+        self.telemetry.push(ToLog {
+            topic: self.kind.topic(),
+            capture_ns: h.capture_time_ns,
+            publish_ns: h.publish_time_ns,
+            envelope: bytes.clone(),
+        });
+        let Some(fusion) = self.fusion.clone() else { return };
+        let frame_uri = if self.kind == SensorKind::Camera {
+            let key = frame_key(&self.vehicle, &self.run, &h.sensor_id, h.sequence);
+            match self.frames.put(&key, bytes.clone()) {
+                Ok(uri) => Some(uri),
+                Err(e) => {
+                    tracing::error!(error = %e, "frame store put failed; no task can use this frame");
+                    None
+                }
+            }
+        } else {
+            None
         };
-        let publisher = self.publisher.clone();
-        let fusion = self.fusion.clone();
+        let frame =
+            Frame { kind: self.kind, envelope: Arc::new(envelope), bytes, ingest_ns: self.clock.now_ns(), frame_uri };
         ctx.wait(
             async move {
-                let mut frame = frame;
-                frame.frame_uri = publisher.send(frame.clone()).await.ok().flatten();
-                if let Some(f) = fusion {
-                    let _ = f.send(frame).await;
-                }
+                let _ = fusion.send(frame).await;
             }
             .into_actor(self),
         );
-    }
-}
-
-// ---------------------------------------------------------------- telemetry publisher
-
-/// Appends every frame to the telemetry log; camera frames also go to the frame store.
-#[derive(Debug)]
-pub struct TelemetryPublisher {
-    vehicle: VehicleId,
-    log: Arc<dyn TelemetryLog>,
-    frames: Arc<dyn FrameStore>,
-    stats: Arc<NodeStats>,
-    mailbox: usize,
-}
-
-impl Actor for TelemetryPublisher {
-    type Context = Context<Self>;
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(self.mailbox);
-    }
-}
-
-impl Handler<Frame> for TelemetryPublisher {
-    type Result = Option<String>;
-    fn handle(&mut self, f: Frame, _: &mut Self::Context) -> Option<String> {
-        let h = f.header().cloned().unwrap_or_default();
-        let record = LogRecord {
-            topic: f.kind.topic(),
-            key: &self.vehicle.0,
-            capture_ns: h.capture_time_ns,
-            publish_ns: h.publish_time_ns,
-            envelope: &f.bytes,
-        };
-        if let Err(e) = self.log.append(record) {
-            inc(&self.stats.log_errors);
-            tracing::error!(error = %e, "telemetry log append failed");
-        }
-        if f.kind != SensorKind::Camera {
-            return None;
-        }
-        let key = format!("{}/{}/{}", self.vehicle, h.sensor_id, h.sequence);
-        match self.frames.put(&key, f.bytes.clone()) {
-            Ok(uri) => Some(uri),
-            Err(e) => {
-                tracing::error!(error = %e, "frame store put failed");
-                None
-            }
-        }
     }
 }
 
@@ -374,6 +517,7 @@ impl Handler<Frame> for TelemetryPublisher {
 #[derive(Debug, Clone)]
 struct CameraRef {
     uri: String,
+    capture_ns: Nanos,
     sensor_id: String,
     sequence: u64,
     size: u64,
@@ -387,13 +531,44 @@ pub struct Fusion {
     clock: Arc<dyn Clock>,
     stats: Arc<NodeStats>,
     dispatcher: Addr<Dispatcher>,
+    handler: Addr<RecommendationHandler>,
     tracker: Tracker,
     lidar: Option<Arc<v1::Envelope>>,
     camera: Option<CameraRef>,
+    /// Capture interval of the camera, as last seen (a slow camera is not a stale one).
+    camera_period_ns: Nanos,
     /// Latest ego pose from localization: (capture time, pose).
     ego: Option<(Nanos, v1::EgoState)>,
-    in_flight: Arc<Mutex<HashSet<u32>>>,
+    /// Tracks with a task or fallback in flight (settled by the handler's [`TrackSettled`]).
+    in_flight: HashSet<u32>,
     next_task: u64,
+}
+
+/// The handler to fusion: this track's task has ended; it may raise another.
+#[derive(Debug, Clone, Copy)]
+pub struct TrackSettled(pub u32);
+
+impl Message for TrackSettled {
+    type Result = ();
+}
+
+impl Handler<TrackSettled> for Fusion {
+    type Result = ();
+    fn handle(&mut self, m: TrackSettled, _: &mut Self::Context) {
+        self.in_flight.remove(&m.0);
+    }
+}
+
+/// Fusion to the handler: a threat with no usable camera crop (no frame, a stale one, or
+/// no box): fall back now rather than ask a worker about an old picture.
+#[derive(Debug, Clone, Copy)]
+pub struct NoCamera {
+    pub track_id: u32,
+    pub ttc_s: f64,
+}
+
+impl Message for NoCamera {
+    type Result = ();
 }
 
 /// A task the fusion actor wants answered.
@@ -453,7 +628,7 @@ impl Fusion {
         !tracks.iter().any(|t| t.x > -15.0 && t.x < 70.0 && (t.y - centre).abs() < w / 2.0 + 0.8)
     }
 
-    fn on_radar(&mut self, f: &Frame, ctx: &mut Context<Self>) {
+    fn on_radar(&mut self, f: &Frame) {
         let (Some(Payload::Radar(radar)), Some(lidar_env)) = (f.envelope.payload.as_ref(), self.lidar.as_ref()) else {
             return;
         };
@@ -488,20 +663,21 @@ impl Fusion {
                 boxed = c.camera_box.is_some(),
                 "track"
             );
-            let (Some(cam), Some(b)) = (camera.as_ref(), c.camera_box) else { continue };
             // A young track may ask only when it is in the path now and closing fast.
             let urgent_now = t.y.abs() < PATH_HALF_WIDTH_M + c.width_m / 2.0 && ttc < EARLY_TTC_S;
-            if !threat || (t.hits < MIN_HITS_FOR_VELOCITY && !urgent_now) {
+            if !threat || (t.hits < MIN_HITS_FOR_VELOCITY && !urgent_now) || self.in_flight.contains(&t.id) {
                 continue;
             }
-            {
-                let Ok(mut in_flight) = self.in_flight.lock() else { return };
-                if !in_flight.insert(t.id) {
-                    continue;
-                }
-            }
+            let max_age = self.cfg.max_camera_age_ns.max(self.camera_period_ns.saturating_mul(3) / 2);
+            let fresh = camera.as_ref().filter(|cam| capture - cam.capture_ns <= max_age);
+            let (Some(cam), Some(b)) = (fresh, c.camera_box) else {
+                self.in_flight.insert(t.id);
+                self.handler.do_send(NoCamera { track_id: t.id, ttc_s: ttc });
+                continue;
+            };
+            self.in_flight.insert(t.id);
             self.next_task += 1;
-            let task_id = format!("{}/task/{}", self.cfg.vehicle, self.next_task);
+            let task_id = task_id(&self.cfg.vehicle, &self.cfg.run, self.next_task);
             let task = v1::ObstacleTask {
                 task_id,
                 priority: priority_for_ttc(ttc) as u32,
@@ -532,15 +708,15 @@ impl Fusion {
             self.stats.outstanding.fetch_add(1, Ordering::SeqCst);
             let raise =
                 RaiseTask { task, capture_ns: capture, detected_ns: self.clock.now_ns(), track_id: t.id, ttc_s: ttc };
-            let d = self.dispatcher.clone();
-            ctx.wait(
-                async move {
-                    let _ = d.send(raise).await;
-                }
-                .into_actor(self),
-            );
+            // The dispatcher never waits on the broker, so its mailbox stays short.
+            self.dispatcher.do_send(raise);
         }
     }
+}
+
+/// A task's id: `<vehicle>/<run>/task/<n>`, unique across processes and restarts.
+pub fn task_id(vehicle: &VehicleId, run: &RunId, n: u64) -> String {
+    format!("{vehicle}/{run}/task/{n}")
 }
 
 /// Where a vehicle's recommendations go back (RabbitMQ `reply_to`).
@@ -549,8 +725,8 @@ pub fn reply_address(vehicle: &VehicleId) -> String {
 }
 
 impl Handler<Frame> for Fusion {
-    type Result = Option<String>;
-    fn handle(&mut self, f: Frame, ctx: &mut Self::Context) -> Option<String> {
+    type Result = ();
+    fn handle(&mut self, f: Frame, _: &mut Self::Context) {
         match f.kind {
             SensorKind::Lidar => self.lidar = Some(f.envelope.clone()),
             SensorKind::Camera => {
@@ -558,8 +734,14 @@ impl Handler<Frame> for Fusion {
                     (f.envelope.payload.as_ref(), f.frame_uri.clone(), f.header())
                     && let Some(geometry) = CameraGeometry::from_frame(cam)
                 {
+                    if let Some(prev) = &self.camera
+                        && f.capture_ns() > prev.capture_ns
+                    {
+                        self.camera_period_ns = f.capture_ns() - prev.capture_ns;
+                    }
                     self.camera = Some(CameraRef {
                         uri,
+                        capture_ns: f.capture_ns(),
                         sensor_id: h.sensor_id.clone(),
                         sequence: h.sequence,
                         size: f.bytes.len() as u64,
@@ -576,36 +758,33 @@ impl Handler<Frame> for Fusion {
                 }
             }
             SensorKind::Radar => {
-                self.on_radar(&f, ctx);
+                self.on_radar(&f);
                 // After any task it raised is counted as outstanding (lockstep runners
                 // wait for fused == radar frames and outstanding == 0).
                 inc(&self.stats.fused);
             }
         }
-        None
     }
 }
 
 // ---------------------------------------------------------------- dispatcher
 
-/// Publishes tasks to the task transport and logs them; registers each with the handler first.
+/// Publishes tasks to the task transport and logs them; registers each with the handler
+/// first. Publishes run side by side: a confirm slower than a task's budget holds neither
+/// fusion nor the next task (the handler's deadline check falls back on time).
 #[derive(Debug)]
 pub struct Dispatcher {
     vehicle: VehicleId,
     clock: Arc<dyn Clock>,
     tasks: Arc<dyn TaskTransport>,
-    log: Arc<dyn TelemetryLog>,
+    telemetry: TelemetrySpool,
     stats: Arc<NodeStats>,
     handler: Addr<RecommendationHandler>,
     sequence: u64,
-    mailbox: usize,
 }
 
 impl Actor for Dispatcher {
     type Context = Context<Self>;
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(self.mailbox);
-    }
 }
 
 /// The handler learns of a task before it can be answered.
@@ -642,16 +821,12 @@ impl Handler<RaiseTask> for Dispatcher {
         };
         self.sequence += 1;
         let bytes = vigil_proto::encode_envelope(&v1::Envelope { header: Some(header), payload: Some(payload) });
-        let record = LogRecord {
+        self.telemetry.push(ToLog {
             topic: topics::TASKS,
-            key: &self.vehicle.0,
             capture_ns: r.capture_ns,
             publish_ns: now,
-            envelope: &bytes,
-        };
-        if self.log.append(record).is_err() {
-            inc(&self.stats.log_errors);
-        }
+            envelope: Arc::new(bytes.clone()),
+        });
         let queued = QueuedTask {
             task_id: r.task.task_id.clone(),
             priority: r.task.priority as u8,
@@ -667,10 +842,11 @@ impl Handler<RaiseTask> for Dispatcher {
             priority: (r.task.priority as u8).min(9),
             refused: false,
         };
+        // Registered before the publish (mailboxes are FIFO): a reply cannot overtake it.
+        self.handler.do_send(outstanding.clone());
         let (tasks, handler, stats) = (self.tasks.clone(), self.handler.clone(), self.stats.clone());
-        ctx.wait(
+        ctx.spawn(
             async move {
-                let _ = handler.send(outstanding.clone()).await;
                 match tasks.publish(queued).await {
                     Ok(()) => inc(&stats.tasks_published),
                     Err(e) => {
@@ -678,7 +854,7 @@ impl Handler<RaiseTask> for Dispatcher {
                         if !matches!(e, TransportError::Queue(QueueError::Full { .. })) {
                             tracing::error!(error = %e, "task publish failed; falling back");
                         }
-                        let _ = handler.send(Outstanding { refused: true, ..outstanding }).await;
+                        handler.do_send(Outstanding { refused: true, ..outstanding });
                     }
                 }
             }
@@ -708,15 +884,26 @@ pub struct RecommendationHandler {
     cfg: NodeConfig,
     clock: Arc<dyn Clock>,
     tasks: Arc<dyn TaskTransport>,
-    log: Arc<dyn TelemetryLog>,
+    telemetry: TelemetrySpool,
     stats: Arc<NodeStats>,
     control: std::sync::mpsc::Sender<ControlCommand>,
-    in_flight: Arc<Mutex<HashSet<u32>>>,
+    fusion: Recipient<TrackSettled>,
     outstanding: HashMap<String, Outstanding>,
-    answered: HashSet<String>,
-    timed_out: HashSet<String>,
+    /// Tasks resolved (answered or fallen back) with their deadline, kept a while after
+    /// it to tell a stale or duplicate reply from an unknown one; pruned, so bounded.
+    resolved: HashMap<String, (Nanos, Resolution)>,
     current: Option<(Action, Nanos)>,
 }
+
+/// How a task ended, for classifying late replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resolution {
+    Answered,
+    TimedOut,
+}
+
+/// How long past its deadline a resolved task is remembered.
+const RESOLVED_MEMORY_NS: Nanos = 60_000_000_000;
 
 impl Actor for RecommendationHandler {
     type Context = Context<Self>;
@@ -737,18 +924,16 @@ impl Actor for RecommendationHandler {
 }
 
 impl RecommendationHandler {
-    fn resolve(&mut self, task_id: &str) -> Option<Outstanding> {
+    fn resolve(&mut self, task_id: &str, how: Resolution) -> Option<Outstanding> {
         let o = self.outstanding.remove(task_id)?;
-        self.answered.insert(task_id.to_string());
+        self.resolved.insert(task_id.to_string(), (o.deadline_ns, how));
         Some(o)
     }
 
     /// The task's end state is counted and its control (if any) sent: it is no longer
     /// outstanding, and its track may raise a new task.
     fn finish(&mut self, o: &Outstanding) {
-        if let Ok(mut f) = self.in_flight.lock() {
-            f.remove(&o.track_id);
-        }
+        self.fusion.do_send(TrackSettled(o.track_id));
         self.stats.outstanding.fetch_sub(1, Ordering::SeqCst);
     }
 
@@ -787,13 +972,25 @@ impl RecommendationHandler {
         let due: Vec<String> =
             self.outstanding.values().filter(|o| o.deadline_ns < now).map(|o| o.task_id.clone()).collect();
         for id in due {
-            if let Some(o) = self.resolve(&id) {
-                self.timed_out.insert(id.clone());
+            if let Some(o) = self.resolve(&id, Resolution::TimedOut) {
                 tracing::debug!(task = %id, "deadline passed with no recommendation: fallback");
                 self.fallback(&o);
                 self.finish(&o);
             }
         }
+        self.resolved.retain(|_, (deadline, _)| *deadline + RESOLVED_MEMORY_NS > now);
+    }
+}
+
+impl Handler<NoCamera> for RecommendationHandler {
+    type Result = ();
+    fn handle(&mut self, m: NoCamera, _: &mut Self::Context) {
+        inc(&self.stats.no_camera);
+        tracing::debug!(track = m.track_id, ttc = m.ttc_s, "threat with no fresh camera crop: fallback");
+        if m.ttc_s < self.cfg.fallback_ttc_s {
+            self.apply(&format!("{}/{}/no-camera/{}", self.cfg.vehicle, self.cfg.run, m.track_id), Action::Brake, true);
+        }
+        self.fusion.do_send(TrackSettled(m.track_id));
     }
 }
 
@@ -801,7 +998,7 @@ impl Handler<Outstanding> for RecommendationHandler {
     type Result = ();
     fn handle(&mut self, o: Outstanding, _: &mut Self::Context) {
         if o.refused {
-            if let Some(o) = self.resolve(&o.task_id) {
+            if let Some(o) = self.resolve(&o.task_id, Resolution::TimedOut) {
                 self.fallback(&o);
                 self.finish(&o);
             }
@@ -829,48 +1026,37 @@ impl StreamHandler<Result<Reply, TransportError>> for RecommendationHandler {
         };
         let now = self.clock.now_ns();
         let Some(o) = self.outstanding.get(&rec.task_id).cloned() else {
-            if self.timed_out.contains(&rec.task_id) {
+            match self.resolved.get(&rec.task_id) {
                 // Its deadline passed first: the fallback already acted.
-                inc(&self.stats.stale);
-            } else if self.answered.contains(&rec.task_id) {
-                inc(&self.stats.duplicate);
-            } else {
-                inc(&self.stats.unknown);
+                Some((_, Resolution::TimedOut)) => inc(&self.stats.stale),
+                Some((_, Resolution::Answered)) => inc(&self.stats.duplicate),
+                None => inc(&self.stats.unknown),
             }
             return;
         };
         if now > o.deadline_ns {
-            self.resolve(&rec.task_id);
-            self.timed_out.insert(rec.task_id.clone());
+            self.resolve(&rec.task_id, Resolution::TimedOut);
             inc(&self.stats.stale);
             self.fallback(&o);
             self.finish(&o);
             return;
         }
-        self.resolve(&rec.task_id);
+        self.resolve(&rec.task_id, Resolution::Answered);
         inc(&self.stats.completed);
         inc(&self.stats.completed_by_priority[o.priority as usize]);
         let action = action_from_proto(rec.action());
         inc(&self.stats.by_action[Action::ALL.iter().position(|a| *a == action).unwrap_or(5)]);
-        if let Ok(mut l) = self.stats.latencies_ns.lock() {
-            l.push(now - o.detected_ns);
-        }
-        if let Ok(mut l) = self.stats.worker_ns.lock() {
-            l.push(rec.inference_ns);
-        }
+        self.stats.latencies.record(now - o.detected_ns);
+        self.stats.worker.record(rec.inference_ns);
         if let Ok(mut last) = self.stats.last_recommendation.lock() {
             *last = format!("{} {} ({:.0}%)", action.name(), rec.class().as_str_name(), rec.confidence * 100.0);
         }
-        let record = LogRecord {
+        self.telemetry.push(ToLog {
             topic: topics::RECOMMENDATIONS,
-            key: &self.cfg.vehicle.0,
             capture_ns: now,
             publish_ns: now,
-            envelope: &reply.payload,
-        };
-        if self.log.append(record).is_err() {
-            inc(&self.stats.log_errors);
-        }
+            envelope: Arc::new(reply.payload),
+        });
         self.apply(&rec.task_id, action, false);
         self.finish(&o);
     }
@@ -889,33 +1075,43 @@ pub struct NodeHandle {
     pub handler: Option<Addr<RecommendationHandler>>,
 }
 
-/// Starts one vehicle node: fusion, dispatcher and handler on the current arbiter, the
-/// ingest and telemetry actors on `io` (decoding megabyte frames there keeps it off the
-/// path from detection to action). Call inside a running actix `System`.
-pub fn start_node(cfg: NodeConfig, deps: NodeDeps, inputs: SensorInputs, io: &ArbiterHandle) -> NodeHandle {
-    let in_flight: Arc<Mutex<HashSet<u32>>> = Arc::default();
-    let publisher = {
-        let p = TelemetryPublisher {
+/// Starts one vehicle node: fusion, dispatcher and handler on the current arbiter (the
+/// urgent plane), the ingest actors on `io` (decoding megabyte frames there keeps it off
+/// the path from detection to action) and the telemetry actor on `bulk`, where a slow log
+/// can block nothing else. Call inside a running actix `System`.
+pub fn start_node(
+    cfg: NodeConfig,
+    deps: NodeDeps,
+    inputs: SensorInputs,
+    io: &ArbiterHandle,
+    bulk: &ArbiterHandle,
+) -> NodeHandle {
+    let telemetry = {
+        let t = Telemetry {
             vehicle: cfg.vehicle.clone(),
+            run: cfg.run.clone(),
             log: deps.log.clone(),
-            frames: deps.frames.clone(),
             stats: deps.stats.clone(),
-            mailbox: cfg.mailbox,
         };
-        TelemetryPublisher::start_in_arbiter(io, move |_| p)
+        TelemetrySpool {
+            addr: Telemetry::start_in_arbiter(bulk, move |_| t),
+            stats: deps.stats.clone(),
+            limit_bytes: cfg.telemetry_spool_bytes,
+        }
     };
     let (fusion, handler) = if cfg.perception {
+        // Fusion and the handler hold each other's address: fusion's context first.
+        let fusion_ctx: Context<Fusion> = Context::new();
         let handler = RecommendationHandler {
             cfg: cfg.clone(),
             clock: deps.clock.clone(),
             tasks: deps.tasks.clone(),
-            log: deps.log.clone(),
+            telemetry: telemetry.clone(),
             stats: deps.stats.clone(),
             control: deps.control.clone(),
-            in_flight: in_flight.clone(),
+            fusion: fusion_ctx.address().recipient(),
             outstanding: HashMap::new(),
-            answered: HashSet::new(),
-            timed_out: HashSet::new(),
+            resolved: HashMap::new(),
             current: None,
         }
         .start();
@@ -923,37 +1119,46 @@ pub fn start_node(cfg: NodeConfig, deps: NodeDeps, inputs: SensorInputs, io: &Ar
             vehicle: cfg.vehicle.clone(),
             clock: deps.clock.clone(),
             tasks: deps.tasks.clone(),
-            log: deps.log.clone(),
+            telemetry: telemetry.clone(),
             stats: deps.stats.clone(),
             handler: handler.clone(),
             sequence: 0,
-            mailbox: cfg.mailbox,
         }
         .start();
-        let fusion = Fusion {
+        let fusion = fusion_ctx.run(Fusion {
             cfg: cfg.clone(),
             clock: deps.clock.clone(),
             stats: deps.stats.clone(),
             dispatcher,
+            handler: handler.clone(),
             tracker: Tracker::default(),
             lidar: None,
             camera: None,
+            camera_period_ns: 0,
             ego: None,
-            in_flight,
+            in_flight: HashSet::new(),
             next_task: 0,
-        }
-        .start();
+        });
         (Some(fusion), Some(handler))
     } else {
         (None, None)
     };
     for (kind, rx) in inputs.0 {
-        let (clock, stats, publisher, fusion) =
-            (deps.clock.clone(), deps.stats.clone(), publisher.clone(), fusion.clone());
-        let mailbox = cfg.mailbox;
+        let ingest = Ingest {
+            kind,
+            vehicle: cfg.vehicle.clone(),
+            run: cfg.run.clone(),
+            clock: deps.clock.clone(),
+            stats: deps.stats.clone(),
+            telemetry: telemetry.clone(),
+            frames: deps.frames.clone(),
+            fusion: fusion.clone(),
+            next_seq: HashMap::new(),
+            mailbox: cfg.mailbox,
+        };
         Ingest::start_in_arbiter(io, move |ctx| {
             ctx.add_stream(ReceiverStream::new(rx));
-            Ingest { kind, clock, stats, publisher, fusion, next_seq: HashMap::new(), mailbox }
+            ingest
         });
     }
     NodeHandle { fusion, handler }

@@ -30,7 +30,7 @@ use vigil_bus::embedded::DeadReason;
 use vigil_bus::transport::delivery_stream;
 use vigil_bus::{FrameStore, Reply, Settle, TaskDelivery, TaskTransport, TransportError};
 use vigil_core::policy::{Situation, decide, path_offset};
-use vigil_core::{Clock, ObstacleClass};
+use vigil_core::{Clock, Nanos, ObstacleClass};
 use vigil_proto::v1::{self, envelope::Payload};
 use vigil_proto::{action_to_proto, class_to_proto};
 use vigil_vision::batcher::{Batcher, BatcherConfig};
@@ -56,20 +56,36 @@ pub struct WorkerStats {
     pub panics: AtomicU64,
     /// Actor restarts by the supervisor.
     pub restarts: AtomicU64,
+    /// Tasks that can never be processed (undecodable, a field the broker cannot carry,
+    /// a box outside the frame): dead-lettered at once with the reason logged.
+    pub malformed: AtomicU64,
+    /// Settles (ack, retry, dead letter) that failed; the transport hands the delivery
+    /// back to the broker, so none is left holding the prefetch.
+    pub settle_failures: AtomicU64,
     /// Priorities in the order tasks were taken (for ordering checks).
     pub taken_priorities: std::sync::Mutex<Vec<u8>>,
 }
 
-/// Task ids this process has answered (bounded: the most recent `capacity`).
+/// Task ids this process has answered, each kept until its task's deadline has passed
+/// (a redelivery after that is dead-lettered as expired before it is looked up), and
+/// never more than `capacity` (the oldest go first). Task ids carry the vehicle's run id,
+/// so a new drive's tasks never match an old drive's.
 #[derive(Debug)]
 pub struct Answered {
     capacity: usize,
-    inner: std::sync::Mutex<(std::collections::HashSet<String>, std::collections::VecDeque<String>)>,
+    inner: std::sync::Mutex<AnsweredInner>,
+}
+
+#[derive(Debug, Default)]
+struct AnsweredInner {
+    ids: std::collections::HashMap<String, Nanos>,
+    /// Insertion order, with each id's deadline.
+    order: std::collections::VecDeque<(Nanos, String)>,
 }
 
 impl Default for Answered {
     fn default() -> Self {
-        Self::new(8192)
+        Self::new(65_536)
     }
 }
 
@@ -79,21 +95,33 @@ impl Answered {
     }
 
     pub fn contains(&self, id: &str) -> bool {
-        self.inner.lock().map(|g| g.0.contains(id)).unwrap_or(false)
+        self.inner.lock().map(|g| g.ids.contains_key(id)).unwrap_or(false)
     }
 
-    pub fn insert(&self, id: &str) {
-        if let Ok(mut g) = self.inner.lock() {
-            let (set, order) = &mut *g;
-            if set.insert(id.to_string()) {
-                order.push_back(id.to_string());
-                while order.len() > self.capacity {
-                    if let Some(old) = order.pop_front() {
-                        set.remove(&old);
-                    }
-                }
+    /// Remembers `id` until `deadline_ns`; forgets what expired before `now_ns`.
+    pub fn insert(&self, id: &str, deadline_ns: Nanos, now_ns: Nanos) {
+        let Ok(mut g) = self.inner.lock() else { return };
+        let g = &mut *g;
+        if g.ids.insert(id.to_string(), deadline_ns).is_none() {
+            g.order.push_back((deadline_ns, id.to_string()));
+        }
+        // Deadlines arrive nearly in order; an out-of-order one waits behind the front.
+        while let Some((deadline, _)) = g.order.front() {
+            if *deadline >= now_ns && g.order.len() <= self.capacity {
+                break;
+            }
+            if let Some((_, old)) = g.order.pop_front() {
+                g.ids.remove(&old);
             }
         }
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.lock().map(|g| g.ids.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -160,6 +188,20 @@ pub struct WorkerDeps {
     pub answered: Arc<Answered>,
 }
 
+impl TaskError {
+    /// Whether a retry could succeed (a frame not yet in the store, a broker hiccup);
+    /// a malformed task is dead-lettered at once instead.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            TaskError::Decode(_) | TaskError::Malformed(..) => false,
+            TaskError::Transport(TransportError::Invalid { .. }) => false,
+            TaskError::Transport(_) => true,
+            // In preparing, only the crop: a bad box fails the same way every time.
+            TaskError::Vision(_) => false,
+        }
+    }
+}
+
 /// Why a task could not be processed.
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
@@ -221,12 +263,23 @@ struct Prepared {
     crop: Crop,
 }
 
+/// The longest task id or reply address a worker accepts: AMQP carries ids and queue
+/// names as short strings of at most 255 bytes, and the reply queue's name adds a prefix.
+pub const MAX_ID_BYTES: usize = 200;
+
 fn prepare(delivery: &TaskDelivery, frames: &dyn FrameStore) -> Result<Prepared, TaskError> {
     let env = vigil_proto::decode_envelope(&delivery.task.payload)?;
     let vehicle = env.header.map(|h| h.vehicle_id).unwrap_or_default();
     let Some(Payload::ObstacleTask(task)) = env.payload else {
         return Err(TaskError::Malformed(delivery.task.task_id.clone(), "payload is not an ObstacleTask"));
     };
+    let short = |id: &str| id.chars().take(40).collect::<String>();
+    if task.task_id.is_empty() || task.task_id.len() > MAX_ID_BYTES {
+        return Err(TaskError::Malformed(short(&task.task_id), "task_id is empty or over 200 bytes"));
+    }
+    if task.reply_to.is_empty() || task.reply_to.len() > MAX_ID_BYTES {
+        return Err(TaskError::Malformed(short(&task.task_id), "reply_to is empty or over 200 bytes"));
+    }
     let uri = task.frame_ref.as_ref().map(|r| r.uri.clone()).unwrap_or_default();
     let bytes = frames.get(&uri)?;
     let frame = vigil_proto::decode_envelope(&bytes)?;
@@ -318,6 +371,13 @@ impl StreamHandler<Result<TaskDelivery, TransportError>> for VisionWorker {
         }));
         let prepared = match prepared {
             Ok(Ok(p)) => p,
+            Ok(Err(e)) if !e.is_transient() => {
+                stats.malformed.fetch_add(1, Ordering::SeqCst);
+                tracing::warn!(worker = %self.id, task = %delivery.task.task_id, error = %e,
+                    "malformed task; dead-lettered");
+                self.settle(ctx, delivery, Settle::DeadLetter(DeadReason::Rejected), false);
+                return;
+            }
             Ok(Err(e)) => {
                 stats.rejected.fetch_add(1, Ordering::SeqCst);
                 tracing::warn!(worker = %self.id, task = %delivery.task.task_id, attempt = delivery.attempt, error = %e,
@@ -375,7 +435,7 @@ impl StreamHandler<Result<TaskDelivery, TransportError>> for VisionWorker {
                 Ok(Ok(p)) => p,
                 other => {
                     tracing::error!(?other, "inference failed; task requeued");
-                    let _ = delivery.settle(Settle::Requeue).await;
+                    settle_counted(delivery, Settle::Requeue, &stats).await;
                     return;
                 }
             };
@@ -402,12 +462,17 @@ impl StreamHandler<Result<TaskDelivery, TransportError>> for VisionWorker {
             match deps.tasks.reply(&task.reply_to, reply).await {
                 Ok(()) => {
                     stats.answered.fetch_add(1, Ordering::SeqCst);
-                    deps.answered.insert(&task.task_id);
-                    let _ = delivery.settle(Settle::Ack).await;
+                    deps.answered.insert(&task.task_id, task.deadline_ns, deps.clock.now_ns());
+                    settle_counted(delivery, Settle::Ack, &stats).await;
+                }
+                Err(e @ TransportError::Invalid { .. }) => {
+                    stats.malformed.fetch_add(1, Ordering::SeqCst);
+                    tracing::warn!(error = %e, "the reply cannot be carried; task dead-lettered");
+                    settle_counted(delivery, Settle::DeadLetter(DeadReason::Rejected), &stats).await;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "reply failed; task requeued");
-                    let _ = delivery.settle(Settle::Requeue).await;
+                    settle_counted(delivery, Settle::Requeue, &stats).await;
                 }
             }
         };
@@ -427,9 +492,10 @@ impl VisionWorker {
     /// Settles `delivery` before this worker takes its next task; with `restart`, stops
     /// the actor afterwards (its supervisor restarts it).
     fn settle(&self, ctx: &mut Context<Self>, delivery: TaskDelivery, how: Settle, restart: bool) {
+        let stats = self.deps.stats.clone();
         ctx.wait(
             async move {
-                let _ = delivery.settle(how).await;
+                settle_counted(delivery, how, &stats).await;
             }
             .into_actor(self)
             .map(move |_, _, ctx: &mut Context<Self>| {
@@ -438,6 +504,16 @@ impl VisionWorker {
                 }
             }),
         );
+    }
+}
+
+/// Settles a delivery; a failure is counted and logged (the transport has handed the
+/// delivery back to the broker, which redelivers it).
+async fn settle_counted(delivery: TaskDelivery, how: Settle, stats: &WorkerStats) {
+    let task = delivery.task.task_id.clone();
+    if let Err(e) = delivery.settle(how).await {
+        stats.settle_failures.fetch_add(1, Ordering::SeqCst);
+        tracing::warn!(task = %task, ?how, error = %e, "settling a delivery failed");
     }
 }
 

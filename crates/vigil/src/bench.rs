@@ -96,7 +96,7 @@ fn replay(a: ReplayBenchArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let drive = match &brokers {
         Some(b) => {
-            let d = Drive::from_kafka(b, &vehicle, None, None);
+            let d = Drive::from_kafka(b, Some(&vehicle), None, None, None);
             // The run's queues are done with (its topics stay, like any drive's).
             if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 let _ = rt.block_on(vigil_brokers::amqp::delete_prefix(&b.amqp));

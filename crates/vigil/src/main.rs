@@ -50,6 +50,8 @@ enum Command {
     Replay(Box<replay::ReplayArgs>),
     /// Export a window of a drive from Kafka to an MCAP file, frames inlined.
     Record(Box<replay::RecordArgs>),
+    /// List the drives in Kafka: drive (run) id, vehicle, capture times, messages per stream.
+    Drives(Box<replay::DrivesArgs>),
     /// Train the obstacle recogniser on simulator crops or a dataset directory.
     Train(vision::TrainArgs),
     /// Evaluate a model on freshly simulated crops (with a colour-only baseline).
@@ -91,6 +93,7 @@ fn main() -> ExitCode {
         Command::Monitor(args) => monitor::run(*args),
         Command::Replay(args) => replay::run(*args),
         Command::Record(args) => replay::record(*args),
+        Command::Drives(args) => replay::drives(*args),
         Command::Bench(args) => bench::run(args),
         Command::Train(args) => vision::train(args),
         Command::Eval(args) => vision::eval(args),

@@ -42,6 +42,9 @@ pub struct KafkaWindow {
     /// The vehicle whose drive to read (e.g. veh-0000).
     #[arg(long)]
     vehicle: Option<String>,
+    /// The drive to read: a run id from `vigil drives` (a window inside it still works).
+    #[arg(long)]
+    drive: Option<String>,
     /// Window start (inclusive), capture time: ns since the epoch or RFC 3339.
     #[arg(long, value_parser = parse_time)]
     from: Option<Nanos>,
@@ -52,17 +55,26 @@ pub struct KafkaWindow {
 
 impl KafkaWindow {
     fn read(&self) -> anyhow::Result<Drive> {
-        let Some(vehicle) = &self.vehicle else {
-            bail!("reading a drive from Kafka needs --vehicle ID (e.g. veh-0000)");
-        };
+        if self.vehicle.is_none() && self.drive.is_none() {
+            bail!("reading a drive from Kafka needs --drive ID (see `vigil drives`) or --vehicle ID (e.g. veh-0000)");
+        }
+        if let Some(d) = &self.drive {
+            vigil_core::RunId::parse(d)
+                .map_err(|e| anyhow::anyhow!("--drive: {e}; `vigil drives` lists the drives"))?;
+        }
         if let (Some(f), Some(t)) = (self.from, self.to)
             && t <= f
         {
             bail!("--to must be after --from");
         }
         let b = self.brokers.load()?;
-        let spinner = reading(&format!("reading {vehicle}'s drive from Kafka"));
-        let drive = Drive::from_kafka(&b, vehicle, self.from, self.to);
+        let what = match (&self.drive, &self.vehicle) {
+            (Some(d), Some(v)) => format!("{v}'s drive {d}"),
+            (Some(d), None) => format!("drive {d}"),
+            (None, v) => format!("{}'s drive", v.as_deref().unwrap_or_default()),
+        };
+        let spinner = reading(&format!("reading {what} from Kafka"));
+        let drive = Drive::from_kafka(&b, self.vehicle.as_deref(), self.drive.as_deref(), self.from, self.to);
         spinner.finish_and_clear();
         Ok(drive?)
     }
@@ -263,4 +275,40 @@ mod tests {
         assert_eq!(parse_time("2026-01-01T00:00:05.25Z"), Ok(1_767_225_605_250_000_000));
         assert!(parse_time("yesterday").unwrap_err().contains("RFC 3339"));
     }
+}
+
+/// `vigil drives`: the drives in Kafka.
+#[derive(Debug, Args)]
+pub struct DrivesArgs {
+    #[command(flatten)]
+    brokers: BrokerArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn drives(args: DrivesArgs) -> anyhow::Result<()> {
+    let b = args.brokers.load()?;
+    let spinner = reading("reading the drives in Kafka");
+    let drives = vigil_brokers::kafka::list_drives(&b.kafka, std::time::Duration::from_secs(60));
+    spinner.finish_and_clear();
+    let drives = drives?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&drives)?);
+        return Ok(());
+    }
+    if drives.is_empty() {
+        println!("no drives in Kafka at {} (topic prefix `{}`)", b.kafka.brokers, b.kafka.topic_prefix);
+        return Ok(());
+    }
+    println!("{:<34} {:<10} {:<32} {:>8}  messages", "drive", "vehicle", "first capture", "seconds");
+    for d in &drives {
+        let first = humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + std::time::Duration::from_nanos(d.first_capture_ns.max(0) as u64),
+        );
+        let secs = (d.last_capture_ns - d.first_capture_ns) as f64 * 1e-9;
+        let msgs: Vec<String> = d.messages.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        println!("{:<34} {:<10} {:<32} {:>8.1}  {}", d.drive, d.vehicle, first.to_string(), secs, msgs.join(", "));
+    }
+    Ok(())
 }

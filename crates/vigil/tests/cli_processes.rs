@@ -272,3 +272,73 @@ fn rabbitmq_restart_mid_run_recovers() {
     let _ = std::fs::remove_dir_all(frames);
     delete_amqp_prefix(&prefix);
 }
+
+/// One worker process stays up while two vehicle processes of the same vehicle drive one
+/// after the other (same scenario, same seed): the second drive's tasks are answered too.
+/// Task ids carry each vehicle process's run id, so the worker's duplicate memory never
+/// mistakes a new drive's task for an old one (before, drive 2 got 0 answers and every
+/// task fell back, the worker counting each as a duplicate).
+#[test]
+fn a_second_drive_is_answered_by_a_worker_that_stayed_up() {
+    let Some(_brokers) = brokers_up() else {
+        return;
+    };
+    let prefix = unique("twodrives");
+    let frames = std::env::temp_dir().join(format!("{prefix}-frames"));
+    let mut worker = vigil_over_brokers(&prefix, &frames)
+        .args(["worker", "--amqp", AMQP, "--json"])
+        .env("VIGIL_LOG", "vigil_pipeline=info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vigil worker");
+    let mut guard = KillOnDrop(vec![worker.id()]);
+    let err = worker.stderr.take().unwrap();
+    let (tx, worker_log) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            eprintln!("[worker] {line}");
+            let _ = tx.send(line);
+        }
+    });
+    worker_log.iter().find(|l| l.contains("workers up")).expect("worker did not start");
+    let mut drives = Vec::new();
+    for _ in 0..2 {
+        let endpoint = format!("tcp/127.0.0.1:{}", free_port());
+        // A 1 s budget: this is about identity, not a loaded CI machine's latency.
+        let vehicle = vigil_over_brokers(&prefix, &frames)
+            .args(["vehicle", "--scenario", "pedestrian-crossing", "--kafka", KAFKA, "--amqp", AMQP])
+            .args(["--listen", &endpoint, "--budget-ms", "1000", "--idle-exit", "2", "--json"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn vigil vehicle");
+        let sim = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["sim", "--scenario", "pedestrian-crossing", "--seed", "7", "--publish", "--wall-clock", "--control"])
+            .args(["--connect", &endpoint, "--wait-peers", "1", "--wait-timeout", "30", "--json"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn vigil sim");
+        guard.0.extend([vehicle.id(), sim.id()]);
+        let sim = report(sim, "vigil sim");
+        let vehicle = report(vehicle, "vigil vehicle");
+        eprintln!("sim: {sim}\nvehicle: {vehicle}");
+        drives.push(vehicle);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    terminate(&worker);
+    let worker = report(worker, "vigil worker");
+    eprintln!("worker: {worker}");
+    assert_ne!(drives[0]["run_id"], drives[1]["run_id"], "each vehicle process has its own run id");
+    for (i, v) in drives.iter().enumerate() {
+        let t = &v["tasks"];
+        assert!(n(&t["raised"]) >= 5, "drive {}: {v}", i + 1);
+        assert_eq!(n(&t["completed"]) + n(&t["fallback"]), n(&t["raised"]), "drive {}: {v}", i + 1);
+        assert_eq!(t["outstanding"], 0, "drive {}: {v}", i + 1);
+        assert_eq!(t["fallback"], 0, "drive {}: every task answered: {v}", i + 1);
+        assert_eq!(t["duplicate_replies"], 0, "drive {}: {v}", i + 1);
+    }
+    assert_eq!(worker["duplicates"], 0, "{worker}");
+    assert_eq!(n(&worker["answered"]), n(&drives[0]["tasks"]["completed"]) + n(&drives[1]["tasks"]["completed"]));
+    let _ = std::fs::remove_dir_all(frames);
+    delete_amqp_prefix(&prefix);
+}
