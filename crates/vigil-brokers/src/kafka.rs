@@ -90,6 +90,52 @@ pub async fn ensure_topics(cfg: &KafkaConfig) -> Result<(), TransportError> {
     Ok(())
 }
 
+/// How long a starting process waits for Kafka before it says it is driving without it.
+pub const KAFKA_FIRST_ANSWER: Duration = Duration::from_secs(1);
+
+/// Creates the topics without holding up the start: a vehicle drives with Kafka down
+/// (its telemetry waits in the producer and the spool). Waits up to
+/// [`KAFKA_FIRST_ANSWER`]; past that it warns, once, and keeps trying in the background
+/// with backoff (1 s doubling to 30 s) until the topics exist. Returns whether they
+/// were ready in time.
+pub fn ensure_topics_in_background(cfg: &KafkaConfig, rt: &tokio::runtime::Handle) -> bool {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let brokers = cfg.brokers.clone();
+    let cfg = cfg.clone();
+    rt.spawn(async move {
+        let mut backoff = Duration::from_secs(1);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            // One attempt against a broker that is down can hang for the client's socket
+            // timeout; a fresh one finds a broker that has just come up.
+            let tried = tokio::time::timeout(Duration::from_secs(5), ensure_topics(&cfg)).await;
+            match tried.unwrap_or_else(|_| Err(broker_err(format!("creating topics on {}", cfg.brokers), "no answer in 5 s"))) {
+                Ok(()) => {
+                    if attempt > 1 {
+                        tracing::info!(brokers = %cfg.brokers, attempt, "Kafka answered: topics ready, spooled telemetry flows");
+                    }
+                    let _ = tx.send(());
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "Kafka topics not created yet; telemetry is held until they are");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    });
+    let ready = rx.recv_timeout(KAFKA_FIRST_ANSWER).is_ok();
+    if !ready {
+        tracing::warn!(
+            %brokers,
+            "Kafka did not answer within {KAFKA_FIRST_ANSWER:?}: driving on, telemetry is held in the producer and the spool until it does"
+        );
+    }
+    ready
+}
+
 /// Deletes topics (a benchmark's own, when it is done); ones already gone are fine.
 pub async fn delete_topics(cfg: &KafkaConfig, names: &[String]) -> Result<(), TransportError> {
     let admin: AdminClient<DefaultClientContext> =

@@ -69,7 +69,7 @@ impl Brokers {
     pub fn connect(cfg: &BrokerConfig, clock: Arc<dyn Clock>) -> Result<Self, TransportError> {
         let runtime = Runtime::new()?;
         let rt = runtime.get();
-        rt.block_on(kafka::ensure_topics(&cfg.kafka))?;
+        kafka::ensure_topics_in_background(&cfg.kafka, rt.handle());
         let tasks = rt.block_on(amqp::AmqpTasks::connect(&cfg.amqp, clock, rt.handle().clone()))?;
         let frames = store::ObjectFrameStore::open(&cfg.frames.url, rt.handle().clone())?;
         let log = Arc::new(kafka::KafkaLog::new(&cfg.kafka, Some(frames.clone()))?);

@@ -10,17 +10,28 @@ use vigil_core::{Clock, Nanos};
 pub struct PacedClock {
     start_ns: Nanos,
     wall: Instant,
+    /// Wall nanoseconds (since `wall`) at which the drive started: set by [`restart`].
+    ///
+    /// [`restart`]: PacedClock::restart
+    anchor_ns: std::sync::atomic::AtomicI64,
 }
 
 impl PacedClock {
     pub fn new(start_ns: Nanos) -> Self {
-        Self { start_ns, wall: Instant::now() }
+        Self { start_ns, wall: Instant::now(), anchor_ns: std::sync::atomic::AtomicI64::new(0) }
+    }
+
+    /// Time starts again at `start_ns` now: setting up (a broker that is slow to answer,
+    /// loading the model) is not part of the drive.
+    pub fn restart(&self) {
+        self.anchor_ns.store(self.wall.elapsed().as_nanos() as Nanos, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
 impl Clock for PacedClock {
     fn now_ns(&self) -> Nanos {
-        self.start_ns + self.wall.elapsed().as_nanos() as Nanos
+        let anchor = self.anchor_ns.load(std::sync::atomic::Ordering::SeqCst);
+        self.start_ns + (self.wall.elapsed().as_nanos() as Nanos - anchor).max(0)
     }
 }
 

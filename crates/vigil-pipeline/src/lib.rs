@@ -11,11 +11,13 @@
 
 pub mod bench;
 pub mod clock;
+pub mod fleet_bench;
 pub mod ingest_bench;
 pub mod metrics;
 pub mod process;
 pub mod replay;
 pub mod report;
+pub mod soak_bench;
 pub mod timeline;
 pub mod worker_bench;
 
@@ -35,6 +37,7 @@ use vigil_sim::{Scenario, VehicleSim};
 use vigil_vehicle::node::{
     ControlCommand, NodeConfig, NodeDeps, NodeStats, RoadMap, SensorInputs, SensorKind, start_node,
 };
+use vigil_vehicle::priority::{Plane, PriorityMode, enter_or_warn};
 use vigil_vision::batcher::{BatcherConfig, Serving};
 use vigil_vision::model::{Recogniser, default_device};
 use vigil_worker::{Faults, Inference, WorkerDeps, WorkerStats, start_workers};
@@ -69,6 +72,11 @@ pub struct RunConfig {
     pub console: bool,
     /// Run over Kafka, RabbitMQ and an object store instead of the embedded transports.
     pub brokers: Option<vigil_brokers::BrokerConfig>,
+    /// Scheduling of the urgent plane (this thread, the simulated sensors, the actors and
+    /// the workers) against the bulk plane (telemetry).
+    pub priority: PriorityMode,
+    /// Drill: this sensor stops publishing from this simulated time on (ns from start).
+    pub sensor_outage: Option<(SensorKind, Nanos)>,
 }
 
 impl RunConfig {
@@ -91,6 +99,8 @@ impl RunConfig {
             inject_latency: Duration::ZERO,
             console: false,
             brokers: None,
+            priority: PriorityMode::default(),
+            sensor_outage: None,
         }
     }
 }
@@ -169,21 +179,18 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
     if duration_ns <= 0 {
         return Err(RunError::Config(format!("duration must be positive, got {} s", duration_ns as f64 * 1e-9)));
     }
+    // Before anything starts a thread: every thread of the run inherits the urgent plane
+    // (the simulated sensors too, as hardware they are not the computer's load), and the
+    // telemetry arbiter steps down.
+    let priority = enter_or_warn(Plane::Urgent, cfg.priority);
+    let cpu_start = report::process_cpu_seconds();
     let wall_start = Instant::now();
     let start_ns = cfg.scenario.environment.start_time_ns;
     let lockstep = Arc::new(LockstepClock::new(start_ns));
-    let clock: Arc<dyn Clock> = if cfg.fast { lockstep.clone() } else { Arc::new(PacedClock::new(start_ns)) };
+    let paced = Arc::new(PacedClock::new(start_ns));
+    let clock: Arc<dyn Clock> = if cfg.fast { lockstep.clone() } else { paced.clone() };
 
-    // The model is loaded once, before anything moves.
-    let model = if cfg.perception {
-        let device = default_device();
-        Some(Recogniser::load(&cfg.model_dir, &device)?)
-    } else {
-        None
-    };
-    let model_info = model.as_ref().map(|m| (m.config.name.clone(), m.config.version.clone(), m.device_name()));
-
-    // Transports.
+    // Transports first: a broker that is down is reported at once.
     let brokers = match &cfg.brokers {
         Some(b) => {
             if cfg.record.is_some() {
@@ -195,6 +202,15 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         }
         None => None,
     };
+    // The model is loaded once, before anything moves.
+    let model = if cfg.perception {
+        let device = default_device();
+        Some(Recogniser::load(&cfg.model_dir, &device)?)
+    } else {
+        None
+    };
+    let model_info = model.as_ref().map(|m| (m.config.name.clone(), m.config.version.clone(), m.device_name()));
+
     let (log, frames, tasks): (Arc<dyn TelemetryLog>, Arc<dyn FrameStore>, Arc<dyn TaskTransport>) = match &brokers {
         Some(b) => (b.log.clone(), Arc::new(b.frames.clone()), Arc::new(b.tasks.clone())),
         None => {
@@ -256,9 +272,13 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         stats: stats.clone(),
         worker_stats: worker_stats.clone(),
         control: control_tx,
+        priority: cfg.priority,
+        handles: None,
     })?;
 
-    // Drive.
+    // Drive. Real time starts now, whatever setting up took.
+    paced.restart();
+    let drive_start = Instant::now();
     let mut produced = [0u64; 4];
     let mut pending: Vec<ControlCommand> = Vec::new();
     let mut batch = Vec::new();
@@ -276,7 +296,7 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         if cfg.fast {
             lockstep.advance_to(capture);
         } else {
-            let due = wall_start + Duration::from_nanos(t.max(0) as u64);
+            let due = drive_start + Duration::from_nanos(t.max(0) as u64);
             let now = Instant::now();
             if due > now {
                 std::thread::sleep(due - now);
@@ -290,6 +310,11 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         // Lockstep: every other frame of this instant is ingested before the radar scans
         // that trigger fusion, so fusion sees the camera and lidar of the same instant and
         // the task path does not share the cores with megabyte frame decoding.
+        if let Some((kind, from)) = cfg.sensor_outage
+            && t >= from
+        {
+            batch.retain(|m| sensor_of(m.kind) != kind);
+        }
         let (radar, rest): (Vec<_>, Vec<_>) = batch.drain(..).partition(|m| m.kind == StreamKind::Radar);
         for (i, group) in [rest, radar].into_iter().enumerate() {
             for msg in group {
@@ -347,6 +372,8 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         cfg: &cfg,
         duration_ns,
         wall: wall_start.elapsed(),
+        cpu_seconds: report::process_cpu_seconds() - cpu_start,
+        priority,
         produced,
         stats: &stats,
         workers: &worker_stats,
@@ -379,6 +406,9 @@ pub(crate) struct Actors {
     pub stats: Arc<NodeStats>,
     pub worker_stats: Arc<WorkerStats>,
     pub control: std::sync::mpsc::Sender<ControlCommand>,
+    pub priority: PriorityMode,
+    /// Where each started node's addresses go (benchmarks that drive a node directly).
+    pub handles: Option<std::sync::mpsc::Sender<vigil_vehicle::node::NodeHandle>>,
 }
 
 /// Starts the actor system on its own thread: the nodes' fusion/dispatch/handler on the
@@ -388,6 +418,10 @@ pub(crate) fn start_actors(a: Actors) -> Result<ActorSystem, RunError> {
     spawn_system(move || {
         let io = actix::Arbiter::new();
         let bulk = actix::Arbiter::new();
+        let mode = a.priority;
+        bulk.spawn_fn(move || {
+            enter_or_warn(Plane::Bulk, mode);
+        });
         for (vehicle, input) in a.inputs {
             let mut node_cfg = NodeConfig::new(vehicle, a.run.clone(), a.road);
             node_cfg.perception = a.perception;
@@ -400,7 +434,10 @@ pub(crate) fn start_actors(a: Actors) -> Result<ActorSystem, RunError> {
                 control: a.control.clone(),
                 stats: a.stats.clone(),
             };
-            start_node(node_cfg, deps, input, &io.handle(), &bulk.handle());
+            let handle = start_node(node_cfg, deps, input, &io.handle(), &bulk.handle());
+            if let Some(tx) = &a.handles {
+                let _ = tx.send(handle);
+            }
         }
         let mut arbiters = vec![(io, Vec::new()), (bulk, Vec::new())];
         if let Some(model) = a.model {

@@ -52,6 +52,8 @@ pub struct VehicleProcess {
     pub stop: Arc<AtomicBool>,
     /// Where the live counters go, in Prometheus text format, once a second.
     pub metrics: Option<MetricsText>,
+    /// Scheduling of the urgent plane against telemetry.
+    pub priority: vigil_vehicle::priority::PriorityMode,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -103,6 +105,8 @@ pub struct TelemetryReport {
     pub queued_bytes: u64,
     /// Records dropped because the spool was full.
     pub dropped: u64,
+    /// The most bytes the spool held at once (how long a stall it rode out).
+    pub peak_bytes: u64,
 }
 
 /// Runs the vehicle nodes until stopped; see [`VehicleProcess`].
@@ -110,6 +114,9 @@ pub fn run_vehicle(cfg: VehicleProcess) -> Result<VehicleReport, RunError> {
     if cfg.vehicles == 0 {
         return Err(RunError::Config("--vehicles must be at least 1".into()));
     }
+    // Every thread started from here on inherits the urgent plane; telemetry steps down.
+    let priority = vigil_vehicle::priority::enter_or_warn(vigil_vehicle::priority::Plane::Urgent, cfg.priority);
+    tracing::info!(priority, "scheduling");
     let wall_start = Instant::now();
     let clock: Arc<dyn Clock> = Arc::new(WallClock);
     let brokers = Brokers::connect(&cfg.brokers, clock.clone())?;
@@ -153,6 +160,8 @@ pub fn run_vehicle(cfg: VehicleProcess) -> Result<VehicleReport, RunError> {
         stats: stats.clone(),
         worker_stats: Arc::default(),
         control: control_tx,
+        priority: cfg.priority,
+        handles: None,
     })?;
     tracing::info!(vehicles = ?vehicles, "vehicle nodes up");
 
@@ -271,6 +280,7 @@ fn vehicle_report(
             queued: get(&s.telemetry_queued),
             queued_bytes: get(&s.telemetry_queued_bytes),
             dropped: get(&s.telemetry_dropped),
+            peak_bytes: get(&s.telemetry_peak_bytes),
         },
         no_camera_fallbacks: get(&s.no_camera),
         brokers: BrokerReport::from_brokers(brokers),

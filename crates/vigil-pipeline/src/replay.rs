@@ -508,6 +508,9 @@ pub fn replay(drive: &Drive, cfg: &ReplayConfig) -> Result<ReplayReport, RunErro
         stats: stats.clone(),
         worker_stats: Arc::new(WorkerStats::default()),
         control,
+        // Offline: nothing to keep a deadline against.
+        priority: vigil_vehicle::priority::PriorityMode::Off,
+        handles: None,
     })?;
 
     // Feed, one capture instant at a time.

@@ -54,6 +54,12 @@ pub struct Tasks {
     pub by_priority: BTreeMap<u8, [u64; 3]>,
 }
 
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Threats {
+    pub seen: u64,
+    pub raised: u64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Recommendations {
     pub count: u64,
@@ -72,6 +78,10 @@ pub struct Percentiles {
 #[derive(Debug, Clone, Serialize)]
 pub struct Latency {
     pub detect_to_recommend: Percentiles,
+    /// Capture → fused, of every radar scan: how far fusion ran behind the sensors.
+    pub fusion_lag: Percentiles,
+    /// Deadline → fallback applied, of every task that fell back.
+    pub fallback_after_deadline: Percentiles,
     /// The worker's share: take → reply sent (fetch, crop, batched inference, decide).
     pub worker: Percentiles,
 }
@@ -199,9 +209,22 @@ pub struct RunReport {
     pub vehicles: usize,
     pub sim_seconds: f64,
     pub wall_seconds: f64,
+    /// CPU time of this process over the run (user + system), seconds.
+    pub cpu_seconds: f64,
+    /// Scheduling of the urgent plane as applied (`off`, `nice -11`, `SCHED_RR 10`, `denied`).
+    pub priority: String,
     pub frames: Frames,
     pub lost: u64,
     pub rejected_frames: u64,
+    /// Tracks that became actionable threats, and those fusion acted on while their scan
+    /// was younger than the task budget (see `NodeStats::threats_seen`).
+    pub threats: Threats,
+    /// Radar scans fusion processed (detection and tracking ran on each).
+    pub fused: u64,
+    /// Threats that fell back at once: no fresh camera frame or no camera box.
+    pub no_camera_fallbacks: u64,
+    /// The telemetry spool between the actors and the log.
+    pub telemetry: crate::process::TelemetryReport,
     pub tasks: Tasks,
     pub recommendations: Recommendations,
     pub latency_ms: Latency,
@@ -221,6 +244,8 @@ pub(crate) struct Inputs<'a> {
     pub cfg: &'a RunConfig,
     pub duration_ns: Nanos,
     pub wall: Duration,
+    pub cpu_seconds: f64,
+    pub priority: &'a str,
     pub produced: [u64; 4],
     pub stats: &'a NodeStats,
     pub workers: &'a WorkerStats,
@@ -259,6 +284,16 @@ pub fn percentiles(mut v: Vec<f64>) -> Percentiles {
     }
 }
 
+/// CPU time this process has used (user + system), seconds; 0 where /proc is absent.
+pub fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // utime and stime are fields 14 and 15, counted after the parenthesised command
+    // name, in USER_HZ ticks (100 per second in Linux's ABI).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let field = |n: usize| rest.split_whitespace().nth(n).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (field(11) + field(12)) / 100.0
+}
+
 fn get(a: &std::sync::atomic::AtomicU64) -> u64 {
     a.load(Ordering::SeqCst)
 }
@@ -286,9 +321,20 @@ pub(crate) fn build(i: Inputs<'_>) -> RunReport {
         vehicles: i.cfg.vehicles,
         sim_seconds: i.duration_ns as f64 * 1e-9,
         wall_seconds: i.wall.as_secs_f64(),
+        cpu_seconds: i.cpu_seconds,
+        priority: i.priority.to_string(),
         frames,
         lost,
         rejected_frames: get(&s.rejected),
+        threats: Threats { seen: get(&s.threats_seen), raised: get(&s.threats_raised) },
+        fused: get(&s.fused),
+        no_camera_fallbacks: get(&s.no_camera),
+        telemetry: crate::process::TelemetryReport {
+            queued: get(&s.telemetry_queued),
+            queued_bytes: get(&s.telemetry_queued_bytes),
+            dropped: get(&s.telemetry_dropped),
+            peak_bytes: get(&s.telemetry_peak_bytes),
+        },
         tasks: Tasks {
             published: get(&s.tasks_published),
             completed: get(&s.completed),
@@ -321,7 +367,12 @@ pub(crate) fn build(i: Inputs<'_>) -> RunReport {
                 .collect(),
         },
         recommendations: Recommendations { count: get(&s.completed), by_action },
-        latency_ms: Latency { detect_to_recommend: Percentiles::of(&s.latencies), worker: Percentiles::of(&s.worker) },
+        latency_ms: Latency {
+            detect_to_recommend: Percentiles::of(&s.latencies),
+            fusion_lag: Percentiles::of(&s.fusion_lag),
+            fallback_after_deadline: Percentiles::of(&s.fallback_after_deadline),
+            worker: Percentiles::of(&s.worker),
+        },
         outcome: Outcome::of(i.sims),
         model: i.model.map(|(name, version, device)| Model { name, version, device }),
         workers: Workers {

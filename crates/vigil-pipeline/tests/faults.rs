@@ -186,3 +186,30 @@ fn a_pipeline_too_slow_for_its_deadlines_falls_back_and_can_collide() {
     assert!(r.tasks.fallback > 0);
     assert!(r.tasks.stale_replies + r.tasks.expired > 0, "{:?}", r.tasks);
 }
+
+/// The camera goes dark 2 s into drives whose hazard comes later: every threat then falls
+/// back at once (no task on a stale crop), the fallback brakes, and nothing is hit. The
+/// same drives with perception off collide, so the brakes are the fallback's doing.
+#[test]
+fn a_camera_outage_falls_back_to_braking_and_avoids_the_collision() {
+    for name in ["pedestrian-crossing", "stopped-vehicle"] {
+        let scenario = Scenario::builtin(name).unwrap();
+        let mut cfg = RunConfig::new(scenario.clone(), 7, model_dir());
+        cfg.fast = true;
+        cfg.sensor_outage = Some((vigil_vehicle::node::SensorKind::Camera, 2_000_000_000));
+        let r = run(cfg.clone()).unwrap();
+        eprintln!(
+            "{name} camera out at 2 s: {:?} no-camera {} outcome {:?}",
+            r.tasks, r.no_camera_fallbacks, r.outcome
+        );
+        let t = &r.tasks;
+        assert_eq!(r.lost, 0);
+        assert_eq!(t.raised, t.completed + t.fallback, "{t:?}");
+        assert!(r.no_camera_fallbacks > 0, "{name}: threats after the outage fell back at once");
+        assert!(!r.outcome.collision, "{name}: {:?}", r.outcome);
+
+        cfg.perception = false;
+        let control = run(cfg).unwrap();
+        assert!(control.outcome.collision, "{name} without perception must collide (else the drill shows nothing)");
+    }
+}

@@ -2,4 +2,5 @@
 
 pub mod detector;
 pub mod node;
+pub mod priority;
 pub mod tracker;

@@ -124,8 +124,20 @@ pub struct NodeStats {
     /// Telemetry records waiting for the log, and their bytes.
     pub telemetry_queued: AtomicU64,
     pub telemetry_queued_bytes: AtomicU64,
+    pub telemetry_peak_bytes: AtomicU64,
     /// Threats that fell back at once because the camera had no fresh frame or no box.
     pub no_camera: AtomicU64,
+    /// Tracks that became a threat fusion may act on, and of those, how many it first
+    /// acted on (a task or an immediate fallback) from a scan younger than the task
+    /// budget. A threat first seen on an older scan was left unraised while the vehicle
+    /// was busy: its task would be born expired. Equal when fusion keeps pace.
+    pub threats_seen: AtomicU64,
+    pub threats_raised: AtomicU64,
+    /// Capture → fused, of every radar scan: how far fusion runs behind the sensors.
+    pub fusion_lag: Latencies,
+    /// Deadline → fallback applied, of every task that fell back (0 when it fell back
+    /// before its deadline, as a refused publish does).
+    pub fallback_after_deadline: Latencies,
     /// Detection → applied recommendation.
     pub latencies: Latencies,
     /// Worker-side time of each completed task (take → reply), from the recommendation.
@@ -146,6 +158,10 @@ impl Default for Latencies {
         Self(Mutex::new(h))
     }
 }
+
+/// What a [`Latencies`] held at one moment.
+#[derive(Debug, Clone)]
+pub struct LatencyMark(Option<hdrhistogram::Histogram<u64>>);
 
 /// Percentiles of a [`Latencies`], milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -180,6 +196,24 @@ impl Latencies {
     }
 
     /// Every recorded value, seconds, with how often it was recorded (for Prometheus buckets).
+    /// A mark to measure a window from: [`Latencies::since`].
+    pub fn mark(&self) -> LatencyMark {
+        LatencyMark(self.0.lock().ok().map(|h| h.clone()))
+    }
+
+    /// The percentiles of what was recorded after `mark` was taken.
+    pub fn since(&self, mark: &LatencyMark) -> LatencySummary {
+        let Ok(h) = self.0.lock() else { return LatencySummary::default() };
+        let mut window = h.clone();
+        drop(h);
+        if let Some(before) = &mark.0
+            && window.subtract(before).is_err()
+        {
+            return LatencySummary::default();
+        }
+        Latencies(Mutex::new(window)).summary_ms()
+    }
+
     pub fn weighted_seconds(&self) -> Vec<(f64, u64)> {
         let Ok(h) = self.0.lock() else { return Vec::new() };
         h.iter_recorded().map(|v| (v.value_iterated_to() as f64 * 1e-9, v.count_at_value())).collect()
@@ -390,6 +424,7 @@ impl TelemetrySpool {
             tracing::warn!(topic = r.topic, queued, "telemetry spool full; record dropped and counted");
             return;
         }
+        self.stats.telemetry_peak_bytes.fetch_max(queued + len, Ordering::SeqCst);
         inc(&self.stats.telemetry_queued);
         self.addr.do_send(r);
     }
@@ -541,6 +576,8 @@ pub struct Fusion {
     ego: Option<(Nanos, v1::EgoState)>,
     /// Tracks with a task or fallback in flight (settled by the handler's [`TrackSettled`]).
     in_flight: HashSet<u32>,
+    /// Live tracks that were ever an actionable threat (counted once each).
+    threats: HashSet<u32>,
     next_task: u64,
 }
 
@@ -641,6 +678,7 @@ impl Fusion {
         let lidar_ns = lidar_env.header.as_ref().map_or(capture, |h| h.capture_time_ns);
         let pose = self.pose_at(lidar_ns);
         let tracks = self.tracker.update(lidar_ns, pose, candidates);
+        self.threats.retain(|id| tracks.iter().any(|t| t.id == *id));
         let (left, right) = (self.lane_free(&tracks, 1.0), self.lane_free(&tracks, -1.0));
         for t in &tracks {
             let c = &t.candidate;
@@ -665,7 +703,17 @@ impl Fusion {
             );
             // A young track may ask only when it is in the path now and closing fast.
             let urgent_now = t.y.abs() < PATH_HALF_WIDTH_M + c.width_m / 2.0 && ttc < EARLY_TTC_S;
-            if !threat || (t.hits < MIN_HITS_FOR_VELOCITY && !urgent_now) || self.in_flight.contains(&t.id) {
+            if !threat || (t.hits < MIN_HITS_FOR_VELOCITY && !urgent_now) {
+                continue;
+            }
+            let on_time = self.clock.now_ns() - capture < self.cfg.task_budget_ns;
+            if self.threats.insert(t.id) {
+                inc(&self.stats.threats_seen);
+                if on_time {
+                    inc(&self.stats.threats_raised);
+                }
+            }
+            if self.in_flight.contains(&t.id) {
                 continue;
             }
             let max_age = self.cfg.max_camera_age_ns.max(self.camera_period_ns.saturating_mul(3) / 2);
@@ -758,6 +806,7 @@ impl Handler<Frame> for Fusion {
                 }
             }
             SensorKind::Radar => {
+                self.stats.fusion_lag.record(self.clock.now_ns() - f.capture_ns());
                 self.on_radar(&f);
                 // After any task it raised is counted as outstanding (lockstep runners
                 // wait for fused == radar frames and outstanding == 0).
@@ -889,9 +938,9 @@ pub struct RecommendationHandler {
     control: std::sync::mpsc::Sender<ControlCommand>,
     fusion: Recipient<TrackSettled>,
     outstanding: HashMap<String, Outstanding>,
-    /// Tasks resolved (answered or fallen back) with their deadline, kept a while after
-    /// it to tell a stale or duplicate reply from an unknown one; pruned, so bounded.
-    resolved: HashMap<String, (Nanos, Resolution)>,
+    /// Tasks resolved (answered or fallen back), kept a while after their deadline to
+    /// tell a stale or duplicate reply from an unknown one.
+    resolved: Resolved,
     current: Option<(Action, Nanos)>,
 }
 
@@ -902,8 +951,44 @@ enum Resolution {
     TimedOut,
 }
 
-/// How long past its deadline a resolved task is remembered.
-const RESOLVED_MEMORY_NS: Nanos = 60_000_000_000;
+/// How long past its deadline a resolved task is remembered, and how many at most (a
+/// reply later than either is counted unknown instead of stale).
+const RESOLVED_MEMORY_NS: Nanos = 10_000_000_000;
+const RESOLVED_CAPACITY: usize = 16_384;
+
+/// Resolved task ids in the order they were resolved, pruned from the front: the cost of
+/// forgetting is the number forgotten, not the number held (a scan of every id each
+/// deadline check grew the p99 with the task rate in the soak bench).
+#[derive(Debug, Default)]
+struct Resolved {
+    ids: HashMap<String, Resolution>,
+    order: std::collections::VecDeque<(Nanos, String)>,
+}
+
+impl Resolved {
+    fn insert(&mut self, id: &str, deadline_ns: Nanos, how: Resolution) {
+        if self.ids.insert(id.to_string(), how).is_none() {
+            self.order.push_back((deadline_ns, id.to_string()));
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<Resolution> {
+        self.ids.get(id).copied()
+    }
+
+    /// Forgets what is older than the memory or beyond the capacity. Deadlines arrive
+    /// nearly in order; an out-of-order one waits behind the front.
+    fn prune(&mut self, now_ns: Nanos) {
+        while let Some((deadline, _)) = self.order.front() {
+            if *deadline + RESOLVED_MEMORY_NS > now_ns && self.order.len() <= RESOLVED_CAPACITY {
+                break;
+            }
+            if let Some((_, id)) = self.order.pop_front() {
+                self.ids.remove(&id);
+            }
+        }
+    }
+}
 
 impl Actor for RecommendationHandler {
     type Context = Context<Self>;
@@ -926,7 +1011,7 @@ impl Actor for RecommendationHandler {
 impl RecommendationHandler {
     fn resolve(&mut self, task_id: &str, how: Resolution) -> Option<Outstanding> {
         let o = self.outstanding.remove(task_id)?;
-        self.resolved.insert(task_id.to_string(), (o.deadline_ns, how));
+        self.resolved.insert(task_id, o.deadline_ns, how);
         Some(o)
     }
 
@@ -959,6 +1044,7 @@ impl RecommendationHandler {
     }
 
     fn fallback(&mut self, o: &Outstanding) {
+        self.stats.fallback_after_deadline.record((self.clock.now_ns() - o.deadline_ns).max(0));
         inc(&self.stats.fallback);
         inc(&self.stats.fallback_by_priority[o.priority as usize]);
         if o.ttc_s < self.cfg.fallback_ttc_s {
@@ -978,7 +1064,7 @@ impl RecommendationHandler {
                 self.finish(&o);
             }
         }
-        self.resolved.retain(|_, (deadline, _)| *deadline + RESOLVED_MEMORY_NS > now);
+        self.resolved.prune(now);
     }
 }
 
@@ -1028,8 +1114,8 @@ impl StreamHandler<Result<Reply, TransportError>> for RecommendationHandler {
         let Some(o) = self.outstanding.get(&rec.task_id).cloned() else {
             match self.resolved.get(&rec.task_id) {
                 // Its deadline passed first: the fallback already acted.
-                Some((_, Resolution::TimedOut)) => inc(&self.stats.stale),
-                Some((_, Resolution::Answered)) => inc(&self.stats.duplicate),
+                Some(Resolution::TimedOut) => inc(&self.stats.stale),
+                Some(Resolution::Answered) => inc(&self.stats.duplicate),
                 None => inc(&self.stats.unknown),
             }
             return;
@@ -1072,6 +1158,7 @@ pub struct SensorInputs(pub Vec<(SensorKind, tokio::sync::mpsc::Receiver<BusSamp
 #[derive(Debug, Clone)]
 pub struct NodeHandle {
     pub fusion: Option<Addr<Fusion>>,
+    pub dispatcher: Option<Addr<Dispatcher>>,
     pub handler: Option<Addr<RecommendationHandler>>,
 }
 
@@ -1099,7 +1186,7 @@ pub fn start_node(
             limit_bytes: cfg.telemetry_spool_bytes,
         }
     };
-    let (fusion, handler) = if cfg.perception {
+    let (fusion, dispatcher, handler) = if cfg.perception {
         // Fusion and the handler hold each other's address: fusion's context first.
         let fusion_ctx: Context<Fusion> = Context::new();
         let handler = RecommendationHandler {
@@ -1111,7 +1198,7 @@ pub fn start_node(
             control: deps.control.clone(),
             fusion: fusion_ctx.address().recipient(),
             outstanding: HashMap::new(),
-            resolved: HashMap::new(),
+            resolved: Resolved::default(),
             current: None,
         }
         .start();
@@ -1125,6 +1212,7 @@ pub fn start_node(
             sequence: 0,
         }
         .start();
+        let dispatcher_addr = dispatcher.clone();
         let fusion = fusion_ctx.run(Fusion {
             cfg: cfg.clone(),
             clock: deps.clock.clone(),
@@ -1137,11 +1225,12 @@ pub fn start_node(
             camera_period_ns: 0,
             ego: None,
             in_flight: HashSet::new(),
+            threats: HashSet::new(),
             next_task: 0,
         });
-        (Some(fusion), Some(handler))
+        (Some(fusion), Some(dispatcher_addr), Some(handler))
     } else {
-        (None, None)
+        (None, None, None)
     };
     for (kind, rx) in inputs.0 {
         let ingest = Ingest {
@@ -1161,5 +1250,5 @@ pub fn start_node(
             ingest
         });
     }
-    NodeHandle { fusion, handler }
+    NodeHandle { fusion, dispatcher, handler }
 }

@@ -62,8 +62,6 @@ pub struct WorkerStats {
     /// Settles (ack, retry, dead letter) that failed; the transport hands the delivery
     /// back to the broker, so none is left holding the prefetch.
     pub settle_failures: AtomicU64,
-    /// Priorities in the order tasks were taken (for ordering checks).
-    pub taken_priorities: std::sync::Mutex<Vec<u8>>,
 }
 
 /// Task ids this process has answered, each kept until its task's deadline has passed
@@ -344,9 +342,6 @@ impl StreamHandler<Result<TaskDelivery, TransportError>> for VisionWorker {
             stats.redelivered.fetch_add(1, Ordering::SeqCst);
         }
         tracing::debug!(worker = %self.id, task = %delivery.task.task_id, attempt = delivery.attempt, "task taken");
-        if let Ok(mut p) = stats.taken_priorities.lock() {
-            p.push(delivery.task.priority);
-        }
         let started = Instant::now();
         // 1. Deadline at take time.
         if deps.clock.now_ns() > delivery.task.deadline_ns {

@@ -40,6 +40,256 @@ enum BenchWhat {
     /// brokers, `--over-brokers`, and read back from Kafka), replayed at --max through the
     /// actors and workers three times, against real time (the baseline of a drive).
     Replay(ReplayBenchArgs),
+    /// Paced drives of 1, 2, 4 and 8 vehicles at once, embedded and (with --kafka and
+    /// --amqp) over the brokers in the same invocation: frames lost, fusion's pace,
+    /// threats raised on time, tasks answered in deadline, latency and CPU per row.
+    Fleet(FleetBenchArgs),
+    /// The embedded drive beside a busy loop on every core, with and without the urgent
+    /// plane's scheduling priority, and idle as the baseline.
+    Priority(PriorityBenchArgs),
+    /// Many tasks through one vehicle node's urgent path (dispatcher, queue, workers,
+    /// handler): resident memory and latency p99 of the last window against the first.
+    Soak(SoakBenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct SoakBenchArgs {
+    #[arg(long, default_value_t = 100_000)]
+    tasks: u64,
+    /// Tasks per measured window (the first warms up, the second is the baseline).
+    #[arg(long, default_value_t = 10_000)]
+    window: u64,
+    /// Tasks in flight at once.
+    #[arg(long, default_value_t = 4)]
+    in_flight: i64,
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    #[arg(long, default_value = "models/obstacle-classifier")]
+    model: std::path::PathBuf,
+    #[arg(long, default_value = "pedestrian-crossing")]
+    scenario: String,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Fail when resident memory grows more than this fraction from the first window.
+    #[arg(long, default_value_t = 0.10)]
+    max_rss_growth: f64,
+    /// Fail when the window's detect→recommend p99 grows more than this fraction.
+    #[arg(long, default_value_t = 0.20)]
+    max_p99_growth: f64,
+    #[arg(long)]
+    json: bool,
+}
+
+fn soak(a: SoakBenchArgs) -> anyhow::Result<()> {
+    if a.in_flight < 1 || a.in_flight > 256 || a.workers == 0 || a.workers > 64 {
+        bail!("--in-flight must be 1..=256 and --workers 1..=64");
+    }
+    let cfg = vigil_pipeline::soak_bench::SoakConfig {
+        tasks: a.tasks,
+        window: a.window,
+        in_flight: a.in_flight,
+        workers: a.workers,
+        budget_ns: 100_000_000,
+        model_dir: a.model.clone(),
+        scenario: Scenario::load(&a.scenario)?,
+        seed: a.seed,
+        max_rss_growth: a.max_rss_growth,
+        max_p99_growth: a.max_p99_growth,
+    };
+    let b = vigil_pipeline::soak_bench::soak_bench(&cfg, |w| {
+        eprintln!(
+            "  {:>8} tasks  rss {:>7.1} MB  p50 {:>6.2} ms  p99 {:>6.2} ms  answered {} fallback {}",
+            w.tasks, w.rss_mb, w.p50_ms, w.p99_ms, w.answered, w.fallback
+        )
+    })?;
+    if a.json {
+        println!("{}", serde_json::to_string(&b)?);
+    }
+    let summary = format!(
+        "{} tasks at {:.0}/s: RSS {:+.1}% (bound {:.0}%), p99 {:+.1}% (bound {:.0}%) last window against the second; every task ended answered or fallen back: {}",
+        b.tasks,
+        b.tasks_per_s,
+        b.rss_growth * 100.0,
+        b.max_rss_growth * 100.0,
+        b.p99_growth * 100.0,
+        b.max_p99_growth * 100.0,
+        b.balanced
+    );
+    if !b.pass {
+        bail!("{summary}");
+    }
+    if !a.json {
+        println!("{summary}");
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+struct FleetBenchArgs {
+    #[arg(long, default_value = "urban-dense")]
+    scenario: String,
+    #[arg(long, default_value_t = 3)]
+    seed: u64,
+    /// Simulated seconds of each drive (paced: also wall seconds).
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2, 4, 8])]
+    vehicles: Vec<usize>,
+    #[arg(long, default_value = "models/obstacle-classifier")]
+    model: std::path::PathBuf,
+    /// The row the gate reads (over the brokers when given, else embedded).
+    #[arg(long, default_value_t = 4)]
+    gate_vehicles: usize,
+    /// Fail when the gate row answers fewer of its raised tasks inside their deadline, or
+    /// when it lost a frame, fell behind the radar, or raised a threat late.
+    #[arg(long, default_value_t = 0.99)]
+    min_in_deadline: f64,
+    #[command(flatten)]
+    brokers: crate::process::BrokerArgs,
+    /// Write the rows as a PNG bar chart here.
+    #[arg(long)]
+    png: Option<std::path::PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct PriorityBenchArgs {
+    #[arg(long, default_value = "urban-dense")]
+    scenario: String,
+    #[arg(long, default_value_t = 3)]
+    seed: u64,
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    #[arg(long, default_value_t = 4)]
+    vehicles: usize,
+    #[arg(long, default_value = "models/obstacle-classifier")]
+    model: std::path::PathBuf,
+    /// The priority setting under test.
+    #[arg(long, value_enum, default_value_t = crate::run::PriorityArg::Nice)]
+    priority: crate::run::PriorityArg,
+    /// Fail when the run with priority beside the hog answers fewer of its raised tasks
+    /// inside their deadline.
+    #[arg(long, default_value_t = 0.95)]
+    min_in_deadline: f64,
+    #[arg(long)]
+    png: Option<std::path::PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+fn fleet_config(
+    scenario: &str,
+    seed: u64,
+    seconds: f64,
+    vehicles: Vec<usize>,
+    model: &std::path::Path,
+    gate_vehicles: usize,
+    min_in_deadline: f64,
+) -> anyhow::Result<vigil_pipeline::fleet_bench::FleetConfig> {
+    if !seconds.is_finite() || seconds <= 0.0 || seconds > 3600.0 {
+        bail!("--seconds must be between 0 and 3600, got {seconds}");
+    }
+    if vehicles.is_empty() || vehicles.iter().any(|v| *v == 0 || *v > 64) {
+        bail!("--vehicles must list counts between 1 and 64");
+    }
+    if !(0.0..=1.0).contains(&min_in_deadline) {
+        bail!("--min-in-deadline is a fraction between 0 and 1, got {min_in_deadline}");
+    }
+    if !model.join("config.json").exists() {
+        bail!("no model at {} (pass --model DIR or train one with `vigil train`)", model.display());
+    }
+    Ok(vigil_pipeline::fleet_bench::FleetConfig {
+        scenario: Scenario::load(scenario)?,
+        seed,
+        seconds,
+        vehicles,
+        model_dir: model.to_path_buf(),
+        brokers: None,
+        gate_vehicles,
+        min_in_deadline,
+    })
+}
+
+fn print_fleet_row(r: &vigil_pipeline::fleet_bench::FleetRow) {
+    eprintln!(
+        "  {:<8} {:>2} veh{:<9} {:>6} frames lost {:<3} fused {:>4}/{:<4} threats {:>3}/{:<3} tasks {:>4} in deadline {:>4} ({:>5.1}%) fallback {:>3} no-camera {:>3} expired {:>3}  p50 {:>5.1} p99 {:>6.1} ms  fusion lag p99 {:>5.1} ms  cpu {:.2} cores  {}",
+        r.mode,
+        r.vehicles,
+        if r.hog { format!(" +hog {}", if r.priority == "unchanged" { "-" } else { "prio" }) } else { String::new() },
+        r.frames_produced,
+        r.frames_lost,
+        r.fused,
+        r.radar_produced,
+        r.threats_raised,
+        r.threats_seen,
+        r.tasks_raised,
+        r.answered_in_deadline,
+        r.in_deadline_ratio * 100.0,
+        r.fallback,
+        r.no_camera,
+        r.expired,
+        r.detect_to_recommend_p50_ms,
+        r.detect_to_recommend_p99_ms,
+        r.fusion_lag_p99_ms,
+        r.cpu_cores,
+        if r.collisions > 0 { format!("{} collision(s)", r.collisions) } else { String::new() },
+    );
+}
+
+fn finish_fleet(
+    b: &vigil_pipeline::fleet_bench::FleetBench,
+    png: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<()> {
+    if let Some(p) = png {
+        vigil_pipeline::fleet_bench::fleet_png(b, p)?;
+    }
+    if json {
+        println!("{}", serde_json::to_string(b)?);
+    }
+    let Some(g) = b.gate_row() else { bail!("no {} row of {} vehicles to gate", b.gate_mode, b.gate_vehicles) };
+    let summary = format!(
+        "{} {} vehicles: {:.1}% of {} raised tasks answered in deadline (bound {:.1}%), frames lost {}, fused {}/{} radar scans, threats raised on time {}/{}",
+        g.mode,
+        g.vehicles,
+        g.in_deadline_ratio * 100.0,
+        g.tasks_raised,
+        b.min_in_deadline * 100.0,
+        g.frames_lost,
+        g.fused,
+        g.radar_produced,
+        g.threats_raised,
+        g.threats_seen
+    );
+    if !b.pass {
+        bail!("{summary}: below the bound");
+    }
+    if !json {
+        println!("{summary}: pass");
+    }
+    Ok(())
+}
+
+fn fleet(a: FleetBenchArgs) -> anyhow::Result<()> {
+    let mut cfg =
+        fleet_config(&a.scenario, a.seed, a.seconds, a.vehicles, &a.model, a.gate_vehicles, a.min_in_deadline)?;
+    if a.brokers.given() {
+        cfg.brokers = Some(a.brokers.load()?);
+    }
+    eprintln!("{} seed {}, {} s paced per drive:", cfg.scenario.name, cfg.seed, cfg.seconds);
+    let b = vigil_pipeline::fleet_bench::fleet_bench(&cfg, print_fleet_row)?;
+    finish_fleet(&b, a.png.as_deref(), a.json)
+}
+
+fn priority(a: PriorityBenchArgs) -> anyhow::Result<()> {
+    let cfg = fleet_config(&a.scenario, a.seed, a.seconds, vec![a.vehicles], &a.model, a.vehicles, a.min_in_deadline)?;
+    eprintln!(
+        "{} seed {}, {} vehicles, {} s paced: idle, then a busy loop on every core without and with priority:",
+        cfg.scenario.name, cfg.seed, a.vehicles, cfg.seconds
+    );
+    let b = vigil_pipeline::fleet_bench::priority_bench(&cfg, a.priority.mode(), print_fleet_row)?;
+    finish_fleet(&b, a.png.as_deref(), a.json)
 }
 
 #[derive(Debug, Args)]
@@ -536,6 +786,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::Ingest(a) => ingest(a),
         BenchWhat::Workers(a) => workers(a),
         BenchWhat::Replay(a) => replay(a),
+        BenchWhat::Fleet(a) => fleet(a),
+        BenchWhat::Priority(a) => priority(a),
+        BenchWhat::Soak(a) => soak(a),
     }
 }
 

@@ -101,8 +101,38 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::from(2)
         }
+    }
+}
+
+/// The error and its causes, each once: a library error that shows its source in its
+/// own message (`transport: {0}`) would otherwise print that source twice.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if out.contains(&msg) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&msg);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn each_cause_is_printed_once() {
+        let inner = "creating topics on 127.0.0.1:9: OperationTimedOut";
+        let e = anyhow::Error::msg(inner).context(format!("transport: {inner}")).context("vigil run failed");
+        assert_eq!(
+            super::error_chain(&e),
+            "vigil run failed: transport: creating topics on 127.0.0.1:9: OperationTimedOut"
+        );
     }
 }

@@ -29,6 +29,11 @@ pub struct BrokerArgs {
 }
 
 impl BrokerArgs {
+    /// Whether any broker was named on the command line.
+    pub(crate) fn given(&self) -> bool {
+        self.kafka.is_some() || self.amqp.is_some() || self.config.is_some()
+    }
+
     pub(crate) fn load(&self) -> anyhow::Result<BrokerConfig> {
         let mut b = crate::config::load(self.config.as_deref(), std::env::vars())?;
         if let Some(k) = &self.kafka {
@@ -104,6 +109,9 @@ pub struct VehicleArgs {
     /// Serve the live counters in Prometheus text format at http://ADDR/metrics.
     #[arg(long)]
     metrics_addr: Option<String>,
+    /// Scheduling of the urgent path (fusion, tasks, replies) above telemetry.
+    #[arg(long, value_enum, default_value_t = crate::run::PriorityArg::Nice)]
+    priority: crate::run::PriorityArg,
     /// Print one JSON report when stopping.
     #[arg(long)]
     json: bool,
@@ -127,6 +135,7 @@ pub fn vehicle(args: VehicleArgs) -> anyhow::Result<()> {
         idle_exit: idle(args.idle_exit, "--idle-exit")?,
         stop: stop_on_signal()?,
         metrics: metrics(args.metrics_addr.as_deref())?,
+        priority: args.priority.mode(),
     };
     let r = run_vehicle(cfg).context("vigil vehicle failed")?;
     if args.json {

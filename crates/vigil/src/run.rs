@@ -37,6 +37,43 @@ impl InferenceArg {
     }
 }
 
+/// Scheduling of the urgent plane against telemetry (`--priority`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PriorityArg {
+    /// Leave every thread as the process started.
+    Off,
+    /// Urgent threads at nice -11 (needs CAP_SYS_NICE; else only telemetry steps down to +9).
+    Nice,
+    /// Urgent threads SCHED_RR 10 (needs CAP_SYS_NICE or RLIMIT_RTPRIO), telemetry at +9.
+    Realtime,
+}
+
+impl PriorityArg {
+    pub fn mode(self) -> vigil_vehicle::priority::PriorityMode {
+        use vigil_vehicle::priority::PriorityMode;
+        match self {
+            PriorityArg::Off => PriorityMode::Off,
+            PriorityArg::Nice => PriorityMode::Nice,
+            PriorityArg::Realtime => PriorityMode::Realtime,
+        }
+    }
+}
+
+/// `--sensor-outage camera@2`: the stream and the simulated second it stops at.
+fn parse_outage(s: &str) -> Result<(vigil_vehicle::node::SensorKind, f64), String> {
+    use vigil_vehicle::node::SensorKind;
+    let (name, at) = s.split_once('@').ok_or_else(|| format!("expected STREAM@SECONDS (e.g. camera@2), got {s:?}"))?;
+    let kind = SensorKind::ALL
+        .into_iter()
+        .find(|k| k.name() == name)
+        .ok_or_else(|| format!("unknown stream {name:?}: use lidar, camera, radar or localization"))?;
+    let at: f64 = at.parse().map_err(|_| format!("{at:?} is not a number of seconds"))?;
+    if !at.is_finite() || at < 0.0 {
+        return Err(format!("the outage must start at zero or more seconds, got {at}"));
+    }
+    Ok((kind, at))
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// A built-in scenario name (see `vigil scenarios`) or a path to a scenario TOML file.
@@ -86,6 +123,13 @@ pub struct RunArgs {
     /// Drill: a worker panics while processing the N-th task it takes.
     #[arg(long)]
     fault_worker_panic: Option<u64>,
+    /// Drill: a sensor stream stops at a simulated second, e.g. camera@2 (the vehicle
+    /// must fall back on what is left).
+    #[arg(long, value_parser = parse_outage)]
+    sensor_outage: Option<(vigil_vehicle::node::SensorKind, f64)>,
+    /// Scheduling of the urgent path (sensors, fusion, tasks, workers) above telemetry.
+    #[arg(long, value_enum, default_value_t = PriorityArg::Nice)]
+    priority: PriorityArg,
     /// Run over a Kafka-protocol broker (bootstrap servers, e.g. 127.0.0.1:9092) instead of
     /// the embedded log. Needs --amqp too.
     #[arg(long)]
@@ -139,6 +183,8 @@ pub fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
     cfg.queue_capacity = args.queue_capacity;
     cfg.inject_latency = Duration::from_secs_f64(args.inject_latency_ms * 1e-3);
     cfg.console = !args.json;
+    cfg.priority = args.priority.mode();
+    cfg.sensor_outage = args.sensor_outage.map(|(k, at)| (k, (at * 1e9).round() as i64));
     match (&args.kafka, &args.amqp) {
         (None, None) => {}
         (Some(k), Some(a)) => {

@@ -99,32 +99,18 @@ fn kafka_restart_mid_run_loses_no_frame() {
         return;
     };
     let prefix = unique("krestart");
-    let data = std::env::temp_dir().join(format!("{prefix}-kafka"));
+    let kafka = PrivateKafka::new(&prefix, 19092);
     let frames = std::env::temp_dir().join(format!("{prefix}-frames"));
-    let brokers_sh = |cmd: &str| {
-        let s = Command::new(root().join("scripts/brokers.sh"))
-            .arg(cmd)
-            .env("VIGIL_NISSHI_PORT", "19092")
-            .env("VIGIL_NISSHI_DATA", &data)
-            .status()
-            .expect("brokers.sh");
-        assert!(s.success(), "brokers.sh {cmd}");
-    };
-    brokers_sh("restart-kafka");
-    let kafka = "127.0.0.1:19092";
-    let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .current_dir(root())
+    kafka.sh("restart-kafka");
+    let child = common::vigil_over_brokers(&prefix, &frames)
         .args(["run", "--scenario", "pedestrian-crossing", "--seed", "7", "--json", "--perception", "off"])
-        .args(["--duration", "8", "--kafka", kafka, "--amqp", AMQP])
-        .env("VIGIL_KAFKA_TOPIC_PREFIX", &prefix)
-        .env("VIGIL_AMQP_PREFIX", &prefix)
-        .env("VIGIL_FRAMES_URL", format!("file://{}/", frames.display()))
+        .args(["--duration", "8", "--kafka", &kafka.addr(), "--amqp", AMQP])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn vigil");
     std::thread::sleep(std::time::Duration::from_secs(3));
-    brokers_sh("restart-kafka");
+    kafka.sh("restart-kafka");
     let out = child.wait_with_output().expect("vigil run");
     assert!(out.status.success(), "vigil run failed: {}", String::from_utf8_lossy(&out.stderr));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
@@ -133,23 +119,8 @@ fn kafka_restart_mid_run_loses_no_frame() {
     // delivery: after the close, everything sent was delivered.
     let k = &r["brokers"]["kafka"];
     assert_eq!(k["delivered"], k["sent"], "{r}");
-    for kind in ["lidar", "camera", "radar"] {
-        let topic = format!("{prefix}.telemetry.{kind}");
-        let out = Command::new(python()).arg(root().join("tests/kafka_read.py")).args([kafka, &topic]).output();
-        let out = out.expect("python");
-        assert!(out.status.success(), "read {topic}: {}", String::from_utf8_lossy(&out.stderr));
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-        let produced = r["frames"][kind]["produced"].as_u64().unwrap();
-        let mut unique_msgs = 0;
-        for (stream, s) in v["streams"].as_object().unwrap() {
-            assert_eq!(s["gaps"], 0, "{topic} {stream}: {v}");
-            assert_eq!(s["first"], 0, "{topic} {stream}: {v}");
-            unique_msgs += s["count"].as_u64().unwrap() - s["duplicates"].as_u64().unwrap();
-        }
-        assert_eq!(unique_msgs, produced, "{topic}: every produced frame is in Kafka: {v}");
-    }
-    brokers_sh("down");
-    let _ = std::fs::remove_dir_all(data);
+    kafka.assert_all_telemetry_arrived(&prefix, &r);
+    kafka.remove();
     let _ = std::fs::remove_dir_all(frames);
     delete_amqp_prefix(&prefix);
 }
@@ -251,4 +222,279 @@ fn monitor_with_no_topics_under_its_prefix_says_so() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("none of Vigil's topics exist") && err.contains("topic_prefix"), "{err}");
+}
+
+/// A private Kafka-protocol broker for one test (its own port and data), so pausing or
+/// starting it late leaves the shared one serving the others.
+struct PrivateKafka {
+    port: u16,
+    data: std::path::PathBuf,
+}
+
+impl PrivateKafka {
+    fn new(prefix: &str, port: u16) -> Self {
+        Self { port, data: std::env::temp_dir().join(format!("{prefix}-kafka")) }
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn sh(&self, cmd: &str) {
+        let s = Command::new(root().join("scripts/brokers.sh"))
+            .arg(cmd)
+            .env("VIGIL_NISSHI_PORT", self.port.to_string())
+            .env("VIGIL_NISSHI_DATA", &self.data)
+            .status()
+            .expect("brokers.sh");
+        assert!(s.success(), "brokers.sh {cmd}");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = std::fs::read_to_string(self.data.join("nisshi.pid")).expect("nisshi pid file");
+        let s = Command::new("kill").args([sig, pid.trim()]).status().expect("kill");
+        assert!(s.success(), "kill {sig} {pid}");
+    }
+
+    /// Every telemetry stream of the run is in Kafka: per (vehicle, sensor) from sequence
+    /// 0 with no gap, as many distinct messages as were produced.
+    fn assert_all_telemetry_arrived(&self, prefix: &str, r: &serde_json::Value) {
+        for kind in ["lidar", "camera", "radar"] {
+            let topic = format!("{prefix}.telemetry.{kind}");
+            let out =
+                Command::new(python()).arg(root().join("tests/kafka_read.py")).args([&self.addr(), &topic]).output();
+            let out = out.expect("python");
+            assert!(out.status.success(), "read {topic}: {}", String::from_utf8_lossy(&out.stderr));
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+            let produced = r["frames"][kind]["produced"].as_u64().unwrap();
+            let mut unique_msgs = 0;
+            for (stream, s) in v["streams"].as_object().unwrap() {
+                assert_eq!(s["gaps"], 0, "{topic} {stream}: {v}");
+                assert_eq!(s["first"], 0, "{topic} {stream}: {v}");
+                unique_msgs += s["count"].as_u64().unwrap() - s["duplicates"].as_u64().unwrap();
+            }
+            assert_eq!(unique_msgs, produced, "{topic}: every produced frame is in Kafka: {v}");
+        }
+    }
+
+    fn remove(self) {
+        self.sh("down");
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+fn in_deadline(r: &serde_json::Value) -> f64 {
+    let raised = r["tasks"]["raised"].as_f64().unwrap();
+    if raised == 0.0 { 1.0 } else { r["tasks"]["completed"].as_f64().unwrap() / raised }
+}
+
+/// A brokers drive of urban-dense as a child process, over `kafka`.
+fn drive(prefix: &str, kafka: &str, frames: &std::path::Path, seconds: &str) -> std::process::Child {
+    common::vigil_over_brokers(prefix, frames)
+        .args(["run", "--scenario", "urban-dense", "--seed", "3", "--json", "--duration", seconds])
+        .args(["--kafka", kafka, "--amqp", AMQP])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn vigil")
+}
+
+/// The Kafka broker frozen (SIGSTOP) for 30 s in the middle of a 40 s drive: the urgent
+/// path does not notice (tasks answered in deadline within 1 point of the same drive
+/// unpaused), and once it is resumed every telemetry message arrives, in order, no gap.
+#[test]
+fn a_kafka_broker_paused_for_30_s_costs_no_deadline_and_no_telemetry() {
+    let Some(_brokers) = brokers_up() else {
+        return;
+    };
+    let prefix = unique("kpause");
+    let kafka = PrivateKafka::new(&prefix, 19093);
+    kafka.sh("restart-kafka");
+    let frames = std::env::temp_dir().join(format!("{prefix}-frames"));
+
+    let base_prefix = format!("{prefix}-base");
+    let out = drive(&base_prefix, &kafka.addr(), &frames, "40").wait_with_output().expect("vigil run");
+    assert!(out.status.success(), "unpaused drive failed: {}", String::from_utf8_lossy(&out.stderr));
+    let base: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+
+    let child = drive(&prefix, &kafka.addr(), &frames, "40");
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    kafka.signal("-STOP");
+    std::thread::sleep(std::time::Duration::from_secs(30));
+    kafka.signal("-CONT");
+    let out = child.wait_with_output().expect("vigil run");
+    assert!(out.status.success(), "paused drive failed: {}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    eprintln!(
+        "unpaused: tasks {} telemetry {}\npaused: tasks {} telemetry {} kafka {}",
+        base["tasks"], base["telemetry"], r["tasks"], r["telemetry"], r["brokers"]["kafka"]
+    );
+    assert_eq!(r["lost"], 0, "{r}");
+    assert!(r["tasks"]["raised"].as_u64().unwrap() > 0, "{r}");
+    let (paused, unpaused) = (in_deadline(&r), in_deadline(&base));
+    assert!(paused >= unpaused - 0.01, "answered in deadline: {paused:.3} paused vs {unpaused:.3} unpaused");
+    assert_eq!(r["telemetry"]["dropped"], 0, "{r}");
+    assert_eq!(r["telemetry"]["queued"], 0, "the spool drained: {r}");
+    assert!(r["telemetry"]["peak_bytes"].as_u64().is_some(), "spool counters reported: {r}");
+    let k = &r["brokers"]["kafka"];
+    assert_eq!(k["delivered"], k["sent"], "{r}");
+    kafka.assert_all_telemetry_arrived(&prefix, &r);
+    kafka.remove();
+    let _ = std::fs::remove_dir_all(frames);
+    delete_amqp_prefix(&prefix);
+    delete_amqp_prefix(&base_prefix);
+}
+
+/// A brokers drive started while its Kafka broker is down: it says so within a second,
+/// drives on (tasks answered), and once the broker starts 10 s in, every telemetry
+/// message of the drive reaches Kafka.
+#[test]
+fn a_drive_started_with_kafka_down_warns_at_once_and_delivers_everything_later() {
+    use std::io::{BufRead, BufReader};
+    let Some(_brokers) = brokers_up() else {
+        return;
+    };
+    let prefix = unique("kdown");
+    let kafka = PrivateKafka::new(&prefix, 19094);
+    kafka.sh("down");
+    let frames = std::env::temp_dir().join(format!("{prefix}-frames"));
+    let started = std::time::Instant::now();
+    let mut child = common::vigil_over_brokers(&prefix, &frames)
+        .args(["run", "--scenario", "pedestrian-crossing", "--seed", "7", "--json", "--duration", "20"])
+        .args(["--kafka", &kafka.addr(), "--amqp", AMQP])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn vigil");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send((started.elapsed(), line));
+        }
+    });
+    let mut lines = Vec::new();
+    let warned_at = loop {
+        match rx.recv_timeout(std::time::Duration::from_secs(5)) {
+            Ok((at, line)) if line.contains("Kafka did not answer") => break Some(at),
+            Ok((_, line)) => lines.push(line),
+            Err(_) => break None,
+        }
+    };
+    let warned_at = warned_at.unwrap_or_else(|| panic!("no warning that Kafka is down; stderr: {lines:?}"));
+    assert!(warned_at < std::time::Duration::from_millis(1500), "warned {warned_at:?} after start");
+    std::thread::sleep(std::time::Duration::from_secs(10).saturating_sub(started.elapsed()));
+    kafka.sh("restart-kafka");
+    let out = child.wait_with_output().expect("vigil run");
+    let rest: Vec<String> = rx.try_iter().map(|(_, l)| l).collect();
+    assert!(out.status.success(), "vigil run failed: {rest:?}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    eprintln!("kafka down at start: tasks {} telemetry {} kafka {}", r["tasks"], r["telemetry"], r["brokers"]["kafka"]);
+    assert_eq!(r["lost"], 0, "{r}");
+    assert!(r["tasks"]["completed"].as_u64().unwrap() > 0, "tasks were answered while Kafka was down: {r}");
+    assert!(!r["outcome"]["collision"].as_bool().unwrap(), "{r}");
+    let k = &r["brokers"]["kafka"];
+    assert_eq!(k["delivered"], k["sent"], "{r}");
+    kafka.assert_all_telemetry_arrived(&prefix, &r);
+    kafka.remove();
+    let _ = std::fs::remove_dir_all(frames);
+    delete_amqp_prefix(&prefix);
+}
+
+/// A TCP proxy to RabbitMQ that can stop forwarding (both ways) while `stalled` is set:
+/// the broker looks alive (the connection stays open) and answers nothing.
+struct StallProxy {
+    port: u16,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StallProxy {
+    fn start(target: &'static str) -> Self {
+        use std::sync::atomic::AtomicBool;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let stalled = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stalled.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                let Ok(upstream) = std::net::TcpStream::connect(target) else { continue };
+                let (c2, u2) = (client.try_clone().expect("clone"), upstream.try_clone().expect("clone"));
+                let (f1, f2) = (flag.clone(), flag.clone());
+                std::thread::spawn(move || Self::pump(client, upstream, &f1));
+                std::thread::spawn(move || Self::pump(u2, c2, &f2));
+            }
+        });
+        Self { port, stalled }
+    }
+
+    fn pump(mut from: std::net::TcpStream, mut to: std::net::TcpStream, stalled: &std::sync::atomic::AtomicBool) {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            while stalled.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            while stalled.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Both);
+    }
+
+    fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+}
+
+/// RabbitMQ stops answering for 5 s in the middle of a drive (a proxy holds every byte):
+/// fusion keeps pace with the sensors, and every threat ends in a recommendation or a
+/// fallback no later than 20 ms past its deadline.
+#[test]
+fn rabbitmq_unresponsive_for_5_s_keeps_fusion_at_pace_and_every_fallback_on_time() {
+    use std::sync::atomic::Ordering;
+    let Some(_brokers) = brokers_up() else {
+        return;
+    };
+    let prefix = unique("astall");
+    let frames = std::env::temp_dir().join(format!("{prefix}-frames"));
+    let proxy = StallProxy::start("127.0.0.1:5672");
+    let child = common::vigil_over_brokers(&prefix, &frames)
+        // Four vehicles: tasks are raised all through the stall.
+        .args(["run", "--scenario", "urban-dense", "--seed", "3", "--json", "--duration", "15", "--vehicles", "4"])
+        .args(["--kafka", KAFKA, "--amqp", &proxy.url()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn vigil");
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    proxy.stalled.store(true, Ordering::SeqCst);
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    proxy.stalled.store(false, Ordering::SeqCst);
+    let out = child.wait_with_output().expect("vigil run");
+    assert!(out.status.success(), "vigil run failed: {}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let t = &r["tasks"];
+    eprintln!(
+        "stalled RabbitMQ: tasks {t} fused {} radar {} fusion lag {} fallback after deadline {}",
+        r["fused"], r["frames"]["radar"], r["latency_ms"]["fusion_lag"], r["latency_ms"]["fallback_after_deadline"]
+    );
+    assert_eq!(r["lost"], 0, "{r}");
+    assert_eq!(r["fused"], r["frames"]["radar"]["produced"], "fusion fused every radar scan: {r}");
+    assert!(r["latency_ms"]["fusion_lag"]["p99"].as_f64().unwrap() < 100.0, "fusion kept pace: {r}");
+    let raised = t["raised"].as_u64().unwrap();
+    assert!(raised > 0, "{r}");
+    assert_eq!(raised, t["completed"].as_u64().unwrap() + t["fallback"].as_u64().unwrap(), "{t}");
+    assert!(t["fallback"].as_u64().unwrap() > 0, "the stall made tasks fall back: {t}");
+    let late = r["latency_ms"]["fallback_after_deadline"]["max"].as_f64().unwrap();
+    assert!(late <= 20.0, "a fallback came {late} ms after its deadline: {r}");
+    let _ = std::fs::remove_dir_all(frames);
+    delete_amqp_prefix(&prefix);
 }

@@ -84,12 +84,18 @@ pub struct QueueCounts {
     pub peak_queued: u64,
 }
 
+/// Dead letters a queue keeps for inspection: a process that runs for months must not
+/// keep every expired task.
+pub const DEAD_LETTERS_KEPT: usize = 1024;
+
 #[derive(Debug, Default)]
 struct State {
     /// priority → FIFO of (attempts so far, task).
     ready: BTreeMap<u8, VecDeque<(u32, QueuedTask)>>,
     unacked: HashMap<u64, (u32, QueuedTask)>,
-    dead: Vec<DeadLetter>,
+    /// The newest dead letters, for inspection ([`DEAD_LETTERS_KEPT`] at most; the counts
+    /// hold every one).
+    dead: VecDeque<DeadLetter>,
     next_tag: u64,
     counts: QueueCounts,
 }
@@ -103,7 +109,10 @@ impl State {
         if reason == DeadReason::Expired {
             self.counts.expired += 1;
         }
-        self.dead.push(DeadLetter { task, reason, attempts });
+        if self.dead.len() == DEAD_LETTERS_KEPT {
+            self.dead.pop_front();
+        }
+        self.dead.push_back(DeadLetter { task, reason, attempts });
     }
     fn refresh(&mut self) {
         self.counts.queued = self.queued() as u64;
@@ -297,7 +306,7 @@ impl TaskQueue {
     }
 
     pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError> {
-        Ok(self.lock()?.dead.clone())
+        Ok(self.lock()?.dead.iter().cloned().collect())
     }
 }
 
