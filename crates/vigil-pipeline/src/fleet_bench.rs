@@ -160,14 +160,20 @@ fn drive(cfg: &FleetConfig, vehicles: usize, brokers: bool, tag: &str) -> Result
         b.kafka.topic_prefix = prefix.clone();
         b.amqp.prefix = prefix;
         b.frames.url = format!("file://{}/", dir.join("frames").display());
-        scratch = Some((dir, b.amqp.clone()));
+        scratch = Some((dir, b.clone()));
         rc.brokers = Some(b);
     }
     let r = crate::run(rc);
-    if let Some((dir, amqp)) = scratch {
+    // A bench row's drive is not kept: its frames, queues and topics (about 18 MB per
+    // vehicle-second) go when it is measured.
+    if let Some((dir, b)) = scratch {
         let _ = std::fs::remove_dir_all(dir);
         if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            let _ = rt.block_on(vigil_brokers::amqp::delete_prefix(&amqp));
+            let _ = rt.block_on(vigil_brokers::amqp::delete_prefix(&b.amqp));
+            let topics = vigil_brokers::kafka::all_topics(&b.kafka.topic_prefix);
+            if let Err(e) = rt.block_on(vigil_brokers::kafka::delete_topics(&b.kafka, &topics)) {
+                tracing::warn!(error = %e, "cannot delete the bench row's topics");
+            }
         }
     }
     r

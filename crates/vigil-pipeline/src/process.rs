@@ -109,6 +109,17 @@ pub struct TelemetryReport {
     pub peak_bytes: u64,
 }
 
+impl TelemetryReport {
+    pub fn of(s: &NodeStats) -> Self {
+        Self {
+            queued: get(&s.telemetry_queued),
+            queued_bytes: get(&s.telemetry_queued_bytes),
+            dropped: get(&s.telemetry_dropped),
+            peak_bytes: get(&s.telemetry_peak_bytes),
+        }
+    }
+}
+
 /// Runs the vehicle nodes until stopped; see [`VehicleProcess`].
 pub fn run_vehicle(cfg: VehicleProcess) -> Result<VehicleReport, RunError> {
     if cfg.vehicles == 0 {
@@ -276,12 +287,7 @@ fn vehicle_report(
         controls_sent,
         latency_ms: Percentiles::of(&s.latencies),
         log_errors: get(&s.log_errors),
-        telemetry: TelemetryReport {
-            queued: get(&s.telemetry_queued),
-            queued_bytes: get(&s.telemetry_queued_bytes),
-            dropped: get(&s.telemetry_dropped),
-            peak_bytes: get(&s.telemetry_peak_bytes),
-        },
+        telemetry: TelemetryReport::of(s),
         no_camera_fallbacks: get(&s.no_camera),
         brokers: BrokerReport::from_brokers(brokers),
     }

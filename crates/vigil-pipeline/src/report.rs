@@ -329,12 +329,7 @@ pub(crate) fn build(i: Inputs<'_>) -> RunReport {
         threats: Threats { seen: get(&s.threats_seen), raised: get(&s.threats_raised) },
         fused: get(&s.fused),
         no_camera_fallbacks: get(&s.no_camera),
-        telemetry: crate::process::TelemetryReport {
-            queued: get(&s.telemetry_queued),
-            queued_bytes: get(&s.telemetry_queued_bytes),
-            dropped: get(&s.telemetry_dropped),
-            peak_bytes: get(&s.telemetry_peak_bytes),
-        },
+        telemetry: crate::process::TelemetryReport::of(s),
         tasks: Tasks {
             published: get(&s.tasks_published),
             completed: get(&s.completed),
