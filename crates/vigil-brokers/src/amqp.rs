@@ -149,22 +149,58 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a sampler's passive declare may wait.
 const SAMPLE_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// How long the first connection attempt may take before the node drives on without
+/// RabbitMQ (every threat falls back) and the supervisor keeps trying.
+const FIRST_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Why a connection attempt failed: the broker could not be reached (no answer, refused,
+/// reset), which a vehicle drives through, or it answered and said no (credentials, a
+/// vhost, a topology that differs), which is a mistake to report at once.
+#[derive(Debug)]
+enum OpenError {
+    Unreachable(TransportError),
+    Refused(TransportError),
+}
+
+impl OpenError {
+    fn into_inner(self) -> TransportError {
+        match self {
+            OpenError::Unreachable(e) | OpenError::Refused(e) => e,
+        }
+    }
+}
+
+impl From<TransportError> for OpenError {
+    fn from(e: TransportError) -> Self {
+        OpenError::Refused(e)
+    }
+}
+
 /// Connects, opens the publishing channel and declares the topology.
-async fn open(url: &str, cfg: &AmqpConfig, names: &Names, rt: &Handle) -> Result<Live, TransportError> {
+async fn open(url: &str, cfg: &AmqpConfig, names: &Names, rt: &Handle, within: Duration) -> Result<Live, OpenError> {
     let shown = redact(url);
     let props = ConnectionProperties::default().with_connection_name(format!("vigil-{}", std::process::id()).into());
     let u = url.to_string();
     let connecting = rt.spawn(async move { Connection::connect(&u, props).await });
-    let conn = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+    let conn = match tokio::time::timeout(within, connecting).await {
         Err(_) => {
-            return Err(err(
+            return Err(OpenError::Unreachable(err(
                 format!("connecting to RabbitMQ at {shown}"),
-                format!("no answer within {CONNECT_TIMEOUT:?}"),
-            ));
+                format!("no answer within {within:?}"),
+            )));
         }
-        Ok(joined) => joined.map_err(|e| err("RabbitMQ connection task", e))?.map_err(|e| {
-            err(format!("connecting to RabbitMQ at {shown}"), format!("{e} (is it running? `scripts/brokers.sh up`)"))
-        })?,
+        Ok(joined) => match joined.map_err(|e| err("RabbitMQ connection task", e))? {
+            Ok(conn) => conn,
+            Err(e) => {
+                let unreachable =
+                    matches!(e.kind(), lapin::ErrorKind::IOError(_) | lapin::ErrorKind::MissingHeartbeatError);
+                let e = err(
+                    format!("connecting to RabbitMQ at {shown}"),
+                    format!("{e} (is it running? `scripts/brokers.sh up`)"),
+                );
+                return Err(if unreachable { OpenError::Unreachable(e) } else { OpenError::Refused(e) });
+            }
+        },
     };
     let setup = async {
         let publish = conn.create_channel().await.map_err(|e| err("RabbitMQ channel", e))?;
@@ -176,9 +212,12 @@ async fn open(url: &str, cfg: &AmqpConfig, names: &Names, rt: &Handle) -> Result
         Ok(Ok(publish)) => Ok(Live { conn: Arc::new(conn), publish }),
         Ok(Err(e)) => {
             let _ = conn.close(200, "setup failed".into()).await;
-            Err(e)
+            Err(OpenError::Refused(e))
         }
-        Err(_) => Err(err("declaring the RabbitMQ topology", format!("no answer within {CONNECT_TIMEOUT:?}"))),
+        Err(_) => Err(OpenError::Unreachable(err(
+            "declaring the RabbitMQ topology",
+            format!("no answer within {CONNECT_TIMEOUT:?}"),
+        ))),
     }
 }
 
@@ -232,15 +271,31 @@ pub fn redact(url: &str) -> String {
 impl AmqpTasks {
     /// Connects, declares the topology and starts the supervisor (reconnection and the
     /// queue-depth sampler). `clock` sets each task's remaining budget; `rt` runs the
-    /// connection. The first connection must succeed: a wrong URL is an error at once.
+    /// connection. A broker that cannot be reached within a second is warned about and
+    /// retried in the background: publishes fail fast (the vehicle falls back) and
+    /// consumers subscribe once it answers. A broker that answers and refuses (a wrong
+    /// URL, credentials, vhost or topology) is an error at once.
     pub async fn connect(cfg: &AmqpConfig, clock: Arc<dyn Clock>, rt: Handle) -> Result<Self, TransportError> {
         let url = amqp_url(cfg)?;
+        url.parse::<lapin::uri::AMQPUri>().map_err(|e| {
+            err(format!("RabbitMQ URL {}", redact(&url)), format!("{e} (e.g. amqp://user:pass@host:5672/%2f)"))
+        })?;
         let names = Names::new(&cfg.prefix);
-        let live = open(&url, cfg, &names, &rt).await?;
+        let (live, down_since) = match open(&url, cfg, &names, &rt, FIRST_CONNECT_TIMEOUT).await {
+            Ok(live) => (Some(live), None),
+            Err(OpenError::Unreachable(e)) => {
+                tracing::warn!(
+                    error = %e,
+                    "RabbitMQ is unreachable; driving on with every obstacle task falling back to the on-board policy, reconnecting with backoff"
+                );
+                (None, Some(std::time::Instant::now()))
+            }
+            Err(OpenError::Refused(e)) => return Err(e),
+        };
         let me = Self {
             inner: Arc::new(Inner {
                 url,
-                live: RwLock::new(Some(live)),
+                live: RwLock::new(live),
                 cfg: cfg.clone(),
                 names,
                 clock,
@@ -248,7 +303,7 @@ impl AmqpTasks {
                 counts: AmqpCounts::default(),
             }),
         };
-        me.spawn_supervisor();
+        me.spawn_supervisor(down_since);
         Ok(me)
     }
 
@@ -302,11 +357,10 @@ impl AmqpTasks {
     /// Watches the connection every 100 ms: reconnects (backoff 100 ms → 2 s) when it is
     /// lost, and samples the task queue's depth while it is up. Every wait is bounded,
     /// so a broker that stops answering cannot stall the watch.
-    fn spawn_supervisor(&self) {
+    fn spawn_supervisor(&self, mut down_since: Option<std::time::Instant>) {
         let weak = Arc::downgrade(&self.inner);
         self.inner.rt.spawn(async move {
             let mut sampler: Option<Channel> = None;
-            let mut down_since: Option<std::time::Instant> = None;
             let mut backoff = Duration::from_millis(100);
             let mut sample_after = tokio::time::Instant::now();
             loop {
@@ -328,7 +382,7 @@ impl AmqpTasks {
                         }
                         sampler = None;
                     }
-                    match open(&me.inner.url, &me.inner.cfg, &me.inner.names, &me.inner.rt).await {
+                    match open(&me.inner.url, &me.inner.cfg, &me.inner.names, &me.inner.rt, CONNECT_TIMEOUT).await {
                         Ok(new) => {
                             *me.inner.live.write().unwrap_or_else(|e| e.into_inner()) = Some(new);
                             me.inner.counts.recoveries.fetch_add(1, Ordering::Relaxed);
@@ -337,7 +391,7 @@ impl AmqpTasks {
                             backoff = Duration::from_millis(100);
                         }
                         Err(e) => {
-                            tracing::debug!(error = %e, "RabbitMQ reconnect attempt failed");
+                            tracing::debug!(error = %e.into_inner(), "RabbitMQ reconnect attempt failed");
                             tokio::time::sleep(backoff).await;
                             backoff = (backoff * 2).min(Duration::from_secs(2));
                         }
@@ -415,6 +469,17 @@ impl AmqpTasks {
         }
     }
 
+    /// Subscribes now while the connection is up (a refusal is the caller's error); while
+    /// it is down, the consumer subscribes on its first `next` once it is back.
+    async fn subscribe_if_up(&self, to: &Subscription) -> Result<Subscribed, TransportError> {
+        if !self.connected() {
+            return Ok(None);
+        }
+        let channel = self.channel().await?;
+        let consumer = self.subscribe(&channel, to).await?;
+        Ok(Some((channel, consumer)))
+    }
+
     /// After a consumer ended (`end`: its last item), waits for the supervisor to
     /// reconnect and subscribes again, retrying until it succeeds. The broker requeues
     /// what the lost channel held unacked.
@@ -423,11 +488,14 @@ impl AmqpTasks {
         to: &Subscription,
         end: Option<Result<lapin::message::Delivery, lapin::Error>>,
     ) -> (Channel, lapin::Consumer) {
-        let why = match end {
-            Some(Err(e)) => e.to_string(),
-            _ => "consumer ended".into(),
-        };
-        tracing::warn!(error = %why, consumer = to.what(), "consumer interrupted; subscribing again after reconnect");
+        match end {
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, consumer = to.what(), "consumer interrupted; subscribing again after reconnect")
+            }
+            Some(Ok(_)) => {}
+            None if self.connected() => tracing::warn!(consumer = to.what(), "consumer ended; subscribing again"),
+            None => tracing::debug!(consumer = to.what(), "subscribing once RabbitMQ answers"),
+        }
         loop {
             let channel = self.channel_when_up().await;
             match self.subscribe(&channel, to).await {
@@ -765,16 +833,18 @@ impl Subscription {
     }
 }
 
+/// A subscription's channel and consumer; `None` until the broker first answers.
+type Subscribed = Option<(Channel, lapin::Consumer)>;
+
 struct AmqpConsumer {
     tasks: AmqpTasks,
     to: Subscription,
-    channel: Channel,
-    consumer: lapin::Consumer,
+    on: Subscribed,
 }
 
 impl std::fmt::Debug for AmqpConsumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AmqpConsumer").field("channel", &self.channel.id()).finish()
+        f.debug_struct("AmqpConsumer").field("channel", &self.on.as_ref().map(|(c, _)| c.id())).finish()
     }
 }
 
@@ -782,12 +852,12 @@ impl TaskConsumer for AmqpConsumer {
     fn next(&mut self) -> BoxFuture<'_, Result<TaskDelivery, TransportError>> {
         Box::pin(async move {
             loop {
-                let d = match self.consumer.next().await {
+                let d = match next_delivery(&mut self.on).await {
                     Some(Ok(d)) => d,
-                    // The connection or channel is gone: subscribe again once the
-                    // supervisor has reconnected.
+                    // The connection or channel is gone (or was never up): subscribe
+                    // again once the supervisor has reconnected.
                     end => {
-                        (self.channel, self.consumer) = self.tasks.resubscribe(&self.to, end).await;
+                        self.on = Some(self.tasks.resubscribe(&self.to, end).await);
                         continue;
                     }
                 };
@@ -818,13 +888,20 @@ impl TaskConsumer for AmqpConsumer {
 struct AmqpReplies {
     tasks: AmqpTasks,
     to: Subscription,
-    channel: Channel,
-    consumer: lapin::Consumer,
+    on: Subscribed,
 }
 
 impl std::fmt::Debug for AmqpReplies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AmqpReplies").field("channel", &self.channel.id()).finish()
+        f.debug_struct("AmqpReplies").field("channel", &self.on.as_ref().map(|(c, _)| c.id())).finish()
+    }
+}
+
+/// The next delivery, or the end of a consumer that is gone or was never subscribed.
+async fn next_delivery(on: &mut Subscribed) -> Option<Result<lapin::message::Delivery, lapin::Error>> {
+    match on {
+        Some((_, consumer)) => consumer.next().await,
+        None => None,
     }
 }
 
@@ -832,13 +909,13 @@ impl ReplyConsumer for AmqpReplies {
     fn next(&mut self) -> BoxFuture<'_, Result<Reply, TransportError>> {
         Box::pin(async move {
             loop {
-                match self.consumer.next().await {
+                match next_delivery(&mut self.on).await {
                     Some(Ok(d)) => {
                         let correlation_id =
                             d.properties.correlation_id().as_ref().map(|s| s.to_string()).unwrap_or_default();
                         return Ok(Reply { correlation_id, payload: d.data });
                     }
-                    end => (self.channel, self.consumer) = self.tasks.resubscribe(&self.to, end).await,
+                    end => self.on = Some(self.tasks.resubscribe(&self.to, end).await),
                 }
             }
         })
@@ -866,10 +943,9 @@ impl TaskTransport for AmqpTasks {
     fn consume(&self, consumer: &str) -> BoxFuture<'_, Result<Box<dyn TaskConsumer>, TransportError>> {
         let tag = format!("{consumer}-{}", std::process::id());
         Box::pin(async move {
-            let channel = self.channel().await?;
             let to = Subscription::Tasks { tag };
-            let consumer = self.subscribe(&channel, &to).await?;
-            Ok(Box::new(AmqpConsumer { tasks: self.clone(), to, channel, consumer }) as Box<dyn TaskConsumer>)
+            let on = self.subscribe_if_up(&to).await?;
+            Ok(Box::new(AmqpConsumer { tasks: self.clone(), to, on }) as Box<dyn TaskConsumer>)
         })
     }
 
@@ -889,10 +965,9 @@ impl TaskTransport for AmqpTasks {
     fn replies(&self, reply_to: &str) -> BoxFuture<'_, Result<Box<dyn ReplyConsumer>, TransportError>> {
         let queue = self.inner.names.reply(reply_to);
         Box::pin(async move {
-            let channel = self.channel().await?;
             let to = Subscription::Replies { queue };
-            let consumer = self.subscribe(&channel, &to).await?;
-            Ok(Box::new(AmqpReplies { tasks: self.clone(), to, channel, consumer }) as Box<dyn ReplyConsumer>)
+            let on = self.subscribe_if_up(&to).await?;
+            Ok(Box::new(AmqpReplies { tasks: self.clone(), to, on }) as Box<dyn ReplyConsumer>)
         })
     }
 

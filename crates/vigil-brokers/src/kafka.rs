@@ -333,7 +333,7 @@ impl KafkaLog {
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     self.stats.queue_full_waits.fetch_add(1, Ordering::Relaxed);
                     if started.elapsed() > limit {
-                        return Err(TransportError::Log {
+                        return Err(TransportError::Backlog {
                             topic: back.topic.to_string(),
                             reason: format!(
                                 "the producer queue stayed full ({} messages) for {limit:?}: the broker at {} is not keeping up or is down",
@@ -353,11 +353,21 @@ impl KafkaLog {
 
     fn resend_failed(&self) -> Result<usize, TransportError> {
         let failed = std::mem::take(&mut *self.stats.failed.lock().map_err(|_| TransportError::Closed)?);
-        for m in &failed {
+        let n = failed.len();
+        let mut left = failed.into_iter();
+        while let Some(m) = left.next() {
             self.stats.retried.fetch_add(1, Ordering::Relaxed);
-            self.send_owned(m)?;
+            if let Err(e) = self.send_owned(&m) {
+                // Kept for the next try, ahead of any failure reported since.
+                let mut failed = self.stats.failed.lock().map_err(|_| TransportError::Closed)?;
+                let newer = std::mem::take(&mut *failed);
+                failed.push(m);
+                failed.extend(left);
+                failed.extend(newer);
+                return Err(e);
+            }
         }
-        Ok(failed.len())
+        Ok(n)
     }
 }
 

@@ -27,6 +27,10 @@ pub enum TransportError {
     Queue(#[from] QueueError),
     #[error("telemetry log `{topic}`: {reason}")]
     Log { topic: String, reason: String },
+    /// The log's buffer stayed full (its broker slow or down): the same record may be
+    /// tried again later.
+    #[error("telemetry log `{topic}`: {reason}")]
+    Backlog { topic: String, reason: String },
     #[error("frame store: {0}")]
     Frame(String),
     #[error("{what}: {reason}")]

@@ -282,6 +282,7 @@ fn through_actors(cfg: &KafkaConfig, msgs: &[Msg], vehicles: &[VehicleId]) -> Re
         // Both sides at the priority the process started with: the actors' cost, alone.
         priority: vigil_vehicle::priority::PriorityMode::Off,
         handles: None,
+        spool: Default::default(),
     })?;
     // The samples of the warm-up or of the timed part, as the bus hands them over (owned).
     let feed = |warm_up: bool| {

@@ -38,6 +38,7 @@ use vigil_vehicle::node::{
     ControlCommand, NodeConfig, NodeDeps, NodeStats, RoadMap, SensorInputs, SensorKind, start_node,
 };
 use vigil_vehicle::priority::{Plane, PriorityMode, enter_or_warn};
+pub use vigil_vehicle::spool::{SpoolConfig, check_spool_dir, default_spool_dir};
 use vigil_vision::batcher::{BatcherConfig, Serving};
 use vigil_vision::model::{Recogniser, default_device};
 use vigil_worker::{Faults, Inference, WorkerDeps, WorkerStats, start_workers};
@@ -77,6 +78,8 @@ pub struct RunConfig {
     pub priority: PriorityMode,
     /// Drill: this sensor stops publishing from this simulated time on (ns from start).
     pub sensor_outage: Option<(SensorKind, Nanos)>,
+    /// Where telemetry waits while the log is slow or down.
+    pub spool: SpoolConfig,
 }
 
 impl RunConfig {
@@ -101,6 +104,7 @@ impl RunConfig {
             brokers: None,
             priority: PriorityMode::default(),
             sensor_outage: None,
+            spool: SpoolConfig { dir: Some(default_spool_dir()), ..SpoolConfig::default() },
         }
     }
 }
@@ -274,6 +278,7 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         control: control_tx,
         priority: cfg.priority,
         handles: None,
+        spool: cfg.spool.clone(),
     })?;
 
     // Drive. Real time starts now, whatever setting up took.
@@ -409,6 +414,7 @@ pub(crate) struct Actors {
     pub priority: PriorityMode,
     /// Where each started node's addresses go (benchmarks that drive a node directly).
     pub handles: Option<std::sync::mpsc::Sender<vigil_vehicle::node::NodeHandle>>,
+    pub spool: SpoolConfig,
 }
 
 /// Starts the actor system on its own thread: the nodes' fusion/dispatch/handler on the
@@ -418,14 +424,18 @@ pub(crate) fn start_actors(a: Actors) -> Result<ActorSystem, RunError> {
     spawn_system(move || {
         let io = actix::Arbiter::new();
         let bulk = actix::Arbiter::new();
+        let forward = actix::Arbiter::new();
         let mode = a.priority;
-        bulk.spawn_fn(move || {
-            enter_or_warn(Plane::Bulk, mode);
-        });
+        for plane in [&bulk, &forward] {
+            plane.spawn_fn(move || {
+                enter_or_warn(Plane::Bulk, mode);
+            });
+        }
         for (vehicle, input) in a.inputs {
             let mut node_cfg = NodeConfig::new(vehicle, a.run.clone(), a.road);
             node_cfg.perception = a.perception;
             node_cfg.task_budget_ns = a.task_budget_ns;
+            node_cfg.spool = a.spool.clone();
             let deps = NodeDeps {
                 clock: a.clock.clone(),
                 log: a.log.clone(),
@@ -434,12 +444,12 @@ pub(crate) fn start_actors(a: Actors) -> Result<ActorSystem, RunError> {
                 control: a.control.clone(),
                 stats: a.stats.clone(),
             };
-            let handle = start_node(node_cfg, deps, input, &io.handle(), &bulk.handle());
+            let handle = start_node(node_cfg, deps, input, &io.handle(), &bulk.handle(), &forward.handle());
             if let Some(tx) = &a.handles {
                 let _ = tx.send(handle);
             }
         }
-        let mut arbiters = vec![(io, Vec::new()), (bulk, Vec::new())];
+        let mut arbiters = vec![(io, Vec::new()), (bulk, Vec::new()), (forward, Vec::new())];
         if let Some(model) = a.model {
             let (name, version, device) =
                 (model.config.name.clone(), model.config.version.clone(), model.device_name());

@@ -54,6 +54,8 @@ pub struct VehicleProcess {
     pub metrics: Option<MetricsText>,
     /// Scheduling of the urgent plane against telemetry.
     pub priority: vigil_vehicle::priority::PriorityMode,
+    /// Where telemetry waits while the log is slow or down.
+    pub spool: vigil_vehicle::spool::SpoolConfig,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -105,8 +107,13 @@ pub struct TelemetryReport {
     pub queued_bytes: u64,
     /// Records dropped because the spool was full.
     pub dropped: u64,
-    /// The most bytes the spool held at once (how long a stall it rode out).
+    /// The most bytes the spool held in memory at once (how long a stall it rode out).
     pub peak_bytes: u64,
+    /// Records written to the disk spool (memory was full), and the most bytes it held.
+    pub spilled: u64,
+    pub peak_disk_bytes: u64,
+    /// Times the log pushed back (its buffer full) and the forwarder waited.
+    pub log_waits: u64,
 }
 
 impl TelemetryReport {
@@ -116,6 +123,9 @@ impl TelemetryReport {
             queued_bytes: get(&s.telemetry_queued_bytes),
             dropped: get(&s.telemetry_dropped),
             peak_bytes: get(&s.telemetry_peak_bytes),
+            spilled: get(&s.telemetry_spilled),
+            peak_disk_bytes: get(&s.telemetry_peak_disk_bytes),
+            log_waits: get(&s.telemetry_log_waits),
         }
     }
 }
@@ -173,6 +183,7 @@ pub fn run_vehicle(cfg: VehicleProcess) -> Result<VehicleReport, RunError> {
         control: control_tx,
         priority: cfg.priority,
         handles: None,
+        spool: cfg.spool.clone(),
     })?;
     tracing::info!(vehicles = ?vehicles, "vehicle nodes up");
 

@@ -511,6 +511,7 @@ pub fn replay(drive: &Drive, cfg: &ReplayConfig) -> Result<ReplayReport, RunErro
         // Offline: nothing to keep a deadline against.
         priority: vigil_vehicle::priority::PriorityMode::Off,
         handles: None,
+        spool: Default::default(),
     })?;
 
     // Feed, one capture instant at a time.

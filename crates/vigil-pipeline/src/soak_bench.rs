@@ -2,9 +2,12 @@
 //! (dispatcher → embedded task queue → vision workers → recommendation handler), as a
 //! process that runs for months sees them, with resident memory and the latency p99
 //! measured window by window. The first window warms up (allocator pools, caches, the
-//! workers' first passes) and is reported only; the second is the baseline. A store that
-//! grows with every task (an id set, a latency vector) shows as RSS growth, a slower
-//! lookup as p99 growth.
+//! workers' first passes) and is reported only. The start is the next third of the
+//! windows, the end the last third: a store that grows with every task (an id set, a
+//! latency vector) shows as RSS growth, a slower lookup as p99 growth. Each side's p99 is
+//! the median of its windows' p99s, so one window that a neighbour process slowed on a
+//! 2-core machine does not read as a trend; RSS compares the end's last window with the
+//! start's largest, since a leak only grows.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -56,7 +59,13 @@ pub struct SoakBench {
     /// Commands the handler sent the ego (answers that asked for an action).
     pub controls: u64,
     pub windows: Vec<SoakWindow>,
-    /// Last window against the second (the first warms up): (end − start) / start.
+    /// Windows that make up the start and the end (the first window warms up).
+    pub windows_per_side: usize,
+    pub start_rss_mb: f64,
+    pub end_rss_mb: f64,
+    pub start_p99_ms: f64,
+    pub end_p99_ms: f64,
+    /// (end − start) / start.
     pub rss_growth: f64,
     pub p99_growth: f64,
     pub max_rss_growth: f64,
@@ -78,7 +87,10 @@ pub fn rss_mb() -> f64 {
 
 pub fn soak_bench(cfg: &SoakConfig, mut progress: impl FnMut(&SoakWindow)) -> Result<SoakBench, RunError> {
     if cfg.tasks == 0 || cfg.window == 0 || cfg.tasks < 3 * cfg.window {
-        return Err(RunError::Config("--tasks must be at least three windows (--window)".into()));
+        return Err(RunError::Config(format!(
+            "--tasks {} is less than three windows of --window {}: the soak needs a warm-up, a start and an end window",
+            cfg.tasks, cfg.window
+        )));
     }
     let (frame, bbox) = crate::bench::sample_frame(&cfg.scenario, cfg.seed).ok_or_else(|| {
         RunError::Config(format!("scenario {} shows no object big enough to crop", cfg.scenario.name))
@@ -115,6 +127,7 @@ pub fn soak_bench(cfg: &SoakConfig, mut progress: impl FnMut(&SoakWindow)) -> Re
         control,
         priority: PriorityMode::Off,
         handles: Some(handles_tx),
+        spool: Default::default(),
     })?;
     let dispatcher = handles_rx
         .recv_timeout(Duration::from_secs(10))
@@ -190,15 +203,25 @@ pub fn soak_bench(cfg: &SoakConfig, mut progress: impl FnMut(&SoakWindow)) -> Re
     system.stop();
     let _ = thread.join();
     let growth = |a: f64, b: f64| if a > 0.0 { (b - a) / a } else { 0.0 };
-    let (first, last) = (&windows[1], &windows[windows.len() - 1]);
-    let rss_growth = growth(first.rss_mb, last.rss_mb);
-    let p99_growth = growth(first.p99_ms, last.p99_ms);
+    let side = sides(windows.len());
+    let (start, end) = (&windows[1..1 + side], &windows[windows.len() - side..]);
+    let start_rss_mb = start.iter().map(|w| w.rss_mb).fold(0.0, f64::max);
+    let end_rss_mb = end[end.len() - 1].rss_mb;
+    let start_p99_ms = median(start.iter().map(|w| w.p99_ms));
+    let end_p99_ms = median(end.iter().map(|w| w.p99_ms));
+    let rss_growth = growth(start_rss_mb, end_rss_mb);
+    let p99_growth = growth(start_p99_ms, end_p99_ms);
     let raised = get(&stats.tasks_raised);
     let balanced = raised == get(&stats.completed) + get(&stats.fallback);
     Ok(SoakBench {
         tasks: cfg.tasks,
         tasks_per_s: cfg.tasks as f64 / elapsed.max(1e-9),
         controls,
+        windows_per_side: side,
+        start_rss_mb,
+        end_rss_mb,
+        start_p99_ms,
+        end_p99_ms,
         rss_growth,
         p99_growth,
         max_rss_growth: cfg.max_rss_growth,
@@ -207,4 +230,38 @@ pub fn soak_bench(cfg: &SoakConfig, mut progress: impl FnMut(&SoakWindow)) -> Re
         pass: balanced && rss_growth < cfg.max_rss_growth && p99_growth < cfg.max_p99_growth,
         windows,
     })
+}
+
+/// Windows on each side: a third of those after the warm-up, at least one.
+fn sides(windows: usize) -> usize {
+    (windows.saturating_sub(1) / 3).max(1)
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_side_is_a_third_of_the_measured_windows() {
+        assert_eq!(sides(3), 1);
+        assert_eq!(sides(7), 2);
+        assert_eq!(sides(20), 6);
+    }
+
+    #[test]
+    fn one_slow_window_does_not_move_the_median() {
+        assert_eq!(median([1.0, 9.0, 1.2].into_iter()), 1.2);
+        assert_eq!(median([1.0, 2.0].into_iter()), 1.5);
+        assert_eq!(median(std::iter::empty()), 0.0);
+    }
 }

@@ -3,4 +3,5 @@
 pub mod detector;
 pub mod node;
 pub mod priority;
+pub mod spool;
 pub mod tracker;

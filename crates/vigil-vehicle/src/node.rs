@@ -21,7 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use vigil_bus::embedded::QueuedTask;
 use vigil_bus::transport::reply_stream;
 use vigil_bus::{
-    BusSample, FrameStore, LogRecord, Reply, TaskTransport, TelemetryLog, TransportError, embedded::QueueError, topics,
+    BusSample, FrameStore, Reply, TaskTransport, TelemetryLog, TransportError, embedded::QueueError, topics,
 };
 use vigil_core::policy::{Action, PATH_HALF_WIDTH_M, path_offset};
 use vigil_core::{Clock, Nanos, RunId, VehicleId};
@@ -29,6 +29,8 @@ use vigil_proto::action_from_proto;
 use vigil_proto::v1::{self, envelope::Payload};
 
 use crate::detector::{CORRIDOR_HALF_WIDTH_M, CameraGeometry, TTC_HORIZON_S, detect};
+use crate::spool::start_spool;
+pub use crate::spool::{SpoolConfig, TelemetrySpool, ToLog};
 use crate::tracker::{Pose, Track, Tracker};
 
 /// Which input stream an ingest actor serves.
@@ -125,6 +127,13 @@ pub struct NodeStats {
     pub telemetry_queued: AtomicU64,
     pub telemetry_queued_bytes: AtomicU64,
     pub telemetry_peak_bytes: AtomicU64,
+    /// Telemetry records the spool wrote to disk (the log was slow or down), the bytes on
+    /// disk now and at most.
+    pub telemetry_spilled: AtomicU64,
+    pub telemetry_disk_bytes: AtomicU64,
+    pub telemetry_peak_disk_bytes: AtomicU64,
+    /// Times the log pushed back (its buffer full) and the forwarder waited.
+    pub telemetry_log_waits: AtomicU64,
     /// Threats that fell back at once because the camera had no fresh frame or no box.
     pub no_camera: AtomicU64,
     /// Tracks that became a threat fusion may act on, and of those, how many it first
@@ -326,8 +335,8 @@ pub struct NodeConfig {
     /// A threat whose newest camera frame is older than this (or 1.5 camera periods, if
     /// longer) gets the fallback at once instead of a task on a stale crop.
     pub max_camera_age_ns: Nanos,
-    /// Telemetry waiting for the log, bytes, before further records are dropped (counted).
-    pub telemetry_spool_bytes: u64,
+    /// Telemetry waiting for the log: memory, then disk, then dropped (counted).
+    pub spool: SpoolConfig,
     /// Off: ingest and log only, no detection and no tasks.
     pub perception: bool,
     pub mailbox: usize,
@@ -342,7 +351,7 @@ impl NodeConfig {
             task_budget_ns: DEFAULT_TASK_BUDGET_NS,
             fallback_ttc_s: 3.0,
             max_camera_age_ns: 150_000_000,
-            telemetry_spool_bytes: 512 << 20,
+            spool: SpoolConfig::default(),
             perception: true,
             mailbox: 16,
             road,
@@ -389,79 +398,6 @@ impl Frame {
 }
 
 // ---------------------------------------------------------------- telemetry (the bulk plane)
-
-/// One record for the telemetry log, handed off by the urgent path without waiting.
-#[derive(Debug, Clone)]
-pub struct ToLog {
-    pub topic: &'static str,
-    pub capture_ns: Nanos,
-    pub publish_ns: Nanos,
-    pub envelope: Arc<Vec<u8>>,
-}
-
-impl Message for ToLog {
-    type Result = ();
-}
-
-/// The spool in front of the telemetry log: ingest, dispatcher and handler hand records
-/// to it and go on; it appends them in order on a thread of its own, so a slow or stalled
-/// log costs memory up to the spool's bound, never a deadline. Past the bound a record is
-/// dropped and counted.
-#[derive(Debug, Clone)]
-pub struct TelemetrySpool {
-    addr: Addr<Telemetry>,
-    stats: Arc<NodeStats>,
-    limit_bytes: u64,
-}
-
-impl TelemetrySpool {
-    pub fn push(&self, r: ToLog) {
-        let len = r.envelope.len() as u64;
-        let queued = self.stats.telemetry_queued_bytes.fetch_add(len, Ordering::SeqCst);
-        if queued + len > self.limit_bytes {
-            self.stats.telemetry_queued_bytes.fetch_sub(len, Ordering::SeqCst);
-            inc(&self.stats.telemetry_dropped);
-            tracing::warn!(topic = r.topic, queued, "telemetry spool full; record dropped and counted");
-            return;
-        }
-        self.stats.telemetry_peak_bytes.fetch_max(queued + len, Ordering::SeqCst);
-        inc(&self.stats.telemetry_queued);
-        self.addr.do_send(r);
-    }
-}
-
-/// Appends every record it is handed to the telemetry log.
-#[derive(Debug)]
-pub struct Telemetry {
-    vehicle: VehicleId,
-    run: RunId,
-    log: Arc<dyn TelemetryLog>,
-    stats: Arc<NodeStats>,
-}
-
-impl Actor for Telemetry {
-    type Context = Context<Self>;
-}
-
-impl Handler<ToLog> for Telemetry {
-    type Result = ();
-    fn handle(&mut self, r: ToLog, _: &mut Self::Context) {
-        let record = LogRecord {
-            topic: r.topic,
-            key: &self.vehicle.0,
-            run: self.run.as_str(),
-            capture_ns: r.capture_ns,
-            publish_ns: r.publish_ns,
-            envelope: &r.envelope,
-        };
-        if let Err(e) = self.log.append(record) {
-            inc(&self.stats.log_errors);
-            tracing::error!(error = %e, "telemetry log append failed");
-        }
-        self.stats.telemetry_queued.fetch_sub(1, Ordering::SeqCst);
-        self.stats.telemetry_queued_bytes.fetch_sub(r.envelope.len() as u64, Ordering::SeqCst);
-    }
-}
 
 // ---------------------------------------------------------------- ingest
 
@@ -1164,28 +1100,19 @@ pub struct NodeHandle {
 
 /// Starts one vehicle node: fusion, dispatcher and handler on the current arbiter (the
 /// urgent plane), the ingest actors on `io` (decoding megabyte frames there keeps it off
-/// the path from detection to action) and the telemetry actor on `bulk`, where a slow log
-/// can block nothing else. Call inside a running actix `System`.
+/// the path from detection to action), the telemetry spooler on `bulk` and its forwarder
+/// on `forward`, where a slow log can block nothing else. Call inside a running actix
+/// `System`.
 pub fn start_node(
     cfg: NodeConfig,
     deps: NodeDeps,
     inputs: SensorInputs,
     io: &ArbiterHandle,
     bulk: &ArbiterHandle,
+    forward: &ArbiterHandle,
 ) -> NodeHandle {
-    let telemetry = {
-        let t = Telemetry {
-            vehicle: cfg.vehicle.clone(),
-            run: cfg.run.clone(),
-            log: deps.log.clone(),
-            stats: deps.stats.clone(),
-        };
-        TelemetrySpool {
-            addr: Telemetry::start_in_arbiter(bulk, move |_| t),
-            stats: deps.stats.clone(),
-            limit_bytes: cfg.telemetry_spool_bytes,
-        }
-    };
+    let telemetry =
+        start_spool(cfg.spool.clone(), &cfg.vehicle, &cfg.run, deps.log.clone(), deps.stats.clone(), bulk, forward);
     let (fusion, dispatcher, handler) = if cfg.perception {
         // Fusion and the handler hold each other's address: fusion's context first.
         let fusion_ctx: Context<Fusion> = Context::new();

@@ -48,7 +48,7 @@ enum BenchWhat {
     /// plane's scheduling priority, and idle as the baseline.
     Priority(PriorityBenchArgs),
     /// Many tasks through one vehicle node's urgent path (dispatcher, queue, workers,
-    /// handler): resident memory and latency p99 of the last window against the first.
+    /// handler): resident memory and latency p99 at the end against the start.
     Soak(SoakBenchArgs),
 }
 
@@ -56,8 +56,9 @@ enum BenchWhat {
 struct SoakBenchArgs {
     #[arg(long, default_value_t = 100_000)]
     tasks: u64,
-    /// Tasks per measured window (the first warms up, the second is the baseline).
-    #[arg(long, default_value_t = 10_000)]
+    /// Tasks per measured window (the first warms up; the next third are the start, the
+    /// last third the end).
+    #[arg(long, default_value_t = 5_000)]
     window: u64,
     /// Tasks in flight at once.
     #[arg(long, default_value_t = 4)]
@@ -70,10 +71,11 @@ struct SoakBenchArgs {
     scenario: String,
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// Fail when resident memory grows more than this fraction from the first window.
+    /// Fail when resident memory grows more than this fraction from the start.
     #[arg(long, default_value_t = 0.10)]
     max_rss_growth: f64,
-    /// Fail when the window's detect→recommend p99 grows more than this fraction.
+    /// Fail when detect→recommend p99 (median of each side's windows) grows more than this
+    /// fraction.
     #[arg(long, default_value_t = 0.20)]
     max_p99_growth: f64,
     #[arg(long)]
@@ -106,13 +108,18 @@ fn soak(a: SoakBenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&b)?);
     }
     let summary = format!(
-        "{} tasks at {:.0}/s: RSS {:+.1}% (bound {:.0}%), p99 {:+.1}% (bound {:.0}%) last window against the second; every task ended answered or fallen back: {}",
+        "{} tasks at {:.0}/s: RSS {:.1} -> {:.1} MB {:+.1}% (bound {:.0}%), p99 {:.2} -> {:.2} ms {:+.1}% (bound {:.0}%), end against start ({} windows each); every task ended answered or fallen back: {}",
         b.tasks,
         b.tasks_per_s,
+        b.start_rss_mb,
+        b.end_rss_mb,
         b.rss_growth * 100.0,
         b.max_rss_growth * 100.0,
+        b.start_p99_ms,
+        b.end_p99_ms,
         b.p99_growth * 100.0,
         b.max_p99_growth * 100.0,
+        b.windows_per_side,
         b.balanced
     );
     if !b.pass {

@@ -112,6 +112,8 @@ pub struct VehicleArgs {
     /// Scheduling of the urgent path (fusion, tasks, replies) above telemetry.
     #[arg(long, value_enum, default_value_t = crate::run::PriorityArg::Nice)]
     priority: crate::run::PriorityArg,
+    #[command(flatten)]
+    spool: crate::run::SpoolArgs,
     /// Print one JSON report when stopping.
     #[arg(long)]
     json: bool,
@@ -136,6 +138,7 @@ pub fn vehicle(args: VehicleArgs) -> anyhow::Result<()> {
         stop: stop_on_signal()?,
         metrics: metrics(args.metrics_addr.as_deref())?,
         priority: args.priority.mode(),
+        spool: args.spool.config()?,
     };
     let r = run_vehicle(cfg).context("vigil vehicle failed")?;
     if args.json {

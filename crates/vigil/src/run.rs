@@ -130,6 +130,8 @@ pub struct RunArgs {
     /// Scheduling of the urgent path (sensors, fusion, tasks, workers) above telemetry.
     #[arg(long, value_enum, default_value_t = PriorityArg::Nice)]
     priority: PriorityArg,
+    #[command(flatten)]
+    spool: SpoolArgs,
     /// Run over a Kafka-protocol broker (bootstrap servers, e.g. 127.0.0.1:9092) instead of
     /// the embedded log. Needs --amqp too.
     #[arg(long)]
@@ -141,6 +143,41 @@ pub struct RunArgs {
     /// Broker settings file (default: ./vigil.toml if present; see vigil.example.toml).
     #[arg(long)]
     config: Option<PathBuf>,
+}
+
+/// Where telemetry waits while the log is slow or down (`vigil run`, `vigil vehicle`).
+#[derive(Debug, Clone, Args)]
+pub struct SpoolArgs {
+    /// Directory of the on-disk telemetry spool (default: $VIGIL_SPOOL_DIR, else
+    /// vigil-spool in the temporary directory). Each run spools under its own folder and
+    /// removes it once drained.
+    #[arg(long)]
+    spool_dir: Option<PathBuf>,
+    /// Telemetry held in memory before it goes to disk, MB.
+    #[arg(long, default_value_t = 256)]
+    spool_memory_mb: u64,
+    /// Telemetry held on disk before records are dropped (counted), MB.
+    #[arg(long, default_value_t = 8192)]
+    spool_disk_mb: u64,
+}
+
+impl SpoolArgs {
+    pub fn config(&self) -> anyhow::Result<vigil_pipeline::SpoolConfig> {
+        if self.spool_memory_mb == 0 || self.spool_memory_mb > 1 << 20 {
+            bail!("--spool-memory-mb must be 1..=1048576, got {}", self.spool_memory_mb);
+        }
+        if self.spool_disk_mb > 1 << 30 {
+            bail!("--spool-disk-mb must be at most 1073741824, got {}", self.spool_disk_mb);
+        }
+        let dir = self.spool_dir.clone().unwrap_or_else(vigil_pipeline::default_spool_dir);
+        vigil_pipeline::check_spool_dir(&dir)
+            .map_err(|e| anyhow::anyhow!("{e} (pass --spool-dir DIR, a directory this user can write)"))?;
+        Ok(vigil_pipeline::SpoolConfig {
+            memory_bytes: self.spool_memory_mb << 20,
+            dir: Some(dir),
+            disk_bytes: self.spool_disk_mb << 20,
+        })
+    }
 }
 
 pub fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
@@ -184,6 +221,7 @@ pub fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
     cfg.inject_latency = Duration::from_secs_f64(args.inject_latency_ms * 1e-3);
     cfg.console = !args.json;
     cfg.priority = args.priority.mode();
+    cfg.spool = args.spool.config()?;
     cfg.sensor_outage = args.sensor_outage.map(|(k, at)| (k, (at * 1e9).round() as i64));
     match (&args.kafka, &args.amqp) {
         (None, None) => {}

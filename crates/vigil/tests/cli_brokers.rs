@@ -359,9 +359,14 @@ fn a_drive_started_with_kafka_down_warns_at_once_and_delivers_everything_later()
     kafka.sh("down");
     let frames = std::env::temp_dir().join(format!("{prefix}-frames"));
     let started = std::time::Instant::now();
+    let spool = std::env::temp_dir().join(format!("{prefix}-spool"));
     let mut child = common::vigil_over_brokers(&prefix, &frames)
         .args(["run", "--scenario", "pedestrian-crossing", "--seed", "7", "--json", "--duration", "20"])
         .args(["--kafka", &kafka.addr(), "--amqp", AMQP])
+        // A small producer buffer and memory spool: the 10 s outage goes to the disk spool.
+        .env("VIGIL_KAFKA_QUEUE_MAX_MESSAGES", "200")
+        .env("VIGIL_KAFKA_QUEUE_FULL_TIMEOUT_MS", "200")
+        .args(["--spool-memory-mb", "2", "--spool-dir", spool.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -391,6 +396,11 @@ fn a_drive_started_with_kafka_down_warns_at_once_and_delivers_everything_later()
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     eprintln!("kafka down at start: tasks {} telemetry {} kafka {}", r["tasks"], r["telemetry"], r["brokers"]["kafka"]);
     assert_eq!(r["lost"], 0, "{r}");
+    assert!(r["telemetry"]["spilled"].as_u64().unwrap() > 0, "the outage went to the disk spool: {r}");
+    assert_eq!(r["telemetry"]["dropped"], 0, "{r}");
+    assert_eq!(r["telemetry"]["queued"], 0, "the spool drained: {r}");
+    let left: Vec<_> = std::fs::read_dir(&spool).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.iter().all(|p| std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_none())), "spool left: {left:?}");
     assert!(r["tasks"]["completed"].as_u64().unwrap() > 0, "tasks were answered while Kafka was down: {r}");
     assert!(!r["outcome"]["collision"].as_bool().unwrap(), "{r}");
     let k = &r["brokers"]["kafka"];
@@ -398,6 +408,7 @@ fn a_drive_started_with_kafka_down_warns_at_once_and_delivers_everything_later()
     kafka.assert_all_telemetry_arrived(&prefix, &r);
     kafka.remove();
     let _ = std::fs::remove_dir_all(frames);
+    let _ = std::fs::remove_dir_all(spool);
     delete_amqp_prefix(&prefix);
 }
 
@@ -410,12 +421,18 @@ struct StallProxy {
 
 impl StallProxy {
     fn start(target: &'static str) -> Self {
+        Self::start_after(target, std::time::Duration::ZERO)
+    }
+
+    /// A proxy whose port refuses connections (nothing listens) for `closed`, then forwards.
+    fn start_after(target: &'static str, closed: std::time::Duration) -> Self {
         use std::sync::atomic::AtomicBool;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
-        let port = listener.local_addr().expect("addr").port();
+        let port = common::free_port();
         let stalled = std::sync::Arc::new(AtomicBool::new(false));
         let flag = stalled.clone();
         std::thread::spawn(move || {
+            std::thread::sleep(closed);
+            let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind proxy");
             for client in listener.incoming().map_while(Result::ok) {
                 let Ok(upstream) = std::net::TcpStream::connect(target) else { continue };
                 let (c2, u2) = (client.try_clone().expect("clone"), upstream.try_clone().expect("clone"));
@@ -424,6 +441,12 @@ impl StallProxy {
                 std::thread::spawn(move || Self::pump(u2, c2, &f2));
             }
         });
+        if closed.is_zero() {
+            // Bound before the caller connects.
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
         Self { port, stalled }
     }
 
@@ -495,6 +518,62 @@ fn rabbitmq_unresponsive_for_5_s_keeps_fusion_at_pace_and_every_fallback_on_time
     assert!(t["fallback"].as_u64().unwrap() > 0, "the stall made tasks fall back: {t}");
     let late = r["latency_ms"]["fallback_after_deadline"]["max"].as_f64().unwrap();
     assert!(late <= 20.0, "a fallback came {late} ms after its deadline: {r}");
+    let _ = std::fs::remove_dir_all(frames);
+    delete_amqp_prefix(&prefix);
+}
+
+/// A brokers drive started while RabbitMQ refuses connections: the vehicle says so within
+/// a second and drives (every threat falls back, no collision); once RabbitMQ answers,
+/// 2 s in (before the pedestrian steps out), it reconnects by itself and its tasks are
+/// answered again. (In urban-dense the fallbacks brake the car to a stop before that,
+/// and no threat is left to ask about.)
+#[test]
+fn a_drive_started_with_rabbitmq_down_falls_back_then_reconnects() {
+    use std::io::{BufRead, BufReader};
+    let Some(_brokers) = brokers_up() else {
+        return;
+    };
+    let prefix = unique("adown");
+    let frames = std::env::temp_dir().join(format!("{prefix}-frames"));
+    let started = std::time::Instant::now();
+    let proxy = StallProxy::start_after("127.0.0.1:5672", std::time::Duration::from_secs(2));
+    let mut child = common::vigil_over_brokers(&prefix, &frames)
+        .args(["run", "--scenario", "pedestrian-crossing", "--seed", "7", "--json", "--duration", "16"])
+        .args(["--kafka", KAFKA, "--amqp", &proxy.url()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn vigil");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send((started.elapsed(), line));
+        }
+    });
+    let mut lines = Vec::new();
+    let warned_at = loop {
+        match rx.recv_timeout(std::time::Duration::from_secs(5)) {
+            Ok((at, line)) if line.contains("RabbitMQ is unreachable") => break Some(at),
+            Ok((_, line)) => lines.push(line),
+            Err(_) => break None,
+        }
+    };
+    let warned_at = warned_at.unwrap_or_else(|| panic!("no warning that RabbitMQ is down; stderr: {lines:?}"));
+    assert!(warned_at < std::time::Duration::from_millis(1500), "warned {warned_at:?} after start");
+    let out = child.wait_with_output().expect("vigil run");
+    let rest: Vec<String> = rx.try_iter().map(|(_, l)| l).collect();
+    assert!(out.status.success(), "vigil run failed: {rest:?}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let t = &r["tasks"];
+    eprintln!("rabbitmq down at start: tasks {t} amqp {}", r["brokers"]["amqp"]);
+    assert_eq!(r["lost"], 0, "{r}");
+    assert!(!r["outcome"]["collision"].as_bool().unwrap(), "{r}");
+    let raised = t["raised"].as_u64().unwrap();
+    assert_eq!(raised, t["completed"].as_u64().unwrap() + t["fallback"].as_u64().unwrap(), "{t}");
+    assert!(t["fallback"].as_u64().unwrap() > 0, "tasks raised while RabbitMQ was down fell back: {t}");
+    assert!(t["completed"].as_u64().unwrap() > 0, "tasks were answered once RabbitMQ came: {t}");
+    assert!(r["brokers"]["amqp"]["recoveries"].as_u64().unwrap() >= 1, "{r}");
     let _ = std::fs::remove_dir_all(frames);
     delete_amqp_prefix(&prefix);
 }
