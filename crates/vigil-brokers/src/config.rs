@@ -34,6 +34,10 @@ pub struct KafkaConfig {
     /// Extra librdkafka properties, e.g. `"security.protocol" = "SASL_SSL"`,
     /// `"sasl.mechanisms" = "SCRAM-SHA-512"`, `"ssl.ca.location" = "/etc/ca.pem"`.
     pub properties: BTreeMap<String, String>,
+    /// A simulated drive's scenario and seed, written as record headers so that
+    /// `vigil drives` can name them (set by `vigil run`, never by a file).
+    #[serde(skip)]
+    pub simulated: Option<(String, u64)>,
 }
 
 impl Default for KafkaConfig {
@@ -51,6 +55,7 @@ impl Default for KafkaConfig {
             max_message_bytes: 1_000_000,
             queue_full_timeout_ms: 10_000,
             properties: BTreeMap::new(),
+            simulated: None,
         }
     }
 }

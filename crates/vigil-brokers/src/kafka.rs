@@ -377,7 +377,12 @@ impl TelemetryLog for KafkaLog {
         let topic = topic_name(&self.cfg.topic_prefix, record.topic);
         let checked = self.claim_check(record.topic, record.run, record.envelope)?;
         let payload: &[u8] = checked.as_deref().unwrap_or(record.envelope);
-        let headers = record_headers(record.envelope, record.run, record.capture_ns, record.publish_ns);
+        let mut headers = record_headers(record.envelope, record.run, record.capture_ns, record.publish_ns);
+        if let Some((scenario, seed)) = &self.cfg.simulated {
+            headers = headers
+                .insert(Header { key: "scenario", value: Some(scenario.as_str()) })
+                .insert(Header { key: "seed", value: Some(&seed.to_string()) });
+        }
         self.stats.bytes.fetch_add(payload.len() as u64, Ordering::Relaxed);
         let rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topic)
             .key(record.key.as_bytes())
@@ -571,6 +576,9 @@ pub struct DriveSummary {
     pub vehicle: String,
     pub first_capture_ns: i64,
     pub last_capture_ns: i64,
+    /// The scenario and seed of a simulated drive (`vigil run`); absent otherwise.
+    pub scenario: Option<String>,
+    pub seed: Option<u64>,
     /// Messages per logical stream (`lidar`, `camera`, `radar`, `groundtruth`, `tasks`,
     /// `recommendations`).
     pub messages: BTreeMap<String, u64>,
@@ -601,8 +609,14 @@ pub fn list_drives(cfg: &KafkaConfig, timeout: Duration) -> Result<Vec<DriveSumm
                 vehicle,
                 first_capture_ns: i64::MAX,
                 last_capture_ns: i64::MIN,
+                scenario: None,
+                seed: None,
                 messages: BTreeMap::new(),
             });
+            if d.scenario.is_none() {
+                d.scenario = r.headers.get("scenario").cloned();
+                d.seed = r.headers.get("seed").and_then(|s| s.parse().ok());
+            }
             if l != topics::RECOMMENDATIONS && l != topics::TASKS {
                 d.first_capture_ns = d.first_capture_ns.min(capture);
                 d.last_capture_ns = d.last_capture_ns.max(capture);

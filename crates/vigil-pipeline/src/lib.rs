@@ -202,7 +202,9 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
                     "--record writes the embedded log; over the brokers the drive is in Kafka already".into(),
                 ));
             }
-            Some(vigil_brokers::Brokers::connect(b, clock.clone())?)
+            let mut b = b.clone();
+            b.kafka.simulated = Some((cfg.scenario.name.clone(), cfg.seed));
+            Some(vigil_brokers::Brokers::connect(&b, clock.clone())?)
         }
         None => None,
     };

@@ -301,14 +301,30 @@ pub fn drives(args: DrivesArgs) -> anyhow::Result<()> {
         println!("no drives in Kafka at {} (topic prefix `{}`)", b.kafka.brokers, b.kafka.topic_prefix);
         return Ok(());
     }
-    println!("{:<34} {:<10} {:<32} {:>8}  messages", "drive", "vehicle", "first capture", "seconds");
+    println!(
+        "{:<34} {:<10} {:<28} {:<32} {:>8}  messages",
+        "drive", "vehicle", "simulated", "first capture", "seconds"
+    );
     for d in &drives {
         let first = humantime::format_rfc3339_millis(
             std::time::UNIX_EPOCH + std::time::Duration::from_nanos(d.first_capture_ns.max(0) as u64),
         );
         let secs = (d.last_capture_ns - d.first_capture_ns) as f64 * 1e-9;
         let msgs: Vec<String> = d.messages.iter().map(|(k, n)| format!("{k} {n}")).collect();
-        println!("{:<34} {:<10} {:<32} {:>8.1}  {}", d.drive, d.vehicle, first.to_string(), secs, msgs.join(", "));
+        let simulated = match (&d.scenario, d.seed) {
+            (Some(s), Some(seed)) => format!("{s} seed {seed}"),
+            (Some(s), None) => s.clone(),
+            _ => "-".into(),
+        };
+        println!(
+            "{:<34} {:<10} {:<28} {:<32} {:>8.1}  {}",
+            d.drive,
+            d.vehicle,
+            simulated,
+            first.to_string(),
+            secs,
+            msgs.join(", ")
+        );
     }
     Ok(())
 }

@@ -345,12 +345,39 @@ fn a_kafka_broker_paused_for_30_s_costs_no_deadline_and_no_telemetry() {
     delete_amqp_prefix(&base_prefix);
 }
 
+/// Reads `child`'s stderr on a thread and asserts a line containing `warning` came within
+/// 1.5 s of `started`; returns the channel of the lines still to come.
+fn warns_at_once(
+    child: &mut std::process::Child,
+    started: std::time::Instant,
+    warning: &str,
+) -> std::sync::mpsc::Receiver<(std::time::Duration, String)> {
+    use std::io::{BufRead, BufReader};
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send((started.elapsed(), line));
+        }
+    });
+    let mut lines = Vec::new();
+    let warned_at = loop {
+        match rx.recv_timeout(std::time::Duration::from_secs(5)) {
+            Ok((at, line)) if line.contains(warning) => break Some(at),
+            Ok((_, line)) => lines.push(line),
+            Err(_) => break None,
+        }
+    };
+    let warned_at = warned_at.unwrap_or_else(|| panic!("no warning `{warning}`; stderr: {lines:?}"));
+    assert!(warned_at < std::time::Duration::from_millis(1500), "warned {warned_at:?} after start");
+    rx
+}
+
 /// A brokers drive started while its Kafka broker is down: it says so within a second,
 /// drives on (tasks answered), and once the broker starts 10 s in, every telemetry
 /// message of the drive reaches Kafka.
 #[test]
 fn a_drive_started_with_kafka_down_warns_at_once_and_delivers_everything_later() {
-    use std::io::{BufRead, BufReader};
     let Some(_brokers) = brokers_up() else {
         return;
     };
@@ -371,23 +398,7 @@ fn a_drive_started_with_kafka_down_warns_at_once_and_delivers_everything_later()
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn vigil");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send((started.elapsed(), line));
-        }
-    });
-    let mut lines = Vec::new();
-    let warned_at = loop {
-        match rx.recv_timeout(std::time::Duration::from_secs(5)) {
-            Ok((at, line)) if line.contains("Kafka did not answer") => break Some(at),
-            Ok((_, line)) => lines.push(line),
-            Err(_) => break None,
-        }
-    };
-    let warned_at = warned_at.unwrap_or_else(|| panic!("no warning that Kafka is down; stderr: {lines:?}"));
-    assert!(warned_at < std::time::Duration::from_millis(1500), "warned {warned_at:?} after start");
+    let rx = warns_at_once(&mut child, started, "Kafka did not answer");
     std::thread::sleep(std::time::Duration::from_secs(10).saturating_sub(started.elapsed()));
     kafka.sh("restart-kafka");
     let out = child.wait_with_output().expect("vigil run");
@@ -529,7 +540,6 @@ fn rabbitmq_unresponsive_for_5_s_keeps_fusion_at_pace_and_every_fallback_on_time
 /// and no threat is left to ask about.)
 #[test]
 fn a_drive_started_with_rabbitmq_down_falls_back_then_reconnects() {
-    use std::io::{BufRead, BufReader};
     let Some(_brokers) = brokers_up() else {
         return;
     };
@@ -544,23 +554,7 @@ fn a_drive_started_with_rabbitmq_down_falls_back_then_reconnects() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn vigil");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send((started.elapsed(), line));
-        }
-    });
-    let mut lines = Vec::new();
-    let warned_at = loop {
-        match rx.recv_timeout(std::time::Duration::from_secs(5)) {
-            Ok((at, line)) if line.contains("RabbitMQ is unreachable") => break Some(at),
-            Ok((_, line)) => lines.push(line),
-            Err(_) => break None,
-        }
-    };
-    let warned_at = warned_at.unwrap_or_else(|| panic!("no warning that RabbitMQ is down; stderr: {lines:?}"));
-    assert!(warned_at < std::time::Duration::from_millis(1500), "warned {warned_at:?} after start");
+    let rx = warns_at_once(&mut child, started, "RabbitMQ is unreachable");
     let out = child.wait_with_output().expect("vigil run");
     let rest: Vec<String> = rx.try_iter().map(|(_, l)| l).collect();
     assert!(out.status.success(), "vigil run failed: {rest:?}");

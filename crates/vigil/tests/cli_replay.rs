@@ -210,6 +210,8 @@ fn drive_over_the_brokers_by_id_replays_the_same_after_a_later_drive() {
     assert_eq!(listed.len(), 1, "{listed:?}");
     let id1 = listed[0]["drive"].as_str().unwrap().to_string();
     assert_eq!(listed[0]["vehicle"], "veh-0000");
+    assert_eq!(listed[0]["scenario"], "stopped-vehicle", "{listed:?}");
+    assert_eq!(listed[0]["seed"], 7, "{listed:?}");
     let before = replay(&id1);
     assert!(n(&before["recommendations"]) >= 1, "{before}");
     assert_eq!(before["diff"]["recorded"], first["recommendations"]["count"], "{before}");
@@ -223,6 +225,8 @@ fn drive_over_the_brokers_by_id_replays_the_same_after_a_later_drive() {
     assert!(ids.contains(&id1.as_str()), "{listed:?}");
     for d in &listed {
         assert!(n(&d["messages"]["radar"]) > 0 && n(&d["messages"]["camera"]) > 0, "{d}");
+        let seed = if d["drive"] == id1.as_str() { 7 } else { 8 };
+        assert_eq!(d["seed"], seed, "each drive names its own seed: {d}");
     }
     let after = replay(&id1);
     assert_eq!(after["recommendations_digest"], before["recommendations_digest"], "{before}\n{after}");
