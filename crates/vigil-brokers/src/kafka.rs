@@ -6,7 +6,8 @@
 //! - Key = vehicle id (a vehicle's stream stays ordered in one partition); idempotent
 //!   producer, `acks=all`, lz4; Kafka headers carry the envelope metadata.
 //! - Camera envelopes over `claim_check_bytes` go to the frame store and travel as a `BlobRef`
-//!   (uri + size + sha256): a camera frame does not fit the broker's ~1 MB limit.
+//!   (uri + size + sha256): a camera frame does not fit the broker's ~1 MB limit. A vehicle
+//!   with perception has stored the pixels already and sends the reference.
 //! - A failed delivery is re-sent, never dropped silently; the producer queue is bounded
 //!   and its fill is visible in [`KafkaLogStats`].
 
@@ -282,7 +283,9 @@ impl KafkaLog {
 
     /// Replaces the inline pixels of a big camera envelope by a reference to the store.
     /// Only camera frames are claim-checked: other envelopes are not decoded here (a
-    /// 64-beam lidar sweep is over the claim-check size and fits the broker's limit).
+    /// 64-beam lidar sweep is over the claim-check size and fits the broker's limit). A
+    /// vehicle that stored the frame for its tasks sends the reference already, and the
+    /// same blob serves both.
     fn claim_check(&self, logical_topic: &str, run: &str, envelope: &[u8]) -> Result<Option<Vec<u8>>, TransportError> {
         if logical_topic != topics::CAMERA || envelope.len() <= self.cfg.claim_check_bytes {
             return Ok(None);
@@ -298,8 +301,7 @@ impl KafkaLog {
         let Some(v1::camera_frame::Pixels::Data(pixels)) = cam.pixels.take() else {
             return Ok(None);
         };
-        // Unique per run: a later drive of the same vehicle never overwrites this one.
-        let key = format!("{}/{run}/{}/{}.rgb", header.vehicle_id, header.sensor_id.replace('/', "_"), header.sequence);
+        let key = vigil_bus::frame_key(&header.vehicle_id, run, &header.sensor_id, header.sequence);
         let size = pixels.len() as u64;
         let (uri, sha256) = store.put_bytes(&key, pixels)?;
         cam.pixels = Some(v1::camera_frame::Pixels::Blob(v1::BlobRef { uri, size, sha256 }));

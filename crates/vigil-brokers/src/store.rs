@@ -4,6 +4,7 @@
 //! (`…/frame.bin#sha256=<hex>`), and every fetch verifies it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -25,6 +26,8 @@ pub struct ObjectFrameStore {
     base: Url,
     prefix: Path,
     rt: Handle,
+    /// Objects and bytes put, shared by clones (the run report's `frames`).
+    stored: Arc<(AtomicU64, AtomicU64)>,
 }
 
 fn err(what: impl std::fmt::Display) -> TransportError {
@@ -44,7 +47,7 @@ impl ObjectFrameStore {
         }
         let (store, prefix) = object_store::parse_url(&base)
             .map_err(|e| err(format!("cannot open frame store `{url}`: {e} (S3 URLs need the `s3` feature)")))?;
-        Ok(Self { store: Arc::from(store), base, prefix, rt })
+        Ok(Self { store: Arc::from(store), base, prefix, rt, stored: Arc::default() })
     }
 
     fn location(&self, key: &str) -> Path {
@@ -74,9 +77,15 @@ impl ObjectFrameStore {
         rx.recv().map_err(|_| err("the frame store's runtime stopped"))?
     }
 
+    /// Objects and bytes stored through this store (and its clones) so far.
+    pub fn stored(&self) -> (u64, u64) {
+        (self.stored.0.load(Ordering::Relaxed), self.stored.1.load(Ordering::Relaxed))
+    }
+
     /// Stores `bytes` and returns `(uri, sha256)`.
     pub fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(String, String), TransportError> {
         let sha = sha256_hex(&bytes);
+        let size = bytes.len() as u64;
         let location = self.location(key);
         let uri = self.uri_for(&location, &sha);
         let store = self.store.clone();
@@ -87,6 +96,8 @@ impl ObjectFrameStore {
                 .map_err(|e| err(format!("put {location}: {e}")))
                 .map(|_| ())
         })?;
+        self.stored.0.fetch_add(1, Ordering::Relaxed);
+        self.stored.1.fetch_add(size, Ordering::Relaxed);
         Ok((uri, sha))
     }
 
@@ -145,9 +156,13 @@ impl ObjectFrameStore {
 }
 
 impl FrameStore for ObjectFrameStore {
-    fn put(&self, key: &str, bytes: Arc<Vec<u8>>) -> Result<String, TransportError> {
-        let owned = Arc::try_unwrap(bytes).unwrap_or_else(|a| (*a).clone());
-        self.put_bytes(key, owned).map(|(uri, _)| uri)
+    fn put(&self, key: &str, bytes: Vec<u8>) -> Result<vigil_proto::v1::BlobRef, TransportError> {
+        let size = bytes.len() as u64;
+        self.put_bytes(key, bytes).map(|(uri, sha256)| vigil_proto::v1::BlobRef { uri, size, sha256 })
+    }
+
+    fn durable(&self) -> bool {
+        true
     }
 
     fn get(&self, uri: &str) -> Result<Arc<Vec<u8>>, TransportError> {
@@ -169,7 +184,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("vigil-store-{}", std::process::id()));
         let url = Url::from_directory_path(&dir).expect("abs").to_string();
         let store = ObjectFrameStore::open(&url, rt.handle().clone()).expect("open");
-        let uri = store.put("veh-1/camera/7.bin", Arc::new(vec![1, 2, 3])).expect("put");
+        let uri = store.put("veh-1/camera/7.bin", vec![1, 2, 3]).expect("put").uri;
         assert!(uri.contains("#sha256="), "{uri}");
         assert_eq!(*store.get(&uri).expect("get"), vec![1, 2, 3]);
         // Change the object behind the store's back: the fetch must refuse it.

@@ -7,6 +7,6 @@ pub mod transport;
 pub mod zenoh_bus;
 
 pub use transport::{
-    FrameStore, LogRecord, Reply, Settle, TaskDelivery, TaskTransport, TelemetryLog, TransportError, topics,
+    FrameStore, LogRecord, Reply, Settle, TaskDelivery, TaskTransport, TelemetryLog, TransportError, frame_key, topics,
 };
 pub use zenoh_bus::{BusError, BusSample, ZenohBus, ZenohConfig};

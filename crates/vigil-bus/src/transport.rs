@@ -75,9 +75,18 @@ pub trait TelemetryLog: Send + Sync + fmt::Debug {
 
 /// Big payloads (camera frames) stored once and passed around by reference.
 pub trait FrameStore: Send + Sync + fmt::Debug {
-    /// Stores `bytes` under `key`; returns the URI to put in a `BlobRef`.
-    fn put(&self, key: &str, bytes: Arc<Vec<u8>>) -> Result<String, TransportError>;
+    /// Stores `bytes` under `key`; returns the reference a task or a log record carries.
+    fn put(&self, key: &str, bytes: Vec<u8>) -> Result<vigil_proto::v1::BlobRef, TransportError>;
     fn get(&self, uri: &str) -> Result<Arc<Vec<u8>>, TransportError>;
+    /// Whether a reference outlives this process, so that a durable log may carry it in
+    /// place of the bytes (an object store) or must keep the bytes inline (memory).
+    fn durable(&self) -> bool;
+}
+
+/// The frame-store key of one camera frame's pixels: unique per vehicle process run, so a
+/// later drive of the same vehicle never overwrites an earlier one.
+pub fn frame_key(vehicle: &str, run: &str, sensor_id: &str, sequence: u64) -> String {
+    format!("{vehicle}/{run}/{}/{sequence}.rgb", sensor_id.replace('/', "_"))
 }
 
 /// How a delivery ends.

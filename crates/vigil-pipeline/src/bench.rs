@@ -201,6 +201,17 @@ pub(crate) fn sample_frame(scenario: &Scenario, seed: u64) -> Option<(Vec<u8>, [
     None
 }
 
+/// A camera envelope's inline pixels and their layout, as a vehicle stores them for tasks.
+pub(crate) fn frame_pixels(envelope: &[u8]) -> Option<(Vec<u8>, v1::FrameLayout)> {
+    let env = vigil_proto::decode_envelope(envelope).ok()?;
+    let Some(Payload::Camera(cam)) = env.payload else { return None };
+    let layout = v1::FrameLayout { width: cam.width, height: cam.height, encoding: cam.encoding };
+    match cam.pixels {
+        Some(v1::camera_frame::Pixels::Data(pixels)) => Some((pixels, layout)),
+        _ => None,
+    }
+}
+
 fn queue_hop(tasks: &EmbeddedTasks, reps: usize, gap: Duration) -> Result<Percentiles, RunError> {
     let rt = || {
         tokio::runtime::Builder::new_current_thread().enable_time().build().map_err(|e| RunError::Actors(e.to_string()))
@@ -251,7 +262,7 @@ pub fn pipeline_bench(base: RunConfig, reps: usize, max_overhead: f64) -> Result
 
     // Fetch + decode + crop.
     let store = MemoryFrameStore::new(4);
-    let uri = store.put("bench/camera/0", Arc::new(bytes))?;
+    let uri = store.put("bench/camera/0", bytes)?.uri;
     let do_crop = || -> Option<vigil_vision::preprocess::Crop> {
         let b = store.get(&uri).ok()?;
         let env = vigil_proto::decode_envelope(&b).ok()?;

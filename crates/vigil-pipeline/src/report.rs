@@ -137,6 +137,15 @@ pub struct Workers {
 pub struct BrokerReport {
     pub kafka: KafkaFigures,
     pub amqp: AmqpFigures,
+    pub frames: FrameFigures,
+}
+
+/// The frame store: each camera frame is written once, and its log record and any task
+/// on it refer to that one object.
+#[derive(Debug, Clone, Serialize)]
+pub struct FrameFigures {
+    pub stored: u64,
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -147,7 +156,8 @@ pub struct KafkaFigures {
     /// Failed deliveries that were re-sent.
     pub retried: u64,
     pub queue_full_waits: u64,
-    /// Envelopes sent as a reference to the frame store.
+    /// Camera envelopes whose pixels the log itself moved to the frame store (a vehicle
+    /// with perception stores them first and sends the reference, so none there).
     pub claim_checked: u64,
     pub bytes: u64,
     /// Messages waiting in the producer (queued or in flight) when sampled, and its bound.
@@ -174,7 +184,9 @@ impl BrokerReport {
         let a = b.tasks.amqp_counts();
         let g = |x: &std::sync::atomic::AtomicU64| x.load(std::sync::atomic::Ordering::Relaxed);
         let (queue_fill, queue_max) = b.log.queue_fill();
+        let (stored, bytes) = b.frames.stored();
         Self {
+            frames: FrameFigures { stored, bytes },
             kafka: KafkaFigures {
                 brokers: b.log_brokers().to_string(),
                 sent: g(&k.sent),

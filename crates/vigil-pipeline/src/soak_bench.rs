@@ -99,7 +99,10 @@ pub fn soak_bench(cfg: &SoakConfig, mut progress: impl FnMut(&SoakWindow)) -> Re
     let frames = Arc::new(MemoryFrameStore::new(4));
     let vehicle = VehicleId::simulated(0);
     let run = RunId::generate();
-    let uri = frames.put(&format!("{vehicle}/{run}/camera_front/0"), Arc::new(frame))?;
+    let (pixels, layout) = crate::bench::frame_pixels(&frame).ok_or_else(|| {
+        RunError::Config(format!("scenario {}: camera frame without inline pixels", cfg.scenario.name))
+    })?;
+    let blob = frames.put(&vigil_bus::frame_key(vehicle.as_str(), run.as_str(), "camera_front", 0), pixels)?;
     let tasks = Arc::new(EmbeddedTasks::new(TaskQueue::new(256, 3), clock.clone()));
     let model = Recogniser::load(&cfg.model_dir, &default_device())?;
     let stats = Arc::new(NodeStats::default());
@@ -159,7 +162,8 @@ pub fn soak_bench(cfg: &SoakConfig, mut progress: impl FnMut(&SoakWindow)) -> Re
             deadline_ns: now + cfg.budget_ns,
             frame_sensor_id: "camera_front".into(),
             frame_sequence: 0,
-            frame_ref: Some(v1::BlobRef { uri: uri.clone(), size: 0, sha256: String::new() }),
+            frame_ref: Some(blob.clone()),
+            frame_layout: Some(layout),
             camera_box: Some(v1::Box2d { x_min: bbox[0], y_min: bbox[1], x_max: bbox[2], y_max: bbox[3] }),
             track: Some(v1::TrackSummary {
                 track_id: n as u32,

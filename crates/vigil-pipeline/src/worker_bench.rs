@@ -76,6 +76,7 @@ fn tasks(n: usize, uri: &str, bbox: [f32; 4], reply_to: &str, deadline_ns: i64) 
                 left_lane_free: true,
                 right_lane_free: true,
                 attempt: 0,
+                frame_layout: None,
             };
             let payload = Payload::ObstacleTask(task);
             let header = v1::Header {
@@ -213,7 +214,7 @@ pub fn workers_bench(
         .build()
         .map_err(|e| RunError::Actors(e.to_string()))?;
     let frames = ObjectFrameStore::open(&frames_cfg.url, rt.handle().clone())?;
-    let uri = frames.put(&format!("bench-workers/{}/camera.env", std::process::id()), Arc::new(bytes))?;
+    let uri = frames.put(&format!("bench-workers/{}/camera.env", std::process::id()), bytes)?.uri;
     let s = Setup {
         amqp,
         model: &model,

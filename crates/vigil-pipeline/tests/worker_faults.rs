@@ -103,12 +103,16 @@ impl Bench {
         let camera = loop {
             sim.step(&mut batch).expect("the simulator made a camera frame");
             if let Some(m) = batch.drain(..).find(|m| m.kind == StreamKind::Camera) {
-                break m.encode();
+                break m.envelope;
             }
         };
+        // As a vehicle stores it: the pixels alone, their layout in the task.
+        let Some(Payload::Camera(cam)) = camera.payload else { panic!("not a camera frame") };
+        let Some(v1::camera_frame::Pixels::Data(pixels)) = cam.pixels else { panic!("no inline pixels") };
+        let layout = v1::FrameLayout { width: cam.width, height: cam.height, encoding: cam.encoding };
         let uri = match frame_uri {
             Some(u) => u.to_string(),
-            None => self.frames.put(&format!("{id}.frame"), Arc::new(camera)).unwrap(),
+            None => self.frames.put(&format!("{id}.rgb"), pixels).unwrap().uri,
         };
         let deadline_ns = WallClock.now_ns() + 10_000_000_000;
         let task = v1::ObstacleTask {
@@ -116,6 +120,7 @@ impl Bench {
             priority: 5,
             deadline_ns,
             frame_ref: Some(v1::BlobRef { uri, size: 0, sha256: String::new() }),
+            frame_layout: Some(layout),
             camera_box: Some(v1::Box2d { x_min: 100.0, y_min: 100.0, x_max: 164.0, y_max: 164.0 }),
             track: Some(v1::TrackSummary {
                 x: 20.0,

@@ -211,6 +211,17 @@ pub fn validate(envelope: &v1::Envelope, limits: &Limits) -> Result<(), DecodeEr
                 return Err(invalid("obstacle_task.task_id", "must not be empty"));
             }
             finite_box2d("obstacle_task.camera_box", &task.camera_box)?;
+            if let Some(v1::BlobRef { uri, sha256, .. }) = &task.frame_ref {
+                check_len("obstacle_task.frame_ref.uri", uri.len(), limits.max_string_bytes)?;
+                check_len("obstacle_task.frame_ref.sha256", sha256.len(), 64)?;
+            }
+            if let Some(l) = &task.frame_layout {
+                check_len("obstacle_task.frame_layout.width", l.width as usize, limits.max_image_side as usize)?;
+                check_len("obstacle_task.frame_layout.height", l.height as usize, limits.max_image_side as usize)?;
+                v1::PixelEncoding::try_from(l.encoding).map_err(|_| {
+                    invalid("obstacle_task.frame_layout.encoding", format!("unknown value {}", l.encoding))
+                })?;
+            }
             if let Some(t) = &task.track {
                 let v1::TrackSummary { x, y, vx, vy, time_to_collision_s, lateral_offset_m, .. } = t;
                 finite("obstacle_task.track", &[*x, *y, *vx, *vy, *time_to_collision_s, *lateral_offset_m])?;

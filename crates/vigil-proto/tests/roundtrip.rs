@@ -23,6 +23,13 @@ fn pose() -> impl Strategy<Value = v1::Pose> {
 fn blob() -> impl Strategy<Value = v1::BlobRef> {
     (s(), any::<u64>(), "[0-9a-f]{64}").prop_map(|(uri, size, sha256)| v1::BlobRef { uri, size, sha256 })
 }
+fn layout() -> impl Strategy<Value = v1::FrameLayout> {
+    (0u32..=8192, 0u32..=8192, 0i32..3).prop_map(|(width, height, encoding)| v1::FrameLayout {
+        width,
+        height,
+        encoding,
+    })
+}
 fn box2d() -> impl Strategy<Value = v1::Box2d> {
     (f32s(), f32s(), f32s(), f32s()).prop_map(|(x_min, y_min, x_max, y_max)| v1::Box2d { x_min, y_min, x_max, y_max })
 }
@@ -135,7 +142,7 @@ fn task() -> impl Strategy<Value = v1::ObstacleTask> {
         proptest::option::of(box2d()),
         proptest::option::of(track),
         s(),
-        (any::<bool>(), any::<bool>(), any::<u32>()),
+        (any::<bool>(), any::<bool>(), any::<u32>(), proptest::option::of(layout())),
     )
         .prop_map(
             |(
@@ -148,7 +155,7 @@ fn task() -> impl Strategy<Value = v1::ObstacleTask> {
                 camera_box,
                 track,
                 reply_to,
-                (left_lane_free, right_lane_free, attempt),
+                (left_lane_free, right_lane_free, attempt, frame_layout),
             )| v1::ObstacleTask {
                 task_id,
                 priority,
@@ -162,6 +169,7 @@ fn task() -> impl Strategy<Value = v1::ObstacleTask> {
                 left_lane_free,
                 right_lane_free,
                 attempt,
+                frame_layout,
             },
         )
 }

@@ -1,8 +1,9 @@
 //! The vehicle node: actix actors from the sensor bus to the ego controls.
 //!
 //! ```text
-//! zenoh ─▶ Ingest (one per stream) ─▶ TelemetryPublisher ─▶ TelemetryLog (+ FrameStore for camera)
-//!                                  └─▶ Fusion (tracks, TTC, lanes) ─▶ Dispatcher ─▶ TaskTransport
+//! zenoh ─▶ Ingest (one per stream) ─▶ TelemetrySpool ─▶ TelemetryLog
+//!          │ camera pixels ─▶ FrameStore (once; the log record and tasks refer to it)
+//!          └─▶ Fusion (tracks, TTC, lanes) ─▶ Dispatcher ─▶ TaskTransport
 //!                 TaskTransport replies ─▶ RecommendationHandler ─▶ ControlCommand (to the ego)
 //! ```
 //!
@@ -21,7 +22,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use vigil_bus::embedded::QueuedTask;
 use vigil_bus::transport::reply_stream;
 use vigil_bus::{
-    BusSample, FrameStore, Reply, TaskTransport, TelemetryLog, TransportError, embedded::QueueError, topics,
+    BusSample, FrameStore, Reply, TaskTransport, TelemetryLog, TransportError, embedded::QueueError, frame_key, topics,
 };
 use vigil_core::policy::{Action, PATH_HALF_WIDTH_M, path_offset};
 use vigil_core::{Clock, Nanos, RunId, VehicleId};
@@ -378,10 +379,9 @@ pub struct NodeDeps {
 pub struct Frame {
     pub kind: SensorKind,
     pub envelope: Arc<v1::Envelope>,
-    pub bytes: Arc<Vec<u8>>,
     pub ingest_ns: Nanos,
-    /// Camera frames: where workers fetch it (set by ingest once it is stored).
-    pub frame_uri: Option<String>,
+    /// Camera frames: the stored pixels workers fetch (set by ingest once stored).
+    pub frame_ref: Option<v1::BlobRef>,
 }
 
 impl Message for Frame {
@@ -424,10 +424,31 @@ impl Actor for Ingest {
     }
 }
 
-/// The frame-store key of a camera frame: unique per run, so a later drive of the same
-/// vehicle never overwrites an earlier one.
-pub fn frame_key(vehicle: &VehicleId, run: &RunId, sensor_id: &str, sequence: u64) -> String {
-    format!("{vehicle}/{run}/{}/{sequence}", sensor_id.replace('/', "_"))
+impl Ingest {
+    /// Moves a camera frame's pixels into the frame store, leaving the reference in their
+    /// place: the one blob that the frame's log record and any task on it refer to.
+    fn store_pixels(&self, envelope: &mut v1::Envelope) -> Option<v1::BlobRef> {
+        let h = envelope.header.clone().unwrap_or_default();
+        let Some(Payload::Camera(cam)) = envelope.payload.as_mut() else { return None };
+        let pixels = match cam.pixels.take() {
+            Some(v1::camera_frame::Pixels::Data(p)) => p,
+            other => {
+                cam.pixels = other;
+                return None;
+            }
+        };
+        let key = frame_key(self.vehicle.as_str(), self.run.as_str(), &h.sensor_id, h.sequence);
+        match self.frames.put(&key, pixels) {
+            Ok(blob) => {
+                cam.pixels = Some(v1::camera_frame::Pixels::Blob(blob.clone()));
+                Some(blob)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "frame store put failed; no task can use this frame");
+                None
+            }
+        }
+    }
 }
 
 impl StreamHandler<BusSample> for Ingest {
@@ -452,28 +473,24 @@ impl StreamHandler<BusSample> for Ingest {
         }
         *next = h.sequence + 1;
         inc(&self.stats.ingested[self.kind.index()]);
-        let bytes = Arc::new(sample.payload);
+        let mut envelope = envelope;
+        let mut bytes = sample.payload;
+        let frame_ref = match self.kind == SensorKind::Camera && self.fusion.is_some() {
+            true => self.store_pixels(&mut envelope),
+            false => None,
+        };
+        if frame_ref.is_some() && self.frames.durable() {
+            // The log record refers to the stored pixels rather than carrying a second copy.
+            bytes = vigil_proto::encode_envelope(&envelope);
+        }
         self.telemetry.push(ToLog {
             topic: self.kind.topic(),
             capture_ns: h.capture_time_ns,
             publish_ns: h.publish_time_ns,
-            envelope: bytes.clone(),
+            envelope: Arc::new(bytes),
         });
         let Some(fusion) = self.fusion.clone() else { return };
-        let frame_uri = if self.kind == SensorKind::Camera {
-            let key = frame_key(&self.vehicle, &self.run, &h.sensor_id, h.sequence);
-            match self.frames.put(&key, bytes.clone()) {
-                Ok(uri) => Some(uri),
-                Err(e) => {
-                    tracing::error!(error = %e, "frame store put failed; no task can use this frame");
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        let frame =
-            Frame { kind: self.kind, envelope: Arc::new(envelope), bytes, ingest_ns: self.clock.now_ns(), frame_uri };
+        let frame = Frame { kind: self.kind, envelope: Arc::new(envelope), ingest_ns: self.clock.now_ns(), frame_ref };
         ctx.wait(
             async move {
                 let _ = fusion.send(frame).await;
@@ -487,11 +504,11 @@ impl StreamHandler<BusSample> for Ingest {
 
 #[derive(Debug, Clone)]
 struct CameraRef {
-    uri: String,
+    blob: v1::BlobRef,
+    layout: v1::FrameLayout,
     capture_ns: Nanos,
     sensor_id: String,
     sequence: u64,
-    size: u64,
     geometry: CameraGeometry,
 }
 
@@ -668,7 +685,8 @@ impl Fusion {
                 deadline_ns: capture + self.cfg.task_budget_ns,
                 frame_sensor_id: cam.sensor_id.clone(),
                 frame_sequence: cam.sequence,
-                frame_ref: Some(v1::BlobRef { uri: cam.uri.clone(), size: cam.size, sha256: String::new() }),
+                frame_ref: Some(cam.blob.clone()),
+                frame_layout: Some(cam.layout),
                 camera_box: Some(v1::Box2d { x_min: b[0], y_min: b[1], x_max: b[2], y_max: b[3] }),
                 track: Some(v1::TrackSummary {
                     track_id: t.id,
@@ -714,8 +732,8 @@ impl Handler<Frame> for Fusion {
         match f.kind {
             SensorKind::Lidar => self.lidar = Some(f.envelope.clone()),
             SensorKind::Camera => {
-                if let (Some(Payload::Camera(cam)), Some(uri), Some(h)) =
-                    (f.envelope.payload.as_ref(), f.frame_uri.clone(), f.header())
+                if let (Some(Payload::Camera(cam)), Some(blob), Some(h)) =
+                    (f.envelope.payload.as_ref(), f.frame_ref.clone(), f.header())
                     && let Some(geometry) = CameraGeometry::from_frame(cam)
                 {
                     if let Some(prev) = &self.camera
@@ -724,11 +742,11 @@ impl Handler<Frame> for Fusion {
                         self.camera_period_ns = f.capture_ns() - prev.capture_ns;
                     }
                     self.camera = Some(CameraRef {
-                        uri,
+                        blob,
+                        layout: v1::FrameLayout { width: cam.width, height: cam.height, encoding: cam.encoding },
                         capture_ns: f.capture_ns(),
                         sensor_id: h.sensor_id.clone(),
                         sequence: h.sequence,
-                        size: f.bytes.len() as u64,
                         geometry,
                     });
                 }

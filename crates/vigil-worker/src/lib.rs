@@ -278,18 +278,33 @@ fn prepare(delivery: &TaskDelivery, frames: &dyn FrameStore) -> Result<Prepared,
     if task.reply_to.is_empty() || task.reply_to.len() > MAX_ID_BYTES {
         return Err(TaskError::Malformed(short(&task.task_id), "reply_to is empty or over 200 bytes"));
     }
-    let uri = task.frame_ref.as_ref().map(|r| r.uri.clone()).unwrap_or_default();
-    let bytes = frames.get(&uri)?;
-    let frame = vigil_proto::decode_envelope(&bytes)?;
+    let blob = task.frame_ref.as_ref().ok_or(TaskError::Malformed(short(&task.task_id), "no frame reference"))?;
+    let bytes = frames.get(&blob.uri)?;
+    let b = task.camera_box.ok_or(TaskError::Malformed(task.task_id.clone(), "no camera box"))?;
+    let bbox = [b.x_min, b.y_min, b.x_max, b.y_max];
+    let crop = match task.frame_layout {
+        Some(layout) => {
+            if layout.encoding != v1::PixelEncoding::Rgb8 as i32 {
+                return Err(TaskError::Malformed(task.task_id.clone(), "frame pixels are not rgb8"));
+            }
+            crop(&bytes, layout.width, layout.height, bbox, [0.0, 0.0], 1.0)?
+        }
+        None => crop_from_envelope(&task.task_id, &bytes, bbox)?,
+    };
+    Ok(Prepared { vehicle, task, crop })
+}
+
+/// A frame reference without a layout points at a whole camera envelope (vehicles from
+/// before frame layouts), whose pixels must be inline.
+fn crop_from_envelope(task_id: &str, bytes: &[u8], bbox: [f32; 4]) -> Result<Crop, TaskError> {
+    let frame = vigil_proto::decode_envelope(bytes)?;
     let Some(Payload::Camera(cam)) = frame.payload else {
-        return Err(TaskError::Malformed(task.task_id.clone(), "frame reference is not a camera frame"));
+        return Err(TaskError::Malformed(task_id.to_owned(), "frame reference is not a camera frame"));
     };
     let Some(v1::camera_frame::Pixels::Data(pixels)) = cam.pixels.as_ref() else {
-        return Err(TaskError::Malformed(task.task_id.clone(), "camera frame has no inline pixels"));
+        return Err(TaskError::Malformed(task_id.to_owned(), "camera frame has no inline pixels"));
     };
-    let b = task.camera_box.ok_or(TaskError::Malformed(task.task_id.clone(), "no camera box"))?;
-    let crop = crop(pixels, cam.width, cam.height, [b.x_min, b.y_min, b.x_max, b.y_max], [0.0, 0.0], 1.0)?;
-    Ok(Prepared { vehicle, task, crop })
+    Ok(crop(pixels, cam.width, cam.height, bbox, [0.0, 0.0], 1.0)?)
 }
 
 /// Builds the recommendation for a task given the model's prediction.

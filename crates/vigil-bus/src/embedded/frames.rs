@@ -5,6 +5,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use vigil_proto::v1::BlobRef;
+
 use crate::transport::{FrameStore, TransportError};
 
 #[derive(Debug, Default)]
@@ -26,10 +28,11 @@ impl MemoryFrameStore {
 }
 
 impl FrameStore for MemoryFrameStore {
-    fn put(&self, key: &str, bytes: Arc<Vec<u8>>) -> Result<String, TransportError> {
+    fn put(&self, key: &str, bytes: Vec<u8>) -> Result<BlobRef, TransportError> {
         let uri = format!("mem://{key}");
+        let size = bytes.len() as u64;
         let mut s = self.state.lock().map_err(|_| TransportError::Closed)?;
-        if s.frames.insert(uri.clone(), bytes).is_none() {
+        if s.frames.insert(uri.clone(), Arc::new(bytes)).is_none() {
             s.order.push_back(uri.clone());
         }
         while s.order.len() > self.capacity {
@@ -37,7 +40,12 @@ impl FrameStore for MemoryFrameStore {
                 s.frames.remove(&old);
             }
         }
-        Ok(uri)
+        // In-process bytes cannot change under a reader, so no digest is taken.
+        Ok(BlobRef { uri, size, sha256: String::new() })
+    }
+
+    fn durable(&self) -> bool {
+        false
     }
 
     fn get(&self, uri: &str) -> Result<Arc<Vec<u8>>, TransportError> {
