@@ -20,5 +20,5 @@ pub mod sprites;
 pub mod world;
 
 pub use scenario::{Scenario, ScenarioError};
-pub use sim::{FleetRun, SimMessage, SimStats, StreamKind, VehicleSim, run_fleet};
+pub use sim::{FleetRun, SimMessage, SimStats, Stream, VehicleSim, run_fleet};
 pub use world::{EgoControl, World};

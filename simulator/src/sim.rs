@@ -4,8 +4,10 @@
 use std::sync::Arc;
 
 use vigil_core::{Digest, Nanos, VehicleId, derive_seed};
+use vigil_proto::encode_envelope;
 use vigil_proto::v1::{self, envelope::Payload};
-use vigil_proto::{SCHEMA_VERSION, content_type, encode_envelope};
+pub use vigil_proto::wire::Stream;
+use vigil_proto::wire::header;
 
 use crate::camera::{CameraModel, Projection};
 use crate::lidar::LidarModel;
@@ -15,30 +17,10 @@ use crate::scenario::Scenario;
 use crate::sensors::Mount;
 use crate::world::World;
 
-/// Which stream a message belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum StreamKind {
-    Lidar,
-    Camera,
-    Radar,
-    GroundTruth,
-}
-
-impl StreamKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            StreamKind::Lidar => "lidar",
-            StreamKind::Camera => "camera",
-            StreamKind::Radar => "radar",
-            StreamKind::GroundTruth => "groundtruth",
-        }
-    }
-}
-
 /// A message as a hardware driver would publish it.
 #[derive(Debug, Clone)]
 pub struct SimMessage {
-    pub kind: StreamKind,
+    pub kind: Stream,
     /// Zenoh key expression: `vigil/<vehicle>/sensor/<kind>/<name>` (ground truth:
     /// `vigil/<vehicle>/groundtruth`).
     pub key: Arc<str>,
@@ -55,17 +37,9 @@ impl SimMessage {
     }
 }
 
-/// Zenoh key of a sensor stream.
-pub fn sensor_key(vehicle: &VehicleId, kind: StreamKind, name: &str) -> String {
-    match kind {
-        StreamKind::GroundTruth => format!("vigil/{vehicle}/groundtruth"),
-        _ => format!("vigil/{vehicle}/sensor/{}/{name}", kind.name()),
-    }
-}
-
 #[derive(Debug, Clone)]
-struct Stream {
-    kind: StreamKind,
+struct SensorStream {
+    kind: Stream,
     sensor_id: String,
     key: Arc<str>,
     rate_hz: f64,
@@ -75,7 +49,7 @@ struct Stream {
     latency_ns: Nanos,
 }
 
-impl Stream {
+impl SensorStream {
     fn time_of(&self, k: u64) -> Nanos {
         (k as f64 * 1e9 / self.rate_hz).round() as Nanos
     }
@@ -104,7 +78,7 @@ pub struct VehicleSim {
     render_threads: usize,
     camera: Option<CameraModel>,
     radar: Option<(RadarModel, Rng)>,
-    streams: Vec<Stream>,
+    streams: Vec<SensorStream>,
     gt_key: Arc<str>,
     gt_seq: u64,
     start_ns: Nanos,
@@ -121,10 +95,10 @@ impl VehicleSim {
         let s = &scenario.sensors;
         let mut streams = Vec::new();
         let mut add = |kind, name: &str, rate_hz: f64, latency_ns| {
-            streams.push(Stream {
+            streams.push(SensorStream {
                 kind,
-                sensor_id: format!("{}/{name}", StreamKind::name(kind)),
-                key: sensor_key(&vehicle, kind, name).into(),
+                sensor_id: kind.sensor_id(name),
+                key: kind.key(vehicle.as_str(), &kind.sensor_id(name)).into(),
                 rate_hz,
                 total: frame_count(rate_hz, duration_ns),
                 next: 0,
@@ -132,16 +106,16 @@ impl VehicleSim {
             })
         };
         if s.lidar.enabled {
-            add(StreamKind::Lidar, &s.lidar.name, s.lidar.rate_hz, 8_000_000);
+            add(Stream::Lidar, &s.lidar.name, s.lidar.rate_hz, 8_000_000);
         }
         if s.camera.enabled {
-            add(StreamKind::Camera, &s.camera.name, s.camera.rate_hz, 12_000_000);
+            add(Stream::Camera, &s.camera.name, s.camera.rate_hz, 12_000_000);
         }
         if s.radar.enabled {
-            add(StreamKind::Radar, &s.radar.name, s.radar.rate_hz, 4_000_000);
+            add(Stream::Radar, &s.radar.name, s.radar.rate_hz, 4_000_000);
         }
         Self {
-            gt_key: sensor_key(&vehicle, StreamKind::GroundTruth, "").into(),
+            gt_key: Stream::GroundTruth.key(vehicle.as_str(), "").into(),
             vehicle,
             world,
             scenario: scenario.clone(),
@@ -171,7 +145,7 @@ impl VehicleSim {
 
     /// Simulation time of the next capture, if any remain.
     pub fn next_event_ns(&self) -> Option<Nanos> {
-        self.streams.iter().filter_map(Stream::next_time).min()
+        self.streams.iter().filter_map(SensorStream::next_time).min()
     }
 
     fn header(
@@ -183,14 +157,11 @@ impl VehicleSim {
         payload: &Payload,
     ) -> v1::Header {
         v1::Header {
-            schema_version: SCHEMA_VERSION,
-            vehicle_id: self.vehicle.0.clone(),
-            sensor_id: sensor_id.to_string(),
             sequence,
             capture_time_ns: capture_ns,
             publish_time_ns: capture_ns + latency_ns,
             correlation_id: format!("{}/{}/{}", self.vehicle, sensor_id, sequence),
-            content_type: content_type(payload).to_string(),
+            ..header(self.vehicle.as_str(), sensor_id, payload)
         }
     }
 
@@ -221,7 +192,7 @@ impl VehicleSim {
             let gt_header = self.header("groundtruth", self.gt_seq, capture_ns, latency, &gt);
             self.gt_seq += 1;
             out.push(SimMessage {
-                kind: StreamKind::GroundTruth,
+                kind: Stream::GroundTruth,
                 key: self.gt_key.clone(),
                 capture_ns,
                 envelope: v1::Envelope { header: Some(gt_header), payload: Some(gt) },
@@ -230,10 +201,10 @@ impl VehicleSim {
         Some(t)
     }
 
-    fn capture(&mut self, kind: StreamKind, seq: u64) -> (Payload, Vec<Projection>) {
+    fn capture(&mut self, kind: Stream, seq: u64) -> (Payload, Vec<Projection>) {
         let s = &self.scenario.sensors;
         match kind {
-            StreamKind::Lidar => {
+            Stream::Lidar => {
                 let (model, seed) = self.lidar.as_ref().expect("lidar stream implies lidar model");
                 let (points, point_count) = model.sweep(&self.world, derive_seed(*seed, seq), self.render_threads);
                 let scan = v1::LidarScan {
@@ -245,7 +216,7 @@ impl VehicleSim {
                 };
                 (Payload::Lidar(scan), Vec::new())
             }
-            StreamKind::Camera => {
+            Stream::Camera => {
                 let cam = self.camera.as_mut().expect("camera stream implies camera model");
                 let projections = cam.render(&self.world, seq, &mut self.pixels);
                 let frame = v1::CameraFrame {
@@ -258,12 +229,12 @@ impl VehicleSim {
                 };
                 (Payload::Camera(frame), projections)
             }
-            StreamKind::Radar => {
+            Stream::Radar => {
                 let (model, rng) = self.radar.as_mut().expect("radar stream implies radar model");
                 let detections = model.scan(&self.world, self.scenario.environment.radar_clutter_per_scan, rng);
                 (Payload::Radar(v1::RadarScan { sensor_pose: Some(pose(s.radar.mount)), detections }), Vec::new())
             }
-            StreamKind::GroundTruth => unreachable!("ground truth is not a capture stream"),
+            Stream::GroundTruth => unreachable!("ground truth is not a capture stream"),
         }
     }
 
@@ -345,12 +316,12 @@ impl SimStats {
     pub fn count(&mut self, msg: &SimMessage, encoded_len: usize) {
         self.bytes += encoded_len as u64;
         match (&msg.kind, &msg.envelope.payload) {
-            (StreamKind::Lidar, Some(Payload::Lidar(l))) => {
+            (Stream::Lidar, Some(Payload::Lidar(l))) => {
                 self.lidar_frames += 1;
                 self.lidar_points += l.point_count as u64;
             }
-            (StreamKind::Camera, _) => self.camera_frames += 1,
-            (StreamKind::Radar, _) => self.radar_frames += 1,
+            (Stream::Camera, _) => self.camera_frames += 1,
+            (Stream::Radar, _) => self.radar_frames += 1,
             _ => self.ground_truth += 1,
         }
     }
@@ -472,7 +443,7 @@ mod tests {
         let mut batch = Vec::new();
         while sim.step(&mut batch).is_some() {}
         let mut boxed = 0;
-        for m in batch.iter().filter(|m| m.kind == StreamKind::GroundTruth) {
+        for m in batch.iter().filter(|m| m.kind == Stream::GroundTruth) {
             let Some(Payload::GroundTruth(gt)) = &m.envelope.payload else { continue };
             if !gt.frame_sensor_id.starts_with("camera") {
                 assert!(gt.objects.iter().all(|o| o.camera_box.is_none()));

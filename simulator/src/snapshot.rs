@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use vigil_proto::v1::{self, envelope::Payload};
 
-use crate::sim::{SimMessage, StreamKind};
+use crate::sim::{SimMessage, Stream};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -199,7 +199,7 @@ impl Snapshotter {
                 let key = (gt.frame_sensor_id.clone(), gt.frame_sequence);
                 let wanted = (key.0.starts_with("camera") && self.cameras.last().is_some_and(|c| c.1 == key.1))
                     || (key.0.starts_with("lidar") && key.1 == self.lidar_target);
-                if wanted && msg.kind == StreamKind::GroundTruth {
+                if wanted && msg.kind == Stream::GroundTruth {
                     self.truths.insert(key, gt.clone());
                 }
             }

@@ -307,13 +307,6 @@ fn sample_envelope() -> Vec<u8> {
         sensor_pose: None,
         detections: (0..32).map(|i| v1::RadarDetection { range: 10.0 + i as f32, ..Default::default() }).collect(),
     });
-    let header = v1::Header {
-        schema_version: vigil_proto::SCHEMA_VERSION,
-        vehicle_id: "veh-0000".into(),
-        sensor_id: "radar/front".into(),
-        sequence: 1,
-        content_type: vigil_proto::content_type(&payload).into(),
-        ..Default::default()
-    };
+    let header = v1::Header { sequence: 1, ..vigil_proto::wire::header("veh-0000", "radar/front", &payload) };
     vigil_proto::encode_envelope(&v1::Envelope { header: Some(header), payload: Some(payload) })
 }

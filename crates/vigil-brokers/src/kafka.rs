@@ -33,16 +33,13 @@ use crate::store::ObjectFrameStore;
 
 /// The Kafka topic for one of Vigil's logical log topics ([`topics`]).
 pub fn topic_name(prefix: &str, logical: &str) -> String {
-    let rest = logical.strip_prefix("vigil").unwrap_or(logical);
+    let rest = logical.strip_prefix(topics::PREFIX).unwrap_or(logical);
     if logical == topics::TASKS { format!("{prefix}.tasks.audit") } else { format!("{prefix}{rest}") }
 }
 
 /// Every topic Vigil writes.
 pub fn all_topics(prefix: &str) -> Vec<String> {
-    [topics::LIDAR, topics::CAMERA, topics::RADAR, topics::GROUND_TRUTH, topics::RECOMMENDATIONS, topics::TASKS]
-        .iter()
-        .map(|t| topic_name(prefix, t))
-        .collect()
+    topics::ALL.iter().map(|t| topic_name(prefix, t)).collect()
 }
 
 fn broker_err(what: impl Into<String>, e: impl std::fmt::Display) -> TransportError {
@@ -390,9 +387,8 @@ impl TelemetryLog for KafkaLog {
             .key(record.key.as_bytes())
             .payload(payload)
             // The Kafka timestamp is the producer's wall time (librdkafka's default), not
-            // the capture time: retention counts from it, and a simulated drive starts on
-            // a fixed date long past (2026-01-01), so capture-time stamps were deleted by
-            // retention at the broker's next check (found by the Kafka-restart test). The
+            // the capture time: retention counts from it, and a simulated drive's capture
+            // times start on a fixed past date that retention would delete at once. The
             // capture time travels in the `capture_time_ns` header.
             .headers(headers);
         self.send_record(rec)?;
@@ -590,10 +586,8 @@ pub struct DriveSummary {
 /// camera records are claim-checked, so small). Records written before run ids existed
 /// are grouped under the drive `unknown`.
 pub fn list_drives(cfg: &KafkaConfig, timeout: Duration) -> Result<Vec<DriveSummary>, TransportError> {
-    let logical =
-        [topics::LIDAR, topics::CAMERA, topics::RADAR, topics::GROUND_TRUTH, topics::TASKS, topics::RECOMMENDATIONS];
     let mut drives: BTreeMap<(String, String), DriveSummary> = BTreeMap::new();
-    for l in logical {
+    for l in topics::ALL {
         let topic = topic_name(&cfg.topic_prefix, l);
         let records = match read_window(cfg, &topic, None, None, timeout) {
             Ok(r) => r,

@@ -249,16 +249,11 @@ impl Monitor {
             .set("enable.partition.eof", "false");
         let consumer: BaseConsumer = c.create().map_err(|e| err("Kafka consumer", e))?;
         let mut kinds = HashMap::new();
-        for (logical, kind) in [
-            (topics::LIDAR, Kind::Telemetry("lidar")),
-            (topics::CAMERA, Kind::Telemetry("camera")),
-            (topics::RADAR, Kind::Telemetry("radar")),
-            (topics::GROUND_TRUTH, Kind::Telemetry("groundtruth")),
-            (topics::TASKS, Kind::Tasks),
-            (topics::RECOMMENDATIONS, Kind::Recommendations),
-        ] {
-            kinds.insert(topic_name(&kafka.topic_prefix, logical), kind);
+        for s in vigil_proto::wire::Stream::ALL {
+            kinds.insert(topic_name(&kafka.topic_prefix, s.topic()), Kind::Telemetry(s.name()));
         }
+        kinds.insert(topic_name(&kafka.topic_prefix, topics::TASKS), Kind::Tasks);
+        kinds.insert(topic_name(&kafka.topic_prefix, topics::RECOMMENDATIONS), Kind::Recommendations);
         let meta = consumer
             .fetch_metadata(None, Duration::from_secs(10))
             .map_err(|e| err(format!("Kafka metadata from {}", kafka.brokers), e))?;

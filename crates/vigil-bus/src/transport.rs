@@ -43,15 +43,7 @@ pub enum TransportError {
     Closed,
 }
 
-/// Kafka topic (or MCAP channel) names. Telemetry topics are per modality, keyed by vehicle.
-pub mod topics {
-    pub const LIDAR: &str = "vigil.telemetry.lidar";
-    pub const CAMERA: &str = "vigil.telemetry.camera";
-    pub const RADAR: &str = "vigil.telemetry.radar";
-    pub const GROUND_TRUTH: &str = "vigil.telemetry.groundtruth";
-    pub const TASKS: &str = "vigil.tasks";
-    pub const RECOMMENDATIONS: &str = "vigil.recommendations";
-}
+pub use vigil_proto::wire::topics;
 
 /// One record for the log: an encoded `vigil.v1.Envelope`.
 #[derive(Debug, Clone, Copy)]

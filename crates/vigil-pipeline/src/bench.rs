@@ -26,7 +26,7 @@ use vigil_bus::embedded::{EmbeddedTasks, MemoryFrameStore, QueuedTask, TaskQueue
 use vigil_bus::{FrameStore, Reply, Settle, TaskTransport};
 use vigil_core::ManualClock;
 use vigil_proto::v1::{self, envelope::Payload};
-use vigil_sim::sim::StreamKind;
+use vigil_proto::wire::Stream;
 use vigil_sim::{Scenario, VehicleSim};
 use vigil_vision::batcher::Serving;
 use vigil_vision::model::{Recogniser, default_device};
@@ -185,10 +185,8 @@ pub(crate) fn sample_frame(scenario: &Scenario, seed: u64) -> Option<(Vec<u8>, [
         let mut frame = None;
         for m in batch.drain(..) {
             match (&m.kind, &m.envelope.payload) {
-                (StreamKind::Camera, _) => frame = Some(m.encode()),
-                (StreamKind::GroundTruth, Some(Payload::GroundTruth(gt)))
-                    if gt.frame_sensor_id.starts_with("camera") =>
-                {
+                (Stream::Camera, _) => frame = Some(m.encode()),
+                (Stream::GroundTruth, Some(Payload::GroundTruth(gt))) if gt.frame_sensor_id.starts_with("camera") => {
                     let b = gt.objects.iter().filter_map(|o| o.camera_box).find(|b| b.y_max - b.y_min > 30.0);
                     if let (Some(f), Some(b)) = (frame.take(), b) {
                         return Some((f, [b.x_min, b.y_min, b.x_max, b.y_max]));

@@ -29,11 +29,10 @@ use vigil_brokers::kafka::{
     KafkaLog, all_topics, delete_topics, ensure_topics, producer_config, record_headers, topic_name,
 };
 use vigil_bus::embedded::{EmbeddedTasks, MemoryFrameStore, TaskQueue};
-use vigil_bus::{BusSample, TelemetryLog, topics};
+use vigil_bus::{BusSample, TelemetryLog};
 use vigil_core::{ManualClock, VehicleId};
-use vigil_sim::sim::StreamKind;
 use vigil_sim::{Scenario, VehicleSim};
-use vigil_vehicle::node::{NodeStats, RoadMap, SensorInputs, SensorKind};
+use vigil_vehicle::node::{NodeStats, RoadMap, SensorInputs, Stream};
 
 use crate::RunError;
 
@@ -105,7 +104,7 @@ pub struct IngestBench {
 
 struct Msg {
     vehicle: usize,
-    kind: SensorKind,
+    kind: Stream,
     key: String,
     bytes: Vec<u8>,
     /// The Kafka headers Vigil's log gives this envelope (for the bare producer).
@@ -116,15 +115,6 @@ struct Msg {
 
 fn bench_err(what: &str, e: impl std::fmt::Display) -> RunError {
     RunError::Transport(vigil_bus::TransportError::Broker { what: what.into(), reason: e.to_string() })
-}
-
-fn topic_of(kind: SensorKind) -> &'static str {
-    match kind {
-        SensorKind::Lidar => topics::LIDAR,
-        SensorKind::Camera => topics::CAMERA,
-        SensorKind::Radar => topics::RADAR,
-        SensorKind::Localization => topics::GROUND_TRUTH,
-    }
 }
 
 /// The simulator's envelopes for `vehicles` vehicles, camera off.
@@ -138,12 +128,7 @@ fn messages(scenario: &Scenario, seed: u64, duration_ns: i64, vehicles: usize) -
         let mut sim = VehicleSim::new(&s, v, seed, duration_ns);
         while sim.step(&mut batch).is_some() {
             for m in batch.drain(..) {
-                let kind = match m.kind {
-                    StreamKind::Lidar => SensorKind::Lidar,
-                    StreamKind::Camera => SensorKind::Camera,
-                    StreamKind::Radar => SensorKind::Radar,
-                    StreamKind::GroundTruth => SensorKind::Localization,
-                };
+                let kind = m.kind;
                 let bytes = m.encode();
                 let h = m.envelope.header.clone().unwrap_or_default();
                 // The same header the vehicle's log writes (a run id is 32 characters).
@@ -200,7 +185,7 @@ fn bare(cfg: &KafkaConfig, msgs: &[Msg], vehicles: &[VehicleId]) -> Result<Round
     let p: ThreadedProducer<Acks> =
         producer_config(cfg).create_with_context(acks.clone()).map_err(|e| bench_err("bare producer", e))?;
     let created = Instant::now();
-    let topics: Vec<String> = SensorKind::ALL.iter().map(|k| topic_name(&cfg.topic_prefix, topic_of(*k))).collect();
+    let topics: Vec<String> = Stream::ALL.iter().map(|k| topic_name(&cfg.topic_prefix, k.topic())).collect();
     let send = |m: &Msg| -> Result<(), RunError> {
         let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topics[m.kind.index()])
             .key(vehicles[m.vehicle].0.as_bytes())
@@ -252,7 +237,7 @@ fn through_actors(cfg: &KafkaConfig, msgs: &[Msg], vehicles: &[VehicleId]) -> Re
     for v in vehicles {
         let mut streams = Vec::new();
         let mut txs = Vec::new();
-        for kind in SensorKind::ALL {
+        for kind in Stream::ALL {
             let (tx, rx) = tokio::sync::mpsc::channel::<BusSample>(64);
             streams.push((kind, rx));
             txs.push(tx);
@@ -266,7 +251,7 @@ fn through_actors(cfg: &KafkaConfig, msgs: &[Msg], vehicles: &[VehicleId]) -> Re
         run: vigil_core::RunId::generate(),
         road: RoadMap { lanes: 2, lane_width_m: 3.5 },
         perception: false,
-        task_budget_ns: 100_000_000,
+        task_budget_ns: vigil_proto::wire::DEFAULT_TASK_BUDGET_NS,
         workers: 0,
         model: None,
         batcher: crate::default_batcher(),
@@ -292,7 +277,7 @@ fn through_actors(cfg: &KafkaConfig, msgs: &[Msg], vehicles: &[VehicleId]) -> Re
         }
         samples
     };
-    let ingested = || SensorKind::ALL.iter().map(|k| stats.ingested[k.index()].load(Ordering::SeqCst)).sum::<u64>();
+    let ingested = || Stream::ALL.iter().map(|k| stats.ingested[k.index()].load(Ordering::SeqCst)).sum::<u64>();
     let wait_for = |n: u64, counter: &AtomicU64| {
         wait_until(
             || ingested() >= n && counter.load(Ordering::SeqCst) >= n,

@@ -31,12 +31,10 @@ use vigil_bus::embedded::{EmbeddedLog, EmbeddedTasks, MemoryFrameStore, TaskQueu
 use vigil_bus::{FrameStore, TaskTransport, TelemetryLog, ZenohBus, ZenohConfig};
 use vigil_core::policy::Action;
 use vigil_core::{Clock, Nanos, VehicleId};
-use vigil_sim::sim::StreamKind;
+use vigil_proto::wire::Stream;
 use vigil_sim::world::{EgoControl, World};
 use vigil_sim::{Scenario, VehicleSim};
-use vigil_vehicle::node::{
-    ControlCommand, NodeConfig, NodeDeps, NodeStats, RoadMap, SensorInputs, SensorKind, start_node,
-};
+use vigil_vehicle::node::{ControlCommand, NodeConfig, NodeDeps, NodeStats, RoadMap, SensorInputs, start_node};
 use vigil_vehicle::priority::{Plane, PriorityMode, enter_or_warn};
 pub use vigil_vehicle::spool::{SpoolConfig, check_spool_dir, default_spool_dir};
 use vigil_vision::batcher::{BatcherConfig, Serving};
@@ -77,7 +75,7 @@ pub struct RunConfig {
     /// the workers) against the bulk plane (telemetry).
     pub priority: PriorityMode,
     /// Drill: this sensor stops publishing from this simulated time on (ns from start).
-    pub sensor_outage: Option<(SensorKind, Nanos)>,
+    pub sensor_outage: Option<(Stream, Nanos)>,
     /// Where telemetry waits while the log is slow or down.
     pub spool: SpoolConfig,
 }
@@ -94,7 +92,7 @@ impl RunConfig {
             perception: true,
             fast: false,
             model_dir,
-            task_budget_ns: 100_000_000,
+            task_budget_ns: vigil_proto::wire::DEFAULT_TASK_BUDGET_NS,
             batcher: default_batcher(),
             queue_capacity: 256,
             max_attempts: 3,
@@ -162,15 +160,6 @@ pub fn control_for(action: Action, world: &World, road: &vigil_sim::scenario::Ro
             (lane >= 0.0 && lane < road.lanes as f64).then_some(EgoControl { target_y: lane * w, ..c })
         }
         Action::Continue => None,
-    }
-}
-
-fn sensor_of(kind: StreamKind) -> SensorKind {
-    match kind {
-        StreamKind::Lidar => SensorKind::Lidar,
-        StreamKind::Camera => SensorKind::Camera,
-        StreamKind::Radar => SensorKind::Radar,
-        StreamKind::GroundTruth => SensorKind::Localization,
     }
 }
 
@@ -243,8 +232,8 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         let mut sim = VehicleSim::new(&cfg.scenario, i, cfg.seed, duration_ns);
         sim.set_render_threads(2);
         let mut streams = Vec::new();
-        for kind in SensorKind::ALL {
-            streams.push((kind, bus.subscribe(&kind.key_expr(&sim.vehicle), 64)?));
+        for kind in Stream::ALL {
+            streams.push((kind, bus.subscribe(&kind.subscription(sim.vehicle.as_str()), 64)?));
         }
         inputs.push((sim.vehicle.clone(), SensorInputs(streams)));
         sims.push(sim);
@@ -294,8 +283,8 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
     let index_of: std::collections::HashMap<VehicleId, usize> =
         sims.iter().enumerate().map(|(i, s)| (s.vehicle.clone(), i)).collect();
     let quiet = |produced: &[u64; 4]| {
-        SensorKind::ALL.iter().all(|k| NodeStats::get(&stats.ingested[k.index()]) >= produced[k.index()])
-            && (!cfg.perception || NodeStats::get(&stats.fused) >= produced[SensorKind::Radar.index()])
+        Stream::ALL.iter().all(|k| NodeStats::get(&stats.ingested[k.index()]) >= produced[k.index()])
+            && (!cfg.perception || NodeStats::get(&stats.fused) >= produced[Stream::Radar.index()])
             && stats.outstanding.load(Ordering::SeqCst) <= 0
     };
     while let Some(t) = sims.iter().filter_map(VehicleSim::next_event_ns).min() {
@@ -320,12 +309,12 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         if let Some((kind, from)) = cfg.sensor_outage
             && t >= from
         {
-            batch.retain(|m| sensor_of(m.kind) != kind);
+            batch.retain(|m| m.kind != kind);
         }
-        let (radar, rest): (Vec<_>, Vec<_>) = batch.drain(..).partition(|m| m.kind == StreamKind::Radar);
+        let (radar, rest): (Vec<_>, Vec<_>) = batch.drain(..).partition(|m| m.kind == Stream::Radar);
         for (i, group) in [rest, radar].into_iter().enumerate() {
             for msg in group {
-                produced[sensor_of(msg.kind).index()] += 1;
+                produced[msg.kind.index()] += 1;
                 publisher.put_blocking(&msg.key, msg.encode())?;
             }
             if cfg.fast && i == 0 {

@@ -22,7 +22,7 @@ use vigil_bus::{FrameStore, TaskTransport, TelemetryLog, ZenohBus, ZenohConfig};
 use vigil_core::policy::Action;
 use vigil_core::{Clock, Nanos, VehicleId, WallClock};
 use vigil_sim::Scenario;
-use vigil_vehicle::node::{ControlCommand, NodeStats, RoadMap, SensorInputs, SensorKind};
+use vigil_vehicle::node::{ControlCommand, NodeStats, RoadMap, SensorInputs, Stream};
 use vigil_vision::batcher::BatcherConfig;
 use vigil_vision::model::{Recogniser, default_device};
 use vigil_worker::{Inference, WorkerDeps, WorkerStats, start_workers};
@@ -151,8 +151,8 @@ pub fn run_vehicle(cfg: VehicleProcess) -> Result<VehicleReport, RunError> {
     for i in 0..cfg.vehicles {
         let vehicle = VehicleId::simulated(i);
         let mut streams = Vec::new();
-        for kind in SensorKind::ALL {
-            streams.push((kind, bus.subscribe(&kind.key_expr(&vehicle), 64)?));
+        for kind in Stream::ALL {
+            streams.push((kind, bus.subscribe(&kind.subscription(vehicle.as_str()), 64)?));
         }
         inputs.push((vehicle, SensorInputs(streams)));
     }
@@ -187,10 +187,10 @@ pub fn run_vehicle(cfg: VehicleProcess) -> Result<VehicleReport, RunError> {
     })?;
     tracing::info!(vehicles = ?vehicles, "vehicle nodes up");
 
-    let ingested = || SensorKind::ALL.iter().map(|k| get(&stats.ingested[k.index()])).sum::<u64>();
+    let ingested = || Stream::ALL.iter().map(|k| get(&stats.ingested[k.index()])).sum::<u64>();
     let controls_sent = AtomicU64::new(0);
     let forward = |c: ControlCommand| -> Result<(), RunError> {
-        publisher.put_blocking(&ControlCommand::key_expr(&c.vehicle), c.encode())?;
+        publisher.put_blocking(&vigil_proto::wire::control_key(c.vehicle.as_str()), c.encode())?;
         controls_sent.fetch_add(1, Ordering::SeqCst);
         Ok(())
     };
@@ -272,7 +272,10 @@ fn vehicle_report(
         run_id: run.to_string(),
         vehicles: vehicles.to_vec(),
         wall_seconds: wall_start.elapsed().as_secs_f64(),
-        frames: SensorKind::ALL.iter().map(|k| (k.name().to_string(), get(&s.ingested[k.index()]))).collect(),
+        frames: Stream::ALL
+            .iter()
+            .map(|k| (vigil_vehicle::node::stream_label(*k).to_string(), get(&s.ingested[k.index()])))
+            .collect(),
         gaps: get(&s.gaps),
         rejected_frames: get(&s.rejected),
         tasks: VehicleTasks {

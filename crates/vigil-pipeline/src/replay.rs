@@ -27,7 +27,7 @@ use vigil_bus::embedded::{EmbeddedTasks, MemoryFrameStore, TaskQueue};
 use vigil_bus::{LogRecord, TaskTransport, TelemetryLog, TransportError, ZenohBus, ZenohConfig, topics};
 use vigil_core::{Clock, Digest, ManualClock, Nanos, ObstacleClass, RunId, VehicleId};
 use vigil_proto::v1::{self, envelope::Payload};
-use vigil_vehicle::node::{ControlCommand, NodeStats, RoadMap, SensorInputs, SensorKind};
+use vigil_vehicle::node::{ControlCommand, NodeStats, RoadMap, SensorInputs, Stream};
 use vigil_vision::batcher::BatcherConfig;
 use vigil_vision::model::{Recogniser, default_device};
 use vigil_worker::WorkerStats;
@@ -67,8 +67,6 @@ fn run_of_task(task_id: &str) -> Option<RunId> {
     RunId::parse(run).ok()
 }
 
-const TELEMETRY: [&str; 4] = [topics::LIDAR, topics::CAMERA, topics::RADAR, topics::GROUND_TRUTH];
-
 fn bad(what: impl Into<String>) -> RunError {
     RunError::Config(what.into())
 }
@@ -94,7 +92,7 @@ impl Drive {
     /// A drive from recorded messages (any order): keeps Vigil's log topics, `vehicle`'s
     /// messages only when given, and sorts them by capture time (stable).
     pub fn new(mut messages: Vec<Recorded>, vehicle: Option<&str>) -> Result<Self, RunError> {
-        let keep = |t: &str| TELEMETRY.contains(&t) || t == topics::RECOMMENDATIONS || t == topics::TASKS;
+        let keep = |t: &str| Stream::of_topic(t).is_some() || t == topics::RECOMMENDATIONS || t == topics::TASKS;
         messages.retain(|m| keep(&m.topic));
         let mut vehicles = std::collections::BTreeSet::new();
         let mut kept = Vec::with_capacity(messages.len());
@@ -122,7 +120,7 @@ impl Drive {
             .filter(|m| m.topic == topics::TASKS)
             .find_map(|m| header_of(&m.envelope).and_then(|h| run_of_task(&h.correlation_id)))
             .unwrap_or_else(|| RunId::reproducible(0));
-        let first = kept.iter().find(|m| TELEMETRY.contains(&m.topic.as_str())).map(|m| m.capture_ns);
+        let first = kept.iter().find(|m| Stream::of_topic(&m.topic).is_some()).map(|m| m.capture_ns);
         let id = match first {
             Some(t) => format!("{}@{t}-{}", vehicles.join("+"), fingerprint(&kept)),
             None => format!("{}@empty", vehicle.unwrap_or("all")),
@@ -132,14 +130,14 @@ impl Drive {
 
     /// Capture times of the first and last telemetry message (`None` when empty).
     pub fn span(&self) -> Option<(Nanos, Nanos)> {
-        let mut t = self.messages.iter().filter(|m| TELEMETRY.contains(&m.topic.as_str())).map(|m| m.capture_ns);
+        let mut t = self.messages.iter().filter(|m| Stream::of_topic(&m.topic).is_some()).map(|m| m.capture_ns);
         let first = t.next()?;
         Some((first, t.next_back().unwrap_or(first)))
     }
 
     /// Telemetry messages.
     pub fn frames(&self) -> usize {
-        self.messages.iter().filter(|m| TELEMETRY.contains(&m.topic.as_str())).count()
+        self.messages.iter().filter(|m| Stream::of_topic(&m.topic).is_some()).count()
     }
 
     /// The messages of an MCAP file written by `vigil run --record`, `vigil sim --record`
@@ -170,7 +168,8 @@ impl Drive {
             .build()
             .map_err(|e| RunError::Actors(e.to_string()))?;
         let store = vigil_brokers::store::ObjectFrameStore::open(&brokers.frames.url, rt.handle().clone())?;
-        let logicals: Vec<&str> = TELEMETRY.iter().chain([&topics::RECOMMENDATIONS, &topics::TASKS]).copied().collect();
+        let logicals: Vec<&str> =
+            Stream::ALL.iter().map(|s| s.topic()).chain([topics::RECOMMENDATIONS, topics::TASKS]).collect();
         // The topics are read side by side, one consumer each (a read mostly waits on the
         // broker), and joined in topic order, so the drive is the same as read one by one.
         let read: Vec<_> = std::thread::scope(|s| {
@@ -364,24 +363,6 @@ impl TelemetryLog for CaptureLog {
     }
 }
 
-fn kind_of(topic: &str) -> Option<SensorKind> {
-    match topic {
-        t if t == topics::LIDAR => Some(SensorKind::Lidar),
-        t if t == topics::CAMERA => Some(SensorKind::Camera),
-        t if t == topics::RADAR => Some(SensorKind::Radar),
-        t if t == topics::GROUND_TRUTH => Some(SensorKind::Localization),
-        _ => None,
-    }
-}
-
-/// Where the sensor of `h` publishes on the bus (as the simulator's drivers do).
-fn bus_key(kind: SensorKind, h: &v1::Header) -> String {
-    match kind {
-        SensorKind::Localization => format!("vigil/{}/groundtruth", h.vehicle_id),
-        _ => format!("vigil/{}/sensor/{}", h.vehicle_id, h.sensor_id),
-    }
-}
-
 /// (task id, action, class, confidence) of a recommendation envelope.
 fn recommendation(bytes: &[u8]) -> Option<v1::Recommendation> {
     match vigil_proto::decode_envelope(bytes).ok()?.payload? {
@@ -481,8 +462,8 @@ pub fn replay(drive: &Drive, cfg: &ReplayConfig) -> Result<ReplayReport, RunErro
     for v in &drive.vehicles {
         let vehicle = VehicleId(v.clone());
         let mut streams = Vec::new();
-        for kind in SensorKind::ALL {
-            streams.push((kind, bus.subscribe(&kind.key_expr(&vehicle), 64)?));
+        for kind in Stream::ALL {
+            streams.push((kind, bus.subscribe(&kind.subscription(vehicle.as_str()), 64)?));
         }
         inputs.push((vehicle, SensorInputs(streams)));
     }
@@ -517,8 +498,8 @@ pub fn replay(drive: &Drive, cfg: &ReplayConfig) -> Result<ReplayReport, RunErro
     // Feed, one capture instant at a time.
     let mut produced = [0u64; 4];
     let quiet = |produced: &[u64; 4]| {
-        SensorKind::ALL.iter().all(|k| NodeStats::get(&stats.ingested[k.index()]) >= produced[k.index()])
-            && NodeStats::get(&stats.fused) >= produced[SensorKind::Radar.index()]
+        Stream::ALL.iter().all(|k| NodeStats::get(&stats.ingested[k.index()]) >= produced[k.index()])
+            && NodeStats::get(&stats.fused) >= produced[Stream::Radar.index()]
             && stats.outstanding.load(Ordering::SeqCst) <= 0
     };
     let settle = |produced: &[u64; 4]| -> Result<(), RunError> {
@@ -528,15 +509,15 @@ pub fn replay(drive: &Drive, cfg: &ReplayConfig) -> Result<ReplayReport, RunErro
                 return Err(RunError::Actors(format!(
                     "the pipeline did not settle within 30 s at {} ns (ingested {:?} of {produced:?})",
                     clock.now_ns(),
-                    SensorKind::ALL.map(|k| NodeStats::get(&stats.ingested[k.index()]))
+                    Stream::ALL.map(|k| NodeStats::get(&stats.ingested[k.index()]))
                 )));
             }
             std::thread::sleep(Duration::from_micros(50));
         }
         Ok(())
     };
-    let feed = drive.messages.iter().filter_map(|m| kind_of(&m.topic).map(|k| (k, m)));
-    let mut instants: Vec<(Nanos, Vec<(SensorKind, &Recorded)>)> = Vec::new();
+    let feed = drive.messages.iter().filter_map(|m| Stream::of_topic(&m.topic).map(|k| (k, m)));
+    let mut instants: Vec<(Nanos, Vec<(Stream, &Recorded)>)> = Vec::new();
     for (k, m) in feed {
         match instants.last_mut() {
             Some((t, group)) if *t == m.capture_ns => group.push((k, m)),
@@ -556,12 +537,12 @@ pub fn replay(drive: &Drive, cfg: &ReplayConfig) -> Result<ReplayReport, RunErro
         clock.set(*t);
         // As in a lockstep run: the other frames of the instant first, then the radar
         // scans that trigger fusion.
-        let (radar, rest): (Vec<_>, Vec<_>) = group.iter().partition(|(k, _)| *k == SensorKind::Radar);
+        let (radar, rest): (Vec<_>, Vec<_>) = group.iter().partition(|(k, _)| *k == Stream::Radar);
         for part in [rest, radar] {
             for (k, m) in part {
                 let h = header_of(&m.envelope).unwrap_or_default();
                 produced[k.index()] += 1;
-                publisher.put_blocking(&bus_key(k, &h), m.envelope.clone())?;
+                publisher.put_blocking(&k.key(&h.vehicle_id, &h.sensor_id), m.envelope.clone())?;
                 if let Some(p) = &cfg.progress {
                     p.fetch_add(1, Ordering::Relaxed);
                 }
@@ -744,7 +725,7 @@ pub fn replay(drive: &Drive, cfg: &ReplayConfig) -> Result<ReplayReport, RunErro
     };
 
     let frames: BTreeMap<String, u64> =
-        SensorKind::ALL.iter().map(|k| (k.name().to_string(), produced[k.index()])).collect();
+        Stream::ALL.iter().map(|k| (vigil_vehicle::node::stream_label(*k).to_string(), produced[k.index()])).collect();
     Ok(ReplayReport {
         drive: drive.id.clone(),
         vehicles: drive.vehicles.clone(),

@@ -9,7 +9,7 @@ use vigil_bus::embedded::QueueCounts;
 use vigil_core::policy::Action;
 use vigil_core::{Clock, Nanos, WallClock};
 use vigil_sim::VehicleSim;
-use vigil_vehicle::node::{NodeStats, SensorKind};
+use vigil_vehicle::node::{NodeStats, Stream};
 use vigil_worker::WorkerStats;
 
 use crate::RunConfig;
@@ -312,14 +312,14 @@ fn get(a: &std::sync::atomic::AtomicU64) -> u64 {
 
 pub(crate) fn build(i: Inputs<'_>) -> RunReport {
     let s = i.stats;
-    let count = |k: SensorKind| FrameCount { produced: i.produced[k.index()], ingested: get(&s.ingested[k.index()]) };
+    let count = |k: Stream| FrameCount { produced: i.produced[k.index()], ingested: get(&s.ingested[k.index()]) };
     let frames = Frames {
-        lidar: count(SensorKind::Lidar),
-        camera: count(SensorKind::Camera),
-        radar: count(SensorKind::Radar),
-        localization: count(SensorKind::Localization),
+        lidar: count(Stream::Lidar),
+        camera: count(Stream::Camera),
+        radar: count(Stream::Radar),
+        localization: count(Stream::GroundTruth),
     };
-    let lost = SensorKind::ALL.iter().map(|k| i.produced[k.index()].saturating_sub(get(&s.ingested[k.index()]))).sum();
+    let lost = Stream::ALL.iter().map(|k| i.produced[k.index()].saturating_sub(get(&s.ingested[k.index()]))).sum();
     let by_action: BTreeMap<String, u64> =
         Action::ALL.iter().enumerate().map(|(n, a)| (a.name().to_string(), get(&s.by_action[n]))).collect();
     let q = i.queue;

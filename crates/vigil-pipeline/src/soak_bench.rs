@@ -107,8 +107,8 @@ pub fn soak_bench(cfg: &SoakConfig, mut progress: impl FnMut(&SoakWindow)) -> Re
     let model = Recogniser::load(&cfg.model_dir, &default_device())?;
     let stats = Arc::new(NodeStats::default());
     let (handles_tx, handles_rx) = std::sync::mpsc::channel();
-    // Drained as the ego controller would (an undrained channel is a leak of the bench's
-    // own: the first version of this bench measured it).
+    // Drained as the ego controller would: an undrained channel grows, and the bench
+    // would measure its own leak.
     let (control, control_rx) = std::sync::mpsc::channel();
     let (system, thread) = start_actors(Actors {
         inputs: vec![(vehicle.clone(), SensorInputs(Vec::new()))],

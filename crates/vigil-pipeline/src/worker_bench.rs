@@ -80,14 +80,9 @@ fn tasks(n: usize, uri: &str, bbox: [f32; 4], reply_to: &str, deadline_ns: i64) 
             };
             let payload = Payload::ObstacleTask(task);
             let header = v1::Header {
-                schema_version: vigil_proto::SCHEMA_VERSION,
-                vehicle_id: "bench".into(),
-                sensor_id: "detector".into(),
                 sequence: i as u64,
-                capture_time_ns: 0,
-                publish_time_ns: 0,
                 correlation_id: task_id.clone(),
-                content_type: vigil_proto::content_type(&payload).into(),
+                ..vigil_proto::wire::header("bench", "detector", &payload)
             };
             let bytes = vigil_proto::encode_envelope(&v1::Envelope { header: Some(header), payload: Some(payload) });
             QueuedTask { task_id, priority: 5, deadline_ns, payload: bytes }

@@ -196,7 +196,7 @@ fn a_camera_outage_falls_back_to_braking_and_avoids_the_collision() {
         let scenario = Scenario::builtin(name).unwrap();
         let mut cfg = RunConfig::new(scenario.clone(), 7, model_dir());
         cfg.fast = true;
-        cfg.sensor_outage = Some((vigil_vehicle::node::SensorKind::Camera, 2_000_000_000));
+        cfg.sensor_outage = Some((vigil_vehicle::node::Stream::Camera, 2_000_000_000));
         let r = run(cfg.clone()).unwrap();
         eprintln!(
             "{name} camera out at 2 s: {:?} no-camera {} outcome {:?}",

@@ -18,7 +18,7 @@ use vigil_bus::transport::ReplyConsumer;
 use vigil_bus::{FrameStore, TaskTransport};
 use vigil_core::{Clock, WallClock};
 use vigil_proto::v1::{self, envelope::Payload};
-use vigil_sim::{Scenario, StreamKind, VehicleSim};
+use vigil_sim::{Scenario, Stream, VehicleSim};
 use vigil_vision::model::{Recogniser, default_device};
 use vigil_worker::{Inference, WorkerDeps, WorkerStats, start_workers};
 
@@ -102,7 +102,7 @@ impl Bench {
         let mut batch = Vec::new();
         let camera = loop {
             sim.step(&mut batch).expect("the simulator made a camera frame");
-            if let Some(m) = batch.drain(..).find(|m| m.kind == StreamKind::Camera) {
+            if let Some(m) = batch.drain(..).find(|m| m.kind == Stream::Camera) {
                 break m.envelope;
             }
         };

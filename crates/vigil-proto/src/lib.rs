@@ -10,6 +10,8 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/vigil.v1.rs"));
 }
 
+pub mod wire;
+
 use prost::Message;
 use v1::envelope::Payload;
 

@@ -1,4 +1,6 @@
-//! On-vehicle perception logic (pure; the actors wrap it).
+//! The vehicle: perception logic (`detector`, `tracker`: pure functions of their inputs)
+//! and the actix node around it (`node`: one actor a file), the telemetry spool and the
+//! scheduling planes.
 
 pub mod detector;
 pub mod node;

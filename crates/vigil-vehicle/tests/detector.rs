@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use vigil_proto::v1::envelope::Payload;
-use vigil_sim::{Scenario, StreamKind, VehicleSim};
+use vigil_sim::{Scenario, Stream, VehicleSim};
 use vigil_vehicle::detector::{CameraGeometry, detect};
 
 /// Runs a scenario without control and returns (time s, candidates, ground truth objects in path).
@@ -32,7 +32,7 @@ fn run(
                 }
                 // Each frame's ground truth follows it: attach the radar scan's.
                 Some(Payload::GroundTruth(gt))
-                    if m.kind == StreamKind::GroundTruth && gt.frame_sensor_id.starts_with("radar") =>
+                    if m.kind == Stream::GroundTruth && gt.frame_sensor_id.starts_with("radar") =>
                 {
                     if let Some(last) = out.last_mut() {
                         last.2 = gt.objects;

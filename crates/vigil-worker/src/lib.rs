@@ -458,14 +458,11 @@ impl StreamHandler<Result<TaskDelivery, TransportError>> for VisionWorker {
             tracing::trace!(took_us = started.elapsed().as_micros() as u64, "worker");
             let payload = Payload::Recommendation(rec);
             let header = v1::Header {
-                schema_version: vigil_proto::SCHEMA_VERSION,
-                vehicle_id: vehicle.clone(),
-                sensor_id: "vision".into(),
                 sequence: n,
                 capture_time_ns: deps.clock.now_ns(),
                 publish_time_ns: deps.clock.now_ns(),
                 correlation_id: task.task_id.clone(),
-                content_type: vigil_proto::content_type(&payload).into(),
+                ..vigil_proto::wire::header(&vehicle, "vision", &payload)
             };
             let bytes = vigil_proto::encode_envelope(&v1::Envelope { header: Some(header), payload: Some(payload) });
             let reply = Reply { correlation_id: task.task_id.clone(), payload: bytes };

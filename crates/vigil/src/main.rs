@@ -60,10 +60,9 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
-/// Gives each Candle forward pass one thread, unless the user chose (RAYON_NUM_THREADS).
-/// Measured on the 2-vCPU dev machine (`vigil bench vision`): Candle's default pools took
-/// 1.15 ms a crop and two threads spun between batches; one thread per pass runs a crop
-/// in 0.34 ms at every batch size. Vigil scales out with workers, not within a pass.
+/// Gives each Candle forward pass one thread, unless the user chose (RAYON_NUM_THREADS):
+/// Candle's default pools spin threads between batches, and one crop per thread is the
+/// cheapest per crop (`vigil bench vision`). Vigil scales out with workers, not within a pass.
 /// Training is the exception: one process, large batches, nothing else to run, so it
 /// keeps Candle's default (all cores).
 #[allow(unsafe_code)]

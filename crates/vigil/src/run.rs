@@ -60,12 +60,12 @@ impl PriorityArg {
 }
 
 /// `--sensor-outage camera@2`: the stream and the simulated second it stops at.
-fn parse_outage(s: &str) -> Result<(vigil_vehicle::node::SensorKind, f64), String> {
-    use vigil_vehicle::node::SensorKind;
+fn parse_outage(s: &str) -> Result<(vigil_vehicle::node::Stream, f64), String> {
+    use vigil_vehicle::node::Stream;
     let (name, at) = s.split_once('@').ok_or_else(|| format!("expected STREAM@SECONDS (e.g. camera@2), got {s:?}"))?;
-    let kind = SensorKind::ALL
+    let kind = Stream::ALL
         .into_iter()
-        .find(|k| k.name() == name)
+        .find(|k| vigil_vehicle::node::stream_label(*k) == name)
         .ok_or_else(|| format!("unknown stream {name:?}: use lidar, camera, radar or localization"))?;
     let at: f64 = at.parse().map_err(|_| format!("{at:?} is not a number of seconds"))?;
     if !at.is_finite() || at < 0.0 {
@@ -126,7 +126,7 @@ pub struct RunArgs {
     /// Drill: a sensor stream stops at a simulated second, e.g. camera@2 (the vehicle
     /// must fall back on what is left).
     #[arg(long, value_parser = parse_outage)]
-    sensor_outage: Option<(vigil_vehicle::node::SensorKind, f64)>,
+    sensor_outage: Option<(vigil_vehicle::node::Stream, f64)>,
     /// Scheduling of the urgent path (sensors, fusion, tasks, workers) above telemetry.
     #[arg(long, value_enum, default_value_t = PriorityArg::Nice)]
     priority: PriorityArg,

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{AMQP, KAFKA, brokers_up, delete_amqp_prefix, free_port, http_get, unique, vigil_over_brokers};
+use common::{AMQP, KAFKA, brokers_up, delete_amqp_prefix, free_port, http_get, n, unique, vigil_over_brokers};
 
 fn report(child: Child, who: &str) -> serde_json::Value {
     let out = child.wait_with_output().expect("wait");
@@ -35,10 +35,6 @@ impl Drop for KillOnDrop {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).output();
         }
     }
-}
-
-fn n(v: &serde_json::Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
 }
 
 /// `kill -9` one worker while it holds a task: RabbitMQ hands the unacked task to the

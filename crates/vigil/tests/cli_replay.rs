@@ -7,25 +7,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::{AMQP, KAFKA, brokers_up, delete_amqp_prefix, python_mcap_check, root, unique};
-
-fn vigil(args: &[&str], env: &[(&str, String)]) -> serde_json::Value {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
-    c.current_dir(root()).args(args);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let out = c.output().expect("run vigil");
-    assert!(out.status.success(), "vigil {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("vigil {args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-fn n(v: &serde_json::Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
-}
+use common::{AMQP, KAFKA, brokers_up, delete_amqp_prefix, n, python_mcap_check, unique, vigil, vigil_json};
 
 fn tmp(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(unique("replay"));
@@ -39,13 +22,15 @@ fn tmp(name: &str) -> std::path::PathBuf {
 fn replay_of_a_recorded_run_is_deterministic_and_matches_the_recording() {
     let file = tmp("drive.mcap");
     let f = file.to_str().unwrap();
-    let run =
-        vigil(&["run", "--scenario", "pedestrian-crossing", "--seed", "7", "--fast", "--record", f, "--json"], &[]);
+    let run = vigil_json(
+        &["run", "--scenario", "pedestrian-crossing", "--seed", "7", "--fast", "--record", f, "--json"],
+        &[],
+    );
     let png = file.with_file_name("timeline.png");
-    let first = vigil(&["replay", "--source", f, "--max", "--json", "--timeline-png", png.to_str().unwrap()], &[]);
+    let first = vigil_json(&["replay", "--source", f, "--max", "--json", "--timeline-png", png.to_str().unwrap()], &[]);
     let bytes = std::fs::read(&png).expect("the timeline PNG is written");
     assert_eq!(&bytes[1..4], b"PNG");
-    let second = vigil(&["replay", "--source", f, "--max", "--json"], &[]);
+    let second = vigil_json(&["replay", "--source", f, "--max", "--json"], &[]);
     eprintln!("run: {run}\nreplay: {first}");
     assert!(n(&first["recommendations"]) >= 1, "{first}");
     assert_eq!(first["recommendations_digest"], second["recommendations_digest"]);
@@ -67,19 +52,13 @@ fn replay_of_a_recorded_run_is_deterministic_and_matches_the_recording() {
 /// Bad input: a missing file and an empty window are clear errors, not panics.
 #[test]
 fn replay_of_nothing_is_a_clear_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["replay", "--source", "/nonexistent/drive.mcap", "--json"])
-        .output()
-        .unwrap();
+    let out = vigil(&["replay", "--source", "/nonexistent/drive.mcap", "--json"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no file /nonexistent/drive.mcap"), "{err}");
     let garbage = tmp("garbage.mcap");
     std::fs::write(&garbage, b"not an mcap file").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["replay", "--source", garbage.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = vigil(&["replay", "--source", garbage.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the recording"), "{out:?}");
 }
@@ -104,7 +83,7 @@ fn drive_over_the_brokers_replays_from_kafka_by_window() {
         ("VIGIL_AMQP_PREFIX", prefix.clone()),
         ("VIGIL_FRAMES_URL", format!("file://{}/", frames.display())),
     ];
-    let run = vigil(
+    let run = vigil_json(
         &[
             "run",
             "--scenario",
@@ -127,7 +106,7 @@ fn drive_over_the_brokers_replays_from_kafka_by_window() {
 
     // The whole drive, to MCAP: every frame, camera pixels back inline.
     let whole = tmp("whole.mcap");
-    let w = vigil(&[&["record", "--out", whole.to_str().unwrap(), "--json"][..], &kafka[..]].concat(), &env);
+    let w = vigil_json(&[&["record", "--out", whole.to_str().unwrap(), "--json"][..], &kafka[..]].concat(), &env);
     let produced: u64 = ["lidar", "camera", "radar"].iter().map(|k| n(&run["frames"][k]["produced"])).sum();
     let all = messages_in(&whole);
     let telemetry = |t: &str| t.starts_with("vigil.telemetry.") && !t.ends_with("groundtruth");
@@ -141,7 +120,7 @@ fn drive_over_the_brokers_replays_from_kafka_by_window() {
     let (t1, t2) = (start + 3_000_000_000, start + 6_500_000_000);
     let part = tmp("part.mcap");
     let (from, to) = (t1.to_string(), t2.to_string());
-    let p = vigil(
+    let p = vigil_json(
         &[&["record", "--out", part.to_str().unwrap(), "--from", &from, "--to", &to, "--json"][..], &kafka[..]]
             .concat(),
         &env,
@@ -155,7 +134,7 @@ fn drive_over_the_brokers_replays_from_kafka_by_window() {
     let end = w["last_capture_ns"].as_i64().unwrap();
     let after = tmp("after.mcap");
     let (from, to) = ((end + 1_000_000_000).to_string(), (end + 60_000_000_000).to_string());
-    let a = vigil(
+    let a = vigil_json(
         &[&["record", "--out", after.to_str().unwrap(), "--from", &from, "--to", &to, "--json"][..], &kafka[..]]
             .concat(),
         &env,
@@ -165,9 +144,9 @@ fn drive_over_the_brokers_replays_from_kafka_by_window() {
     // Replayed from Kafka twice: the same recommendations, bit for bit; the same as the
     // MCAP export replayed.
     let replay_kafka = [&["replay", "--source", "kafka", "--max", "--json"][..], &kafka[..]].concat();
-    let r1 = vigil(&replay_kafka, &env);
-    let r2 = vigil(&replay_kafka, &env);
-    let r3 = vigil(&["replay", "--source", whole.to_str().unwrap(), "--max", "--json"], &env);
+    let r1 = vigil_json(&replay_kafka, &env);
+    let r2 = vigil_json(&replay_kafka, &env);
+    let r3 = vigil_json(&["replay", "--source", whole.to_str().unwrap(), "--max", "--json"], &env);
     eprintln!("run: {run}\nreplay: {r1}");
     assert!(n(&r1["recommendations"]) >= 1, "{r1}");
     assert_eq!(r1["recommendations_digest"], r2["recommendations_digest"]);
@@ -197,14 +176,15 @@ fn drive_over_the_brokers_by_id_replays_the_same_after_a_later_drive() {
     ];
     let drive = |seed: &str| {
         let args = ["run", "--scenario", "stopped-vehicle", "--seed", seed, "--duration", "8", "--fast", "--json"];
-        vigil(&[&args[..], &["--kafka", KAFKA, "--amqp", AMQP][..]].concat(), &env)
+        vigil_json(&[&args[..], &["--kafka", KAFKA, "--amqp", AMQP][..]].concat(), &env)
     };
     let drives = || {
-        let out = vigil(&["drives", "--kafka", KAFKA, "--json"], &env);
+        let out = vigil_json(&["drives", "--kafka", KAFKA, "--json"], &env);
         out.as_array().unwrap().clone()
     };
-    let replay =
-        |id: &str| vigil(&["replay", "--source", "kafka", "--kafka", KAFKA, "--drive", id, "--max", "--json"], &env);
+    let replay = |id: &str| {
+        vigil_json(&["replay", "--source", "kafka", "--kafka", KAFKA, "--drive", id, "--max", "--json"], &env)
+    };
     let first = drive("7");
     let listed = drives();
     assert_eq!(listed.len(), 1, "{listed:?}");

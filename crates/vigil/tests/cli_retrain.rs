@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{root, unique};
+use common::{n, root, unique, vigil_json};
 
 const SHIPPED: &str = "models/obstacle-classifier";
 /// 450 simulator crops (5 % of the shipped model's 9000), same recipe otherwise.
@@ -16,13 +16,6 @@ const DEGRADED: &str = "models/obstacle-classifier-5pct";
 /// The degraded model fine-tuned by scripts/retrain-drill.sh on crops exported from
 /// other drives (training seeds 10-15), with simulator crops mixed in.
 const RETRAINED: &str = "models/obstacle-classifier-retrained";
-
-fn vigil(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil")).current_dir(root()).args(args).output().expect("run vigil");
-    assert!(out.status.success(), "vigil {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("vigil {args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
-}
 
 /// The drive ids in a dataset's provenance.
 fn drives_of(dataset: &str) -> std::collections::BTreeSet<String> {
@@ -33,10 +26,6 @@ fn drives_of(dataset: &str) -> std::collections::BTreeSet<String> {
             serde_json::from_str::<serde_json::Value>(l).unwrap()["provenance"]["drive"].as_str().unwrap().to_string()
         })
         .collect()
-}
-
-fn n(v: &serde_json::Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
 }
 
 /// Obstacle crops a model called `none` (rows: truth, columns: predicted).
@@ -60,7 +49,7 @@ fn degraded_model_replayed_over_drives_gets_more_wrong_and_retraining_records_li
     let mut datasets = Vec::new();
     for scenario in ["animal-crossing", "urban-dense", "pedestrian-crossing"] {
         let drive = p(&format!("{scenario}.mcap"));
-        vigil(&["run", "--scenario", scenario, "--seed", "2", "--fast", "--record", &drive, "--json"]);
+        vigil_json(&["run", "--scenario", scenario, "--seed", "2", "--fast", "--record", &drive, "--json"], &[]);
         let ds = p(&format!("ds-{scenario}"));
         for (i, model) in [SHIPPED, DEGRADED].into_iter().enumerate() {
             let mut args =
@@ -68,7 +57,7 @@ fn degraded_model_replayed_over_drives_gets_more_wrong_and_retraining_records_li
             if i == 0 {
                 args.extend(["--export-dataset", ds.as_str()]);
             }
-            let r = vigil(&args);
+            let r = vigil_json(&args, &[]);
             let g = &r["diff"]["ground_truth"]["replayed"];
             // Obstacles not recognised as what they are (called `none` or another class).
             wrong[i] += n(&g["labelled"]) - n(&g["correct"]);
@@ -93,7 +82,7 @@ fn degraded_model_replayed_over_drives_gets_more_wrong_and_retraining_records_li
     for d in &datasets {
         args.extend(["--dataset", d.as_str()]);
     }
-    let cmp = vigil(&args);
+    let cmp = vigil_json(&args, &[]);
     let (shipped, degraded) = (&cmp["models"][0], &cmp["models"][1]);
     eprintln!(
         "held-out drive crops: {} — shipped {} ({} obstacles called none), degraded {} ({})",
@@ -128,9 +117,11 @@ fn degraded_model_replayed_over_drives_gets_more_wrong_and_retraining_records_li
     for d in &datasets {
         args.extend(["--dataset", d.as_str()]);
     }
-    let drives = vigil(&args);
-    let sim =
-        vigil(&["eval", "--model", DEGRADED, "--model", RETRAINED, "--samples", "1200", "--seed", "1000", "--json"]);
+    let drives = vigil_json(&args, &[]);
+    let sim = vigil_json(
+        &["eval", "--model", DEGRADED, "--model", RETRAINED, "--samples", "1200", "--seed", "1000", "--json"],
+        &[],
+    );
     eprintln!(
         "retrained: held-out drive crops {} (degraded {}), simulator crops {} (degraded {})",
         drives["models"][1]["accuracy"],

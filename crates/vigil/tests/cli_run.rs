@@ -3,21 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
-
 mod common;
-use common::root;
+use common::{vigil, vigil_json};
 
 fn vigil_run(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .current_dir(root())
-        .arg("run")
-        .args(args)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "vigil run {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    let args: Vec<&str> = ["run"].into_iter().chain(args.iter().copied()).chain(["--json"]).collect();
+    vigil_json(&args, &[])
 }
 
 #[test]
@@ -86,7 +77,7 @@ fn bad_run_settings_give_clear_errors() {
         (&["--scenario", "debris", "--budget-ms", "-5"], "--budget-ms"),
     ];
     for (args, needle) in cases {
-        let out = Command::new(env!("CARGO_BIN_EXE_vigil")).current_dir(root()).arg("run").args(args).output().unwrap();
+        let out = vigil(&[&["run"][..], args].concat());
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{args:?}: {err}");

@@ -3,11 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn vigil(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vigil")).args(args).output().expect("run vigil")
-}
+mod common;
+use common::vigil;
 
 fn json(out: &Output) -> serde_json::Value {
     assert!(out.status.success(), "vigil failed: {}", String::from_utf8_lossy(&out.stderr));

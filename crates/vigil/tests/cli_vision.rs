@@ -2,15 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Command, Output};
-
-fn vigil(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-        .args(args)
-        .output()
-        .expect("run vigil")
-}
+mod common;
+use common::vigil;
 
 /// `vigil eval --json` of the shipped model on `samples` fresh crops from `seed`.
 fn eval_json(samples: &str, seed: &str) -> serde_json::Value {

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use vigil_bus::{ZenohBus, ZenohConfig};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+mod common;
+use common::free_port;
 
 #[test]
 fn subscriber_receives_every_frame_in_order() {

@@ -11,8 +11,7 @@ use vigil_bus::topics;
 use super::ToLog;
 
 /// The topics a record may name, by their index on disk.
-const TOPICS: [&str; 6] =
-    [topics::LIDAR, topics::CAMERA, topics::RADAR, topics::GROUND_TRUTH, topics::TASKS, topics::RECOMMENDATIONS];
+const TOPICS: [&str; 6] = topics::ALL;
 
 /// A segment file is closed and a new one begun past this size.
 const SEGMENT_BYTES: u64 = 64 << 20;
