@@ -1,0 +1,215 @@
+//! The consumer side: records by capture-time window, and the drives in the topics.
+
+use super::*;
+
+/// One record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct ConsumedRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub timestamp_ms: Option<i64>,
+    pub headers: BTreeMap<String, String>,
+    pub payload: Vec<u8>,
+}
+
+/// Reads a topic's records (all partitions) whose Kafka timestamp (append wall time)
+/// lies in `[from_ms, to_ms)`, up to the high watermark at the time of the call. The start
+/// offsets come from the broker's offsets-for-times; records are filtered by timestamp
+/// as well, so a broker that answers the lookup loosely still yields exactly the window.
+pub fn read_window(
+    cfg: &KafkaConfig,
+    topic: &str,
+    from_ms: Option<i64>,
+    to_ms: Option<i64>,
+    timeout: Duration,
+) -> Result<Vec<ConsumedRecord>, TransportError> {
+    let mut c = client_config(cfg);
+    c.set("group.id", format!("vigil-reader-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false");
+    let consumer: BaseConsumer = c.create().map_err(|e| broker_err("Kafka consumer", e))?;
+    let meta =
+        consumer.fetch_metadata(Some(topic), timeout).map_err(|e| broker_err(format!("metadata of `{topic}`"), e))?;
+    let partitions: Vec<i32> = meta
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(broker_err(format!("topic `{topic}`"), "does not exist (or has no partitions)"));
+    }
+    let mut ends = BTreeMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for &p in &partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, timeout)
+            .map_err(|e| broker_err(format!("watermarks of {topic}/{p}"), e))?;
+        ends.insert(p, high);
+        // With a window start, offsets-for-times below moves this.
+        tpl.add_partition_offset(topic, p, Offset::Offset(low)).map_err(|e| broker_err("partition list", e))?;
+    }
+    if let Some(from) = from_ms {
+        let mut q = TopicPartitionList::new();
+        for &p in &partitions {
+            q.add_partition_offset(topic, p, Offset::Offset(from)).map_err(|e| broker_err("partition list", e))?;
+        }
+        let found = consumer.offsets_for_times(q, timeout).map_err(|e| broker_err("offsets-for-times", e))?;
+        for el in found.elements() {
+            let off = match el.offset() {
+                Offset::Offset(o) => Offset::Offset(o),
+                // No record at or after the time: start at the end (nothing to read).
+                _ => Offset::Offset(ends[&el.partition()]),
+            };
+            tpl.set_partition_offset(topic, el.partition(), off).map_err(|e| broker_err("partition list", e))?;
+        }
+    }
+    let mut remaining: BTreeMap<i32, i64> = BTreeMap::new();
+    for el in tpl.elements() {
+        if let Offset::Offset(o) = el.offset()
+            && o < ends[&el.partition()]
+        {
+            remaining.insert(el.partition(), o);
+        }
+    }
+    consumer.assign(&tpl).map_err(|e| broker_err("assign", e))?;
+    let mut out = Vec::new();
+    let deadline = Instant::now() + timeout;
+    while !remaining.is_empty() {
+        if Instant::now() > deadline {
+            return Err(broker_err(format!("reading `{topic}`"), format!("timed out with {remaining:?} left")));
+        }
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
+        let m = m.map_err(|e| broker_err(format!("reading `{topic}`"), e))?;
+        let p = m.partition();
+        let ts = m.timestamp().to_millis();
+        if m.offset() >= ends[&p] {
+            continue; // written after the call began
+        }
+        if m.offset() + 1 >= ends[&p] {
+            remaining.remove(&p);
+        }
+        let in_window = ts.is_none_or(|t| from_ms.is_none_or(|f| t >= f) && to_ms.is_none_or(|e| t < e));
+        if !in_window {
+            continue;
+        }
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|x| (x.key.to_string(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(ConsumedRecord {
+            topic: topic.to_string(),
+            partition: p,
+            offset: m.offset(),
+            key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            timestamp_ms: ts,
+            headers,
+            payload: m.payload().unwrap_or_default().to_vec(),
+        });
+    }
+    Ok(out)
+}
+
+/// Reads the records of `topic` captured in `[from_ns, to_ns)` (the `capture_time_ns`
+/// header, on the vehicle clock) and, when given, keyed by `vehicle`.
+///
+/// Kafka indexes time by append time, and a record is appended after it is captured: the
+/// broker's offsets-for-times lookup at `from − slack` (slack: the most the vehicle's clock
+/// may run ahead of the broker's) is a start that skips no record of the window. Every
+/// record from there is filtered by its capture time, so the window is exact whatever the
+/// lookup answers — a drive recorded on a simulated clock, whose capture times lie before
+/// every append time, is read from the start and filtered the same way.
+#[allow(clippy::too_many_arguments)]
+pub fn read_capture_window(
+    cfg: &KafkaConfig,
+    topic: &str,
+    vehicle: Option<&str>,
+    run: Option<&str>,
+    from_ns: Option<i64>,
+    to_ns: Option<i64>,
+    slack: Duration,
+    timeout: Duration,
+) -> Result<Vec<ConsumedRecord>, TransportError> {
+    let from_ms = from_ns.map(|f| f.div_euclid(1_000_000) - slack.as_millis() as i64);
+    let records = read_window(cfg, topic, from_ms, None, timeout)?;
+    Ok(records
+        .into_iter()
+        .filter(|r| vehicle.is_none_or(|v| r.key.as_deref() == Some(v)))
+        .filter(|r| run.is_none_or(|d| r.headers.get("run_id").map(String::as_str) == Some(d)))
+        .filter(|r| {
+            let capture = r.headers.get("capture_time_ns").and_then(|c| c.parse::<i64>().ok());
+            capture.is_some_and(|c| from_ns.is_none_or(|f| c >= f) && to_ns.is_none_or(|t| c < t))
+        })
+        .collect())
+}
+
+/// One drive in Kafka: one vehicle process's run (`run_id` header) of one vehicle.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DriveSummary {
+    /// The run id (what `--drive` takes).
+    pub drive: String,
+    pub vehicle: String,
+    pub first_capture_ns: i64,
+    pub last_capture_ns: i64,
+    /// The scenario and seed of a simulated drive (`vigil run`); absent otherwise.
+    pub scenario: Option<String>,
+    pub seed: Option<u64>,
+    /// Messages per logical stream (`lidar`, `camera`, `radar`, `groundtruth`, `tasks`,
+    /// `recommendations`).
+    pub messages: BTreeMap<String, u64>,
+}
+
+/// Every drive in Vigil's topics, oldest first. Reads each topic once (headers decide;
+/// camera records are claim-checked, so small). Records written before run ids existed
+/// are grouped under the drive `unknown`.
+pub fn list_drives(cfg: &KafkaConfig, timeout: Duration) -> Result<Vec<DriveSummary>, TransportError> {
+    let mut drives: BTreeMap<(String, String), DriveSummary> = BTreeMap::new();
+    for l in topics::ALL {
+        let topic = topic_name(&cfg.topic_prefix, l);
+        let records = match read_window(cfg, &topic, None, None, timeout) {
+            Ok(r) => r,
+            // A topic not created yet holds no drive.
+            Err(TransportError::Broker { reason, .. }) if reason.contains("does not exist") => continue,
+            Err(e) => return Err(e),
+        };
+        let stream = l.rsplit('.').next().unwrap_or(l).to_string();
+        for r in records {
+            let run = r.headers.get("run_id").cloned().unwrap_or_else(|| "unknown".into());
+            let vehicle = r.key.clone().unwrap_or_default();
+            let capture: i64 = r.headers.get("capture_time_ns").and_then(|c| c.parse().ok()).unwrap_or(0);
+            let d = drives.entry((run.clone(), vehicle.clone())).or_insert_with(|| DriveSummary {
+                drive: run,
+                vehicle,
+                first_capture_ns: i64::MAX,
+                last_capture_ns: i64::MIN,
+                scenario: None,
+                seed: None,
+                messages: BTreeMap::new(),
+            });
+            if d.scenario.is_none() {
+                d.scenario = r.headers.get("scenario").cloned();
+                d.seed = r.headers.get("seed").and_then(|s| s.parse().ok());
+            }
+            if l != topics::RECOMMENDATIONS && l != topics::TASKS {
+                d.first_capture_ns = d.first_capture_ns.min(capture);
+                d.last_capture_ns = d.last_capture_ns.max(capture);
+            }
+            *d.messages.entry(stream.clone()).or_default() += 1;
+        }
+    }
+    let mut out: Vec<DriveSummary> = drives.into_values().collect();
+    for d in &mut out {
+        if d.first_capture_ns == i64::MAX {
+            (d.first_capture_ns, d.last_capture_ns) = (0, 0);
+        }
+    }
+    // Run ids are UUIDv7 (time-ordered); the first capture breaks ties and orders the rest.
+    out.sort_by(|a, b| (a.first_capture_ns, &a.drive, &a.vehicle).cmp(&(b.first_capture_ns, &b.drive, &b.vehicle)));
+    Ok(out)
+}
