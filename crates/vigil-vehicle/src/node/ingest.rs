@@ -106,7 +106,6 @@ impl StreamHandler<BusSample> for Ingest {
             self.stats.gaps.fetch_add(h.sequence - *next, Ordering::SeqCst);
         }
         *next = h.sequence + 1;
-        inc(&self.stats.ingested[self.kind.index()]);
         let mut envelope = envelope;
         let mut bytes = sample.payload;
         let frame_ref = match self.kind == Stream::Camera && self.fusion.is_some() {
@@ -123,6 +122,9 @@ impl StreamHandler<BusSample> for Ingest {
             publish_ns: h.publish_time_ns,
             envelope: Arc::new(bytes),
         });
+        // Counted once the log has it: a runner that waits for every frame to be
+        // ingested then waits for the spool, and so finds every record there.
+        inc(&self.stats.ingested[self.kind.index()]);
         let Some(fusion) = self.fusion.clone() else { return };
         let frame = Frame { kind: self.kind, envelope: Arc::new(envelope), ingest_ns: self.clock.now_ns(), frame_ref };
         ctx.wait(
