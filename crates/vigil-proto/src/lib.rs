@@ -174,85 +174,95 @@ pub fn validate(envelope: &v1::Envelope, limits: &Limits) -> Result<(), DecodeEr
     match payload {
         Payload::Lidar(scan) => validate_lidar(scan, limits),
         Payload::Camera(frame) => validate_camera(frame, limits),
-        Payload::Radar(scan) => {
-            check_len("radar.detections", scan.detections.len(), limits.max_radar_detections)?;
-            finite_pose("radar.sensor_pose", &scan.sensor_pose)?;
-            for d in &scan.detections {
-                let v1::RadarDetection { range, azimuth, elevation, range_rate, rcs } = *d;
-                finite(
-                    "radar.detections",
-                    &[range as f64, azimuth as f64, elevation as f64, range_rate as f64, rcs as f64],
-                )?;
-            }
-            Ok(())
-        }
-        Payload::GroundTruth(gt) => {
-            check_len("ground_truth.frame_sensor_id", gt.frame_sensor_id.len(), s)?;
-            check_len("ground_truth.objects", gt.objects.len(), limits.max_objects)?;
-            if let Some(v1::EgoState { x, y, speed, acceleration, yaw }) = &gt.ego {
-                finite("ground_truth.ego", &[*x, *y, *speed, *acceleration, *yaw])?;
-            }
-            for o in &gt.objects {
-                let v1::GroundTruthObject { object_id: _, class: _, r#box, vx, vy, camera_box, occlusion } = o;
-                if let Some(v1::Box3d { x, y, z, length, width, height, yaw }) = r#box {
-                    finite("ground_truth.objects.box", &[*x, *y, *z, *length, *width, *height, *yaw])?;
-                }
-                finite("ground_truth.objects", &[*vx, *vy, *occlusion as f64])?;
-                finite_box2d("ground_truth.objects.camera_box", camera_box)?;
-            }
-            Ok(())
-        }
-        Payload::ObstacleTask(task) => {
-            check_len("obstacle_task.task_id", task.task_id.len(), s)?;
-            check_len("obstacle_task.reply_to", task.reply_to.len(), s)?;
-            check_len("obstacle_task.frame_sensor_id", task.frame_sensor_id.len(), s)?;
-            if task.priority > 9 {
-                return Err(invalid("obstacle_task.priority", format!("is {}, must be 0..=9", task.priority)));
-            }
-            if task.task_id.is_empty() {
-                return Err(invalid("obstacle_task.task_id", "must not be empty"));
-            }
-            finite_box2d("obstacle_task.camera_box", &task.camera_box)?;
-            if let Some(v1::BlobRef { uri, sha256, .. }) = &task.frame_ref {
-                check_len("obstacle_task.frame_ref.uri", uri.len(), limits.max_string_bytes)?;
-                check_len("obstacle_task.frame_ref.sha256", sha256.len(), 64)?;
-            }
-            if let Some(l) = &task.frame_layout {
-                check_len("obstacle_task.frame_layout.width", l.width as usize, limits.max_image_side as usize)?;
-                check_len("obstacle_task.frame_layout.height", l.height as usize, limits.max_image_side as usize)?;
-                v1::PixelEncoding::try_from(l.encoding).map_err(|_| {
-                    invalid("obstacle_task.frame_layout.encoding", format!("unknown value {}", l.encoding))
-                })?;
-            }
-            if let Some(t) = &task.track {
-                let v1::TrackSummary { x, y, vx, vy, time_to_collision_s, lateral_offset_m, .. } = t;
-                finite("obstacle_task.track", &[*x, *y, *vx, *vy, *time_to_collision_s, *lateral_offset_m])?;
-            }
-            Ok(())
-        }
-        Payload::Recommendation(rec) => {
-            check_len("recommendation.task_id", rec.task_id.len(), s)?;
-            check_len("recommendation.scores", rec.scores.len(), 64)?;
-            if rec.task_id.is_empty() {
-                return Err(invalid("recommendation.task_id", "must not be empty"));
-            }
-            finite("recommendation.confidence", &[rec.confidence as f64])?;
-            for sc in &rec.scores {
-                finite("recommendation.scores", &[sc.probability as f64])?;
-            }
-            Ok(())
-        }
-        Payload::Control(c) => {
-            check_len("control.task_id", c.task_id.len(), s)?;
-            if c.task_id.is_empty() {
-                return Err(invalid("control.task_id", "must not be empty"));
-            }
-            if v1::Action::try_from(c.action).is_err() {
-                return Err(invalid("control.action", format!("{} is not a known action", c.action)));
-            }
-            Ok(())
-        }
+        Payload::Radar(scan) => validate_radar(scan, limits),
+        Payload::GroundTruth(gt) => validate_ground_truth(gt, limits),
+        Payload::ObstacleTask(task) => validate_task(task, limits),
+        Payload::Recommendation(rec) => validate_recommendation(rec, limits),
+        Payload::Control(c) => validate_control(c, limits),
     }
+}
+
+fn validate_radar(scan: &v1::RadarScan, limits: &Limits) -> Result<(), DecodeError> {
+    check_len("radar.detections", scan.detections.len(), limits.max_radar_detections)?;
+    finite_pose("radar.sensor_pose", &scan.sensor_pose)?;
+    for d in &scan.detections {
+        let v1::RadarDetection { range, azimuth, elevation, range_rate, rcs } = *d;
+        finite("radar.detections", &[range as f64, azimuth as f64, elevation as f64, range_rate as f64, rcs as f64])?;
+    }
+    Ok(())
+}
+
+fn validate_ground_truth(gt: &v1::GroundTruth, limits: &Limits) -> Result<(), DecodeError> {
+    let s = limits.max_string_bytes;
+    check_len("ground_truth.frame_sensor_id", gt.frame_sensor_id.len(), s)?;
+    check_len("ground_truth.objects", gt.objects.len(), limits.max_objects)?;
+    if let Some(v1::EgoState { x, y, speed, acceleration, yaw }) = &gt.ego {
+        finite("ground_truth.ego", &[*x, *y, *speed, *acceleration, *yaw])?;
+    }
+    for o in &gt.objects {
+        let v1::GroundTruthObject { object_id: _, class: _, r#box, vx, vy, camera_box, occlusion } = o;
+        if let Some(v1::Box3d { x, y, z, length, width, height, yaw }) = r#box {
+            finite("ground_truth.objects.box", &[*x, *y, *z, *length, *width, *height, *yaw])?;
+        }
+        finite("ground_truth.objects", &[*vx, *vy, *occlusion as f64])?;
+        finite_box2d("ground_truth.objects.camera_box", camera_box)?;
+    }
+    Ok(())
+}
+
+fn validate_task(task: &v1::ObstacleTask, limits: &Limits) -> Result<(), DecodeError> {
+    let s = limits.max_string_bytes;
+    check_len("obstacle_task.task_id", task.task_id.len(), s)?;
+    check_len("obstacle_task.reply_to", task.reply_to.len(), s)?;
+    check_len("obstacle_task.frame_sensor_id", task.frame_sensor_id.len(), s)?;
+    if task.priority > 9 {
+        return Err(invalid("obstacle_task.priority", format!("is {}, must be 0..=9", task.priority)));
+    }
+    if task.task_id.is_empty() {
+        return Err(invalid("obstacle_task.task_id", "must not be empty"));
+    }
+    finite_box2d("obstacle_task.camera_box", &task.camera_box)?;
+    if let Some(v1::BlobRef { uri, sha256, .. }) = &task.frame_ref {
+        check_len("obstacle_task.frame_ref.uri", uri.len(), limits.max_string_bytes)?;
+        check_len("obstacle_task.frame_ref.sha256", sha256.len(), 64)?;
+    }
+    if let Some(l) = &task.frame_layout {
+        check_len("obstacle_task.frame_layout.width", l.width as usize, limits.max_image_side as usize)?;
+        check_len("obstacle_task.frame_layout.height", l.height as usize, limits.max_image_side as usize)?;
+        v1::PixelEncoding::try_from(l.encoding)
+            .map_err(|_| invalid("obstacle_task.frame_layout.encoding", format!("unknown value {}", l.encoding)))?;
+    }
+    if let Some(t) = &task.track {
+        let v1::TrackSummary { x, y, vx, vy, time_to_collision_s, lateral_offset_m, .. } = t;
+        finite("obstacle_task.track", &[*x, *y, *vx, *vy, *time_to_collision_s, *lateral_offset_m])?;
+    }
+    Ok(())
+}
+
+fn validate_recommendation(rec: &v1::Recommendation, limits: &Limits) -> Result<(), DecodeError> {
+    let s = limits.max_string_bytes;
+    check_len("recommendation.task_id", rec.task_id.len(), s)?;
+    check_len("recommendation.scores", rec.scores.len(), 64)?;
+    if rec.task_id.is_empty() {
+        return Err(invalid("recommendation.task_id", "must not be empty"));
+    }
+    finite("recommendation.confidence", &[rec.confidence as f64])?;
+    for sc in &rec.scores {
+        finite("recommendation.scores", &[sc.probability as f64])?;
+    }
+    Ok(())
+}
+
+fn validate_control(c: &v1::ControlCommand, limits: &Limits) -> Result<(), DecodeError> {
+    let s = limits.max_string_bytes;
+    check_len("control.task_id", c.task_id.len(), s)?;
+    if c.task_id.is_empty() {
+        return Err(invalid("control.task_id", "must not be empty"));
+    }
+    if v1::Action::try_from(c.action).is_err() {
+        return Err(invalid("control.action", format!("{} is not a known action", c.action)));
+    }
+    Ok(())
 }
 
 fn validate_lidar(scan: &v1::LidarScan, limits: &Limits) -> Result<(), DecodeError> {

@@ -20,6 +20,9 @@
 //! A panic while processing is caught: the task is requeued, the failure counted and the
 //! actor stopped, and its `Supervisor` restarts it (counted too).
 
+mod answer;
+mod task;
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,14 +31,15 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use vigil_bus::embedded::DeadReason;
 use vigil_bus::transport::delivery_stream;
-use vigil_bus::{FrameStore, Reply, Settle, TaskDelivery, TaskTransport, TransportError};
-use vigil_core::policy::{Situation, decide, path_offset};
-use vigil_core::{Clock, Nanos, ObstacleClass};
-use vigil_proto::v1::{self, envelope::Payload};
-use vigil_proto::{action_to_proto, class_to_proto};
+use vigil_bus::{FrameStore, Settle, TaskDelivery, TaskTransport, TransportError};
+use vigil_core::{Clock, Nanos};
 use vigil_vision::batcher::{Batcher, BatcherConfig};
 use vigil_vision::model::{Prediction, Recogniser};
-use vigil_vision::preprocess::{Crop, crop};
+use vigil_vision::preprocess::Crop;
+
+use self::answer::{Answer, Pending, settle_counted};
+pub use self::task::{MAX_ID_BYTES, TaskError, recommend};
+use self::task::{Prepared, fetch_and_crop};
 
 /// Counters of every worker in the process.
 #[derive(Debug, Default)]
@@ -186,33 +190,6 @@ pub struct WorkerDeps {
     pub answered: Arc<Answered>,
 }
 
-impl TaskError {
-    /// Whether a retry could succeed (a frame not yet in the store, a broker hiccup);
-    /// a malformed task is dead-lettered at once instead.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            TaskError::Decode(_) | TaskError::Malformed(..) => false,
-            TaskError::Transport(TransportError::Invalid { .. }) => false,
-            TaskError::Transport(_) => true,
-            // In preparing, only the crop: a bad box fails the same way every time.
-            TaskError::Vision(_) => false,
-        }
-    }
-}
-
-/// Why a task could not be processed.
-#[derive(Debug, thiserror::Error)]
-pub enum TaskError {
-    #[error("task payload: {0}")]
-    Decode(#[from] vigil_proto::DecodeError),
-    #[error("task {0} is malformed: {1}")]
-    Malformed(String, &'static str),
-    #[error(transparent)]
-    Transport(#[from] TransportError),
-    #[error(transparent)]
-    Vision(#[from] vigil_vision::VisionError),
-}
-
 #[derive(Debug)]
 pub struct VisionWorker {
     pub id: String,
@@ -254,94 +231,9 @@ impl Supervised for VisionWorker {
     }
 }
 
-/// The decoded, cropped task, ready for inference.
-struct Prepared {
-    vehicle: String,
-    task: v1::ObstacleTask,
-    crop: Crop,
-}
-
-/// The longest task id or reply address a worker accepts: AMQP carries ids and queue
-/// names as short strings of at most 255 bytes, and the reply queue's name adds a prefix.
-pub const MAX_ID_BYTES: usize = 200;
-
-fn prepare(delivery: &TaskDelivery, frames: &dyn FrameStore) -> Result<Prepared, TaskError> {
-    let env = vigil_proto::decode_envelope(&delivery.task.payload)?;
-    let vehicle = env.header.map(|h| h.vehicle_id).unwrap_or_default();
-    let Some(Payload::ObstacleTask(task)) = env.payload else {
-        return Err(TaskError::Malformed(delivery.task.task_id.clone(), "payload is not an ObstacleTask"));
-    };
-    let short = |id: &str| id.chars().take(40).collect::<String>();
-    if task.task_id.is_empty() || task.task_id.len() > MAX_ID_BYTES {
-        return Err(TaskError::Malformed(short(&task.task_id), "task_id is empty or over 200 bytes"));
-    }
-    if task.reply_to.is_empty() || task.reply_to.len() > MAX_ID_BYTES {
-        return Err(TaskError::Malformed(short(&task.task_id), "reply_to is empty or over 200 bytes"));
-    }
-    let blob = task.frame_ref.as_ref().ok_or(TaskError::Malformed(short(&task.task_id), "no frame reference"))?;
-    let bytes = frames.get(&blob.uri)?;
-    let b = task.camera_box.ok_or(TaskError::Malformed(task.task_id.clone(), "no camera box"))?;
-    let bbox = [b.x_min, b.y_min, b.x_max, b.y_max];
-    let crop = match task.frame_layout {
-        Some(layout) => {
-            if layout.encoding != v1::PixelEncoding::Rgb8 as i32 {
-                return Err(TaskError::Malformed(task.task_id.clone(), "frame pixels are not rgb8"));
-            }
-            crop(&bytes, layout.width, layout.height, bbox, [0.0, 0.0], 1.0)?
-        }
-        None => crop_from_envelope(&task.task_id, &bytes, bbox)?,
-    };
-    Ok(Prepared { vehicle, task, crop })
-}
-
-/// A frame reference without a layout points at a whole camera envelope (vehicles from
-/// before frame layouts), whose pixels must be inline.
-fn crop_from_envelope(task_id: &str, bytes: &[u8], bbox: [f32; 4]) -> Result<Crop, TaskError> {
-    let frame = vigil_proto::decode_envelope(bytes)?;
-    let Some(Payload::Camera(cam)) = frame.payload else {
-        return Err(TaskError::Malformed(task_id.to_owned(), "frame reference is not a camera frame"));
-    };
-    let Some(v1::camera_frame::Pixels::Data(pixels)) = cam.pixels.as_ref() else {
-        return Err(TaskError::Malformed(task_id.to_owned(), "camera frame has no inline pixels"));
-    };
-    Ok(crop(pixels, cam.width, cam.height, bbox, [0.0, 0.0], 1.0)?)
-}
-
-/// Builds the recommendation for a task given the model's prediction.
-pub fn recommend(
-    task: &v1::ObstacleTask,
-    class: ObstacleClass,
-    confidence: f32,
-    probabilities: &[f32],
-) -> v1::Recommendation {
-    let track = task.track.unwrap_or_default();
-    let ttc = if track.closing { track.time_to_collision_s } else { f64::INFINITY };
-    let situation = Situation {
-        class,
-        time_to_collision_s: ttc,
-        lateral_offset_m: path_offset(track.y, track.vy, ttc),
-        left_lane_free: task.left_lane_free,
-        right_lane_free: task.right_lane_free,
-        confidence,
-    };
-    let action = decide(&situation);
-    tracing::debug!(task = %task.task_id, %class, confidence, ttc, x = track.x, y = track.y, vy = track.vy,
-        offset = situation.lateral_offset_m, action = action.name(), "recommendation");
-    v1::Recommendation {
-        task_id: task.task_id.clone(),
-        action: action_to_proto(action) as i32,
-        confidence,
-        class: class_to_proto(class) as i32,
-        scores: ObstacleClass::ALL
-            .iter()
-            .zip(probabilities)
-            .map(|(c, p)| v1::ClassScore { class: class_to_proto(*c) as i32, probability: *p })
-            .collect(),
-        ..Default::default()
-    }
-}
-
 impl StreamHandler<Result<TaskDelivery, TransportError>> for VisionWorker {
+    /// One task: take (deadline, duplicate), prepare (fetch and crop), infer (inline or
+    /// batched), then reply and settle. A stage that ends the task settles it itself.
     fn handle(&mut self, item: Result<TaskDelivery, TransportError>, ctx: &mut Self::Context) {
         let delivery = match item {
             Ok(d) => d,
@@ -350,140 +242,94 @@ impl StreamHandler<Result<TaskDelivery, TransportError>> for VisionWorker {
                 return;
             }
         };
-        let deps = self.deps.clone();
-        let stats = deps.stats.clone();
+        let started = Instant::now();
+        let Some((delivery, n)) = self.take(ctx, delivery) else { return };
+        let Some((delivery, prepared)) = self.prepare(ctx, delivery, n) else { return };
+        let prepared_at = started.elapsed();
+        let Prepared { vehicle, task, crop } = prepared;
+        let Some((delivery, pending)) = self.infer(ctx, delivery, crop) else { return };
+        let answer = Answer { delivery, pending, vehicle, task, n, started, prepared_at, worker: self.id.clone() };
+        ctx.wait(answer.reply(self.deps.clone()).into_actor(self));
+    }
+}
+
+impl VisionWorker {
+    /// Counts the take; a task past its deadline is dead-lettered and a redelivery of a
+    /// task already answered only acked. Returns the task's number in this process.
+    fn take(&self, ctx: &mut Context<Self>, delivery: TaskDelivery) -> Option<(TaskDelivery, u64)> {
+        let (deps, stats) = (&self.deps, &self.deps.stats);
         let n = stats.taken.fetch_add(1, Ordering::SeqCst) + 1;
         if delivery.attempt > 1 {
             stats.redelivered.fetch_add(1, Ordering::SeqCst);
         }
         tracing::debug!(worker = %self.id, task = %delivery.task.task_id, attempt = delivery.attempt, "task taken");
-        let started = Instant::now();
-        // 1. Deadline at take time.
         if deps.clock.now_ns() > delivery.task.deadline_ns {
             stats.expired.fetch_add(1, Ordering::SeqCst);
             self.settle(ctx, delivery, Settle::DeadLetter(DeadReason::Expired), false);
-            return;
+            return None;
         }
-        // Idempotence: a redelivery of a task already answered is only acked.
         if deps.answered.contains(&delivery.task.task_id) {
             stats.duplicates.fetch_add(1, Ordering::SeqCst);
             self.settle(ctx, delivery, Settle::Ack, false);
-            return;
+            return None;
         }
-        // 2. Fetch and crop; a panic here (or an injected one) requeues the task.
-        let frames = deps.frames.clone();
-        let panic_on = deps.faults.panic_on_take.load(Ordering::SeqCst);
+        Some((delivery, n))
+    }
+
+    /// Fetches the frame and crops it. A malformed task is dead-lettered, a transient
+    /// failure requeued, and a panic (or an injected one) requeues and restarts.
+    fn prepare(&self, ctx: &mut Context<Self>, delivery: TaskDelivery, n: u64) -> Option<(TaskDelivery, Prepared)> {
+        let stats = &self.deps.stats;
+        let frames = self.deps.frames.clone();
+        let panic_on = self.deps.faults.panic_on_take.load(Ordering::SeqCst);
         let prepared = catch_unwind(AssertUnwindSafe(|| {
             if panic_on == n {
                 panic!("injected worker fault on task {n}");
             }
-            prepare(&delivery, frames.as_ref())
+            fetch_and_crop(&delivery, frames.as_ref())
         }));
-        let prepared = match prepared {
-            Ok(Ok(p)) => p,
+        match prepared {
+            Ok(Ok(p)) => return Some((delivery, p)),
             Ok(Err(e)) if !e.is_transient() => {
                 stats.malformed.fetch_add(1, Ordering::SeqCst);
                 tracing::warn!(worker = %self.id, task = %delivery.task.task_id, error = %e,
                     "malformed task; dead-lettered");
                 self.settle(ctx, delivery, Settle::DeadLetter(DeadReason::Rejected), false);
-                return;
             }
             Ok(Err(e)) => {
                 stats.rejected.fetch_add(1, Ordering::SeqCst);
                 tracing::warn!(worker = %self.id, task = %delivery.task.task_id, attempt = delivery.attempt, error = %e,
                     "cannot process task; requeued for a retry");
                 self.settle(ctx, delivery, Settle::Requeue, false);
-                return;
             }
-            Err(_) => {
-                self.panicked(ctx, delivery, "preparing");
-                return;
-            }
-        };
-        // 3. Infer: here on this worker's own thread (inline), or batched on the
-        // batcher's thread.
-        let prepared_at = started.elapsed();
-        let Prepared { vehicle, task, crop } = prepared;
-        let pending = match &deps.inference {
+            Err(_) => self.panicked(ctx, delivery, "preparing"),
+        }
+        None
+    }
+
+    /// Runs the crop through the model here, on this worker's thread (inline), or hands
+    /// it to the batcher's thread. A failure requeues; a panic also restarts.
+    fn infer(&self, ctx: &mut Context<Self>, delivery: TaskDelivery, crop: Crop) -> Option<(TaskDelivery, Pending)> {
+        match &self.deps.inference {
             Inference::Inline { model, delay } => {
                 match catch_unwind(AssertUnwindSafe(|| Inference::classify_inline(model, *delay, &crop))) {
-                    Ok(Ok(p)) => Pending::Ready(p),
+                    Ok(Ok(p)) => return Some((delivery, Pending::Ready(p))),
                     Ok(Err(e)) => {
                         tracing::error!(worker = %self.id, error = %e, "inference failed; task requeued");
                         self.settle(ctx, delivery, Settle::Requeue, false);
-                        return;
                     }
-                    Err(_) => {
-                        self.panicked(ctx, delivery, "inference");
-                        return;
-                    }
+                    Err(_) => self.panicked(ctx, delivery, "inference"),
                 }
             }
             Inference::Batched(batcher) => match batcher.submit_async(crop) {
-                Ok(rx) => Pending::Batched(rx),
+                Ok(rx) => return Some((delivery, Pending::Batched(rx))),
                 Err(e) => {
                     tracing::error!(error = %e, "batcher unavailable; task requeued");
                     self.settle(ctx, delivery, Settle::Requeue, false);
-                    return;
                 }
             },
-        };
-        // 4.–5. Decide, reply, ack.
-        let id = self.id.clone();
-        let fut = async move {
-            let submitted = Instant::now();
-            let answer = match pending {
-                Pending::Ready(p) => Ok(Ok(p)),
-                Pending::Batched(rx) => rx.await,
-            };
-            tracing::trace!(
-                prepare_us = prepared_at.as_micros() as u64,
-                infer_us = submitted.elapsed().as_micros() as u64,
-                "worker timing"
-            );
-            let pred = match answer {
-                Ok(Ok(p)) => p,
-                other => {
-                    tracing::error!(?other, "inference failed; task requeued");
-                    settle_counted(delivery, Settle::Requeue, &stats).await;
-                    return;
-                }
-            };
-            let mut rec = recommend(&task, pred.class, pred.confidence, &pred.probabilities);
-            rec.model_name = deps.model_name.clone();
-            rec.model_version = deps.model_version.clone();
-            rec.device = deps.device.clone();
-            rec.worker_id = id;
-            rec.inference_ns = started.elapsed().as_nanos() as i64;
-            tracing::trace!(took_us = started.elapsed().as_micros() as u64, "worker");
-            let payload = Payload::Recommendation(rec);
-            let header = v1::Header {
-                sequence: n,
-                capture_time_ns: deps.clock.now_ns(),
-                publish_time_ns: deps.clock.now_ns(),
-                correlation_id: task.task_id.clone(),
-                ..vigil_proto::wire::header(&vehicle, "vision", &payload)
-            };
-            let bytes = vigil_proto::encode_envelope(&v1::Envelope { header: Some(header), payload: Some(payload) });
-            let reply = Reply { correlation_id: task.task_id.clone(), payload: bytes };
-            match deps.tasks.reply(&task.reply_to, reply).await {
-                Ok(()) => {
-                    stats.answered.fetch_add(1, Ordering::SeqCst);
-                    deps.answered.insert(&task.task_id, task.deadline_ns, deps.clock.now_ns());
-                    settle_counted(delivery, Settle::Ack, &stats).await;
-                }
-                Err(e @ TransportError::Invalid { .. }) => {
-                    stats.malformed.fetch_add(1, Ordering::SeqCst);
-                    tracing::warn!(error = %e, "the reply cannot be carried; task dead-lettered");
-                    settle_counted(delivery, Settle::DeadLetter(DeadReason::Rejected), &stats).await;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "reply failed; task requeued");
-                    settle_counted(delivery, Settle::Requeue, &stats).await;
-                }
-            }
-        };
-        ctx.wait(fut.into_actor(self));
+        }
+        None
     }
 }
 
@@ -512,22 +358,6 @@ impl VisionWorker {
             }),
         );
     }
-}
-
-/// Settles a delivery; a failure is counted and logged (the transport has handed the
-/// delivery back to the broker, which redelivers it).
-async fn settle_counted(delivery: TaskDelivery, how: Settle, stats: &WorkerStats) {
-    let task = delivery.task.task_id.clone();
-    if let Err(e) = delivery.settle(how).await {
-        stats.settle_failures.fetch_add(1, Ordering::SeqCst);
-        tracing::warn!(task = %task, ?how, error = %e, "settling a delivery failed");
-    }
-}
-
-/// A prediction in hand (inline) or on its way from the batcher.
-enum Pending {
-    Ready(Prediction),
-    Batched(tokio::sync::oneshot::Receiver<vigil_vision::Result<Prediction>>),
 }
 
 /// Starts `n` supervised workers: with [`Inference::Inline`] each on an arbiter (thread)

@@ -1,0 +1,123 @@
+//! A task's pure steps: why one fails, fetching and cropping its frame, and the
+//! recommendation for a prediction.
+
+use vigil_bus::{FrameStore, TaskDelivery, TransportError};
+use vigil_core::ObstacleClass;
+use vigil_core::policy::{Situation, decide, path_offset};
+use vigil_proto::v1::{self, envelope::Payload};
+use vigil_proto::{action_to_proto, class_to_proto};
+use vigil_vision::preprocess::{Crop, crop};
+
+/// Why a task could not be processed.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("task payload: {0}")]
+    Decode(#[from] vigil_proto::DecodeError),
+    #[error("task {0} is malformed: {1}")]
+    Malformed(String, &'static str),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error(transparent)]
+    Vision(#[from] vigil_vision::VisionError),
+}
+
+impl TaskError {
+    /// Whether a retry could succeed (a frame not yet in the store, a broker hiccup);
+    /// a malformed task is dead-lettered at once instead.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            TaskError::Decode(_) | TaskError::Malformed(..) => false,
+            TaskError::Transport(TransportError::Invalid { .. }) => false,
+            TaskError::Transport(_) => true,
+            // In preparing, only the crop: a bad box fails the same way every time.
+            TaskError::Vision(_) => false,
+        }
+    }
+}
+
+/// The decoded, cropped task, ready for inference.
+pub(crate) struct Prepared {
+    pub(crate) vehicle: String,
+    pub(crate) task: v1::ObstacleTask,
+    pub(crate) crop: Crop,
+}
+
+/// The longest task id or reply address a worker accepts: AMQP carries ids and queue
+/// names as short strings of at most 255 bytes, and the reply queue's name adds a prefix.
+pub const MAX_ID_BYTES: usize = 200;
+
+pub(crate) fn fetch_and_crop(delivery: &TaskDelivery, frames: &dyn FrameStore) -> Result<Prepared, TaskError> {
+    let env = vigil_proto::decode_envelope(&delivery.task.payload)?;
+    let vehicle = env.header.map(|h| h.vehicle_id).unwrap_or_default();
+    let Some(Payload::ObstacleTask(task)) = env.payload else {
+        return Err(TaskError::Malformed(delivery.task.task_id.clone(), "payload is not an ObstacleTask"));
+    };
+    let short = |id: &str| id.chars().take(40).collect::<String>();
+    if task.task_id.is_empty() || task.task_id.len() > MAX_ID_BYTES {
+        return Err(TaskError::Malformed(short(&task.task_id), "task_id is empty or over 200 bytes"));
+    }
+    if task.reply_to.is_empty() || task.reply_to.len() > MAX_ID_BYTES {
+        return Err(TaskError::Malformed(short(&task.task_id), "reply_to is empty or over 200 bytes"));
+    }
+    let blob = task.frame_ref.as_ref().ok_or(TaskError::Malformed(short(&task.task_id), "no frame reference"))?;
+    let bytes = frames.get(&blob.uri)?;
+    let b = task.camera_box.ok_or(TaskError::Malformed(task.task_id.clone(), "no camera box"))?;
+    let bbox = [b.x_min, b.y_min, b.x_max, b.y_max];
+    let crop = match task.frame_layout {
+        Some(layout) => {
+            if layout.encoding != v1::PixelEncoding::Rgb8 as i32 {
+                return Err(TaskError::Malformed(task.task_id.clone(), "frame pixels are not rgb8"));
+            }
+            crop(&bytes, layout.width, layout.height, bbox, [0.0, 0.0], 1.0)?
+        }
+        None => crop_from_envelope(&task.task_id, &bytes, bbox)?,
+    };
+    Ok(Prepared { vehicle, task, crop })
+}
+
+/// A frame reference without a layout points at a whole camera envelope (vehicles from
+/// before frame layouts), whose pixels must be inline.
+fn crop_from_envelope(task_id: &str, bytes: &[u8], bbox: [f32; 4]) -> Result<Crop, TaskError> {
+    let frame = vigil_proto::decode_envelope(bytes)?;
+    let Some(Payload::Camera(cam)) = frame.payload else {
+        return Err(TaskError::Malformed(task_id.to_owned(), "frame reference is not a camera frame"));
+    };
+    let Some(v1::camera_frame::Pixels::Data(pixels)) = cam.pixels.as_ref() else {
+        return Err(TaskError::Malformed(task_id.to_owned(), "camera frame has no inline pixels"));
+    };
+    Ok(crop(pixels, cam.width, cam.height, bbox, [0.0, 0.0], 1.0)?)
+}
+
+/// Builds the recommendation for a task given the model's prediction.
+pub fn recommend(
+    task: &v1::ObstacleTask,
+    class: ObstacleClass,
+    confidence: f32,
+    probabilities: &[f32],
+) -> v1::Recommendation {
+    let track = task.track.unwrap_or_default();
+    let ttc = if track.closing { track.time_to_collision_s } else { f64::INFINITY };
+    let situation = Situation {
+        class,
+        time_to_collision_s: ttc,
+        lateral_offset_m: path_offset(track.y, track.vy, ttc),
+        left_lane_free: task.left_lane_free,
+        right_lane_free: task.right_lane_free,
+        confidence,
+    };
+    let action = decide(&situation);
+    tracing::debug!(task = %task.task_id, %class, confidence, ttc, x = track.x, y = track.y, vy = track.vy,
+        offset = situation.lateral_offset_m, action = action.name(), "recommendation");
+    v1::Recommendation {
+        task_id: task.task_id.clone(),
+        action: action_to_proto(action) as i32,
+        confidence,
+        class: class_to_proto(class) as i32,
+        scores: ObstacleClass::ALL
+            .iter()
+            .zip(probabilities)
+            .map(|(c, p)| v1::ClassScore { class: class_to_proto(*c) as i32, probability: *p })
+            .collect(),
+        ..Default::default()
+    }
+}
