@@ -124,7 +124,7 @@ fn kafka_restart_mid_run_loses_no_frame() {
     let k = &r["brokers"]["kafka"];
     assert_eq!(k["delivered"], k["sent"], "{r}");
     kafka.assert_all_telemetry_arrived(&prefix, &r);
-    kafka.remove();
+    drop(kafka);
     let _ = std::fs::remove_dir_all(frames);
     delete_amqp_prefix(&prefix);
 }
@@ -280,9 +280,20 @@ impl PrivateKafka {
             assert_eq!(unique_msgs, produced, "{topic}: every produced frame is in Kafka: {v}");
         }
     }
+}
 
-    fn remove(self) {
-        self.sh("down");
+/// Stopped and deleted however the test ends: a broker left running (a test that
+/// panicked) would hold its port and fail the next run's start.
+impl Drop for PrivateKafka {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.data.join("nisshi.pid")) {
+            let _ = Command::new("kill").args(["-CONT", pid.trim()]).status();
+        }
+        let _ = Command::new(root().join("scripts/brokers.sh"))
+            .arg("down")
+            .env("VIGIL_NISSHI_PORT", self.port.to_string())
+            .env("VIGIL_NISSHI_DATA", &self.data)
+            .status();
         let _ = std::fs::remove_dir_all(&self.data);
     }
 }
@@ -343,7 +354,7 @@ fn a_kafka_broker_paused_for_30_s_costs_no_deadline_and_no_telemetry() {
     let k = &r["brokers"]["kafka"];
     assert_eq!(k["delivered"], k["sent"], "{r}");
     kafka.assert_all_telemetry_arrived(&prefix, &r);
-    kafka.remove();
+    drop(kafka);
     let _ = std::fs::remove_dir_all(frames);
     delete_amqp_prefix(&prefix);
     delete_amqp_prefix(&base_prefix);
@@ -421,7 +432,7 @@ fn a_drive_started_with_kafka_down_warns_at_once_and_delivers_everything_later()
     let k = &r["brokers"]["kafka"];
     assert_eq!(k["delivered"], k["sent"], "{r}");
     kafka.assert_all_telemetry_arrived(&prefix, &r);
-    kafka.remove();
+    drop(kafka);
     let _ = std::fs::remove_dir_all(frames);
     let _ = std::fs::remove_dir_all(spool);
     delete_amqp_prefix(&prefix);
