@@ -124,6 +124,17 @@ impl CameraModel {
         projections
     }
 
+    /// One row above the horizon, `up` pixels over it: sky graded from the horizon to the
+    /// zenith, hills in front.
+    #[inline]
+    fn sky_row(&self, row: &mut [u8], up: f32, [horizon, zenith, hill]: [Rgb; 3], base: usize, noise: &Noise) {
+        let sky = mix(horizon, zenith, (up / self.cy as f32).min(1.0));
+        for (u, (px, hill_h)) in row.chunks_exact_mut(3).zip(&self.hills).enumerate() {
+            let c = if up < *hill_h { mix(hill, horizon, (up / hill_h) * 0.5) } else { sky };
+            shade_px(px, c, &noise.at(base + u));
+        }
+    }
+
     /// Draws sky, hills and ground into `out`, which holds the rows from `first_row` on.
     fn background(&self, world: &World, out: &mut [u8], first_row: usize, noise: &Noise) {
         let w = self.cfg.width as usize;
@@ -149,13 +160,7 @@ impl CameraModel {
             let local = r * w;
             let dv = v as f64 + 0.5 - self.cy;
             if dv <= 0.0 {
-                let up = -dv as f32;
-                let sky = mix(horizon, zenith, (up / self.cy as f32).min(1.0));
-                let row = &mut out[local * 3..(local + w) * 3];
-                for (u, (px, hill_h)) in row.chunks_exact_mut(3).zip(&self.hills).enumerate() {
-                    let c = if up < *hill_h { mix(hill, horizon, (up / hill_h) * 0.5) } else { sky };
-                    shade_px(px, c, &noise.at(base + u));
-                }
+                self.sky_row(&mut out[local * 3..(local + w) * 3], -dv as f32, [horizon, zenith, hill], base, noise);
                 continue;
             }
             let d = self.fy * cam_h / dv; // forward distance of this row on the ground
@@ -215,13 +220,6 @@ impl CameraModel {
         let cam_h = self.cfg.mount[2];
         let (mx, my) = (self.cfg.mount[0], self.cfg.mount[1]);
         self.ids.iter_mut().for_each(|x| *x = 0);
-        struct Drawn {
-            id: u32,
-            count: u32,
-            full_area: f64,
-            clipped_area: f64,
-            bbox: [usize; 4],
-        }
         let mut order: Vec<(f64, usize)> = world
             .obstacles
             .iter()
@@ -281,24 +279,39 @@ impl CameraModel {
                 drawn.push(d);
             }
         }
-        let mut visible = vec![0u32; drawn.len() + 1];
-        for &id in &self.ids {
-            visible[id as usize] += 1;
-        }
-        drawn
-            .iter()
-            .enumerate()
-            .map(|(k, d)| {
-                let vis = visible[(k + 1).min(255)] as f64 / d.count as f64;
-                let inside = if d.full_area > 0.0 { d.clipped_area / d.full_area } else { 0.0 };
-                Projection {
-                    object_id: d.id,
-                    bbox: [d.bbox[0] as f32, d.bbox[1] as f32, d.bbox[2] as f32, d.bbox[3] as f32],
-                    occlusion: (1.0 - vis.min(1.0) * inside.min(1.0)).clamp(0.0, 1.0) as f32,
-                }
-            })
-            .collect()
+        projections(&drawn, &self.ids)
     }
+}
+
+/// An obstacle as drawn: its pixels, its box, its area on and off the image.
+struct Drawn {
+    id: u32,
+    count: u32,
+    full_area: f64,
+    clipped_area: f64,
+    bbox: [usize; 4],
+}
+
+/// The drawn obstacles with their occlusion: the share of their pixels still showing in
+/// `ids` (later, nearer obstacles overwrite) times the share of their area in the image.
+fn projections(drawn: &[Drawn], ids: &[u8]) -> Vec<Projection> {
+    let mut visible = vec![0u32; drawn.len() + 1];
+    for &id in ids {
+        visible[id as usize] += 1;
+    }
+    drawn
+        .iter()
+        .enumerate()
+        .map(|(k, d)| {
+            let vis = visible[(k + 1).min(255)] as f64 / d.count as f64;
+            let inside = if d.full_area > 0.0 { d.clipped_area / d.full_area } else { 0.0 };
+            Projection {
+                object_id: d.id,
+                bbox: [d.bbox[0] as f32, d.bbox[1] as f32, d.bbox[2] as f32, d.bbox[3] as f32],
+                occlusion: (1.0 - vis.min(1.0) * inside.min(1.0)).clamp(0.0, 1.0) as f32,
+            }
+        })
+        .collect()
 }
 
 #[inline]

@@ -18,17 +18,13 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use serde::Serialize;
-use vigil_bus::embedded::QueuedTask;
+use vigil_bus::task::QueuedTask;
 use vigil_bus::{LogRecord, Reply, Settle, TaskTransport, TelemetryLog, TransportError};
 use vigil_core::{Clock, WallClock};
 
 use crate::amqp::{AmqpTasks, amqp_url};
 use crate::config::{AmqpConfig, KafkaConfig, Persistence};
 use crate::kafka::{KafkaLog, ensure_topics, producer_config, record_headers, topic_name};
-
-fn err(what: &str, e: impl std::fmt::Display) -> TransportError {
-    TransportError::Broker { what: what.into(), reason: e.to_string() }
-}
 
 /// Latency percentiles, milliseconds.
 #[derive(Debug, Clone, Serialize)]
@@ -67,23 +63,24 @@ pub struct AmqpBench {
 /// Bare lapin: publish a request to a queue, a consumer replies to a reply queue with the
 /// correlation id, the requester waits for it. Confirms on, transient, like Vigil's path.
 async fn bare_round_trips(url: &str, prefix: &str, payload: &[u8], n: usize) -> Result<Vec<f64>, TransportError> {
-    let conn = Connection::connect(url, ConnectionProperties::default()).await.map_err(|e| err("connect", e))?;
+    let conn =
+        Connection::connect(url, ConnectionProperties::default()).await.map_err(|e| crate::broker_err("connect", e))?;
     let req_q = format!("{prefix}.bare.req");
     let rep_q = format!("{prefix}.bare.rep");
-    let pubc = conn.create_channel().await.map_err(|e| err("channel", e))?;
-    pubc.confirm_select(ConfirmSelectOptions::default()).await.map_err(|e| err("confirm", e))?;
+    let pubc = conn.create_channel().await.map_err(|e| crate::broker_err("channel", e))?;
+    pubc.confirm_select(ConfirmSelectOptions::default()).await.map_err(|e| crate::broker_err("confirm", e))?;
     for q in [&req_q, &rep_q] {
         pubc.queue_declare(q.as_str().into(), QueueDeclareOptions::default(), FieldTable::default())
             .await
-            .map_err(|e| err("declare", e))?;
+            .map_err(|e| crate::broker_err("declare", e))?;
     }
-    let worker = conn.create_channel().await.map_err(|e| err("channel", e))?;
-    worker.confirm_select(ConfirmSelectOptions::default()).await.map_err(|e| err("confirm", e))?;
+    let worker = conn.create_channel().await.map_err(|e| crate::broker_err("channel", e))?;
+    worker.confirm_select(ConfirmSelectOptions::default()).await.map_err(|e| crate::broker_err("confirm", e))?;
     let mut reqs = worker
         .basic_consume(req_q.as_str().into(), "bare-w".into(), BasicConsumeOptions::default(), FieldTable::default())
         .await
-        .map_err(|e| err("consume", e))?;
-    let rep_c = conn.create_channel().await.map_err(|e| err("channel", e))?;
+        .map_err(|e| crate::broker_err("consume", e))?;
+    let rep_c = conn.create_channel().await.map_err(|e| crate::broker_err("channel", e))?;
     let mut reps = rep_c
         .basic_consume(
             rep_q.as_str().into(),
@@ -92,7 +89,7 @@ async fn bare_round_trips(url: &str, prefix: &str, payload: &[u8], n: usize) -> 
             FieldTable::default(),
         )
         .await
-        .map_err(|e| err("consume", e))?;
+        .map_err(|e| crate::broker_err("consume", e))?;
     let rep_name = rep_q.clone();
     let responder = tokio::spawn(async move {
         while let Some(Ok(d)) = reqs.next().await {
@@ -116,12 +113,12 @@ async fn bare_round_trips(url: &str, prefix: &str, payload: &[u8], n: usize) -> 
         let props = BasicProperties::default().with_message_id(format!("b{i}").into()).with_delivery_mode(1);
         pubc.basic_publish("".into(), req_q.as_str().into(), BasicPublishOptions::default(), payload, props)
             .await
-            .map_err(|e| err("publish", e))?
+            .map_err(|e| crate::broker_err("publish", e))?
             .await
-            .map_err(|e| err("confirm", e))?;
+            .map_err(|e| crate::broker_err("confirm", e))?;
         match tokio::time::timeout(Duration::from_secs(5), reps.next()).await {
             Ok(Some(Ok(_))) => out.push(t0.elapsed().as_secs_f64() * 1e3),
-            other => return Err(err("bare reply", format!("{other:?}"))),
+            other => return Err(crate::broker_err("bare reply", format!("{other:?}"))),
         }
     }
     responder.abort();
@@ -169,7 +166,7 @@ async fn vigil_round_trips(
         t.publish(task).await?;
         match tokio::time::timeout(Duration::from_secs(5), replies.next()).await {
             Ok(Ok(_)) => out.push(t0.elapsed().as_secs_f64() * 1e3),
-            other => return Err(err("vigil reply", format!("{other:?}"))),
+            other => return Err(crate::broker_err("vigil reply", format!("{other:?}"))),
         }
     }
     worker.abort();
@@ -236,7 +233,7 @@ pub fn kafka_bench(cfg: &KafkaConfig, rt: &tokio::runtime::Runtime, n: usize) ->
     let headers: Vec<_> = (0..n).map(|i| record_headers(&env, "bench", stamp(i), stamp(i))).collect();
     let bare = |with_headers: bool| -> Result<f64, TransportError> {
         let p: ThreadedProducer<rdkafka::producer::DefaultProducerContext> =
-            producer_config(&cfg).create().map_err(|e| err("bare producer", e))?;
+            producer_config(&cfg).create().map_err(|e| crate::broker_err("bare producer", e))?;
         let t0 = Instant::now();
         for h in &headers {
             let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topic).key(&b"veh-0000"[..]).payload(&env[..]);
@@ -253,7 +250,7 @@ pub fn kafka_bench(cfg: &KafkaConfig, rt: &tokio::runtime::Runtime, n: usize) ->
                 }
             }
         }
-        p.flush(Duration::from_secs(60)).map_err(|e| err("bare flush", e))?;
+        p.flush(Duration::from_secs(60)).map_err(|e| crate::broker_err("bare flush", e))?;
         Ok(t0.elapsed().as_secs_f64())
     };
     let vigil = || -> Result<f64, TransportError> {

@@ -6,6 +6,7 @@
 pub mod amqp;
 pub mod bench;
 pub mod config;
+mod error;
 pub mod kafka;
 pub mod monitor;
 pub mod store;
@@ -13,6 +14,8 @@ pub mod store;
 use std::sync::Arc;
 
 pub use config::{AmqpConfig, BrokerConfig, FramesConfig, KafkaConfig, Persistence};
+pub use error::BrokerError;
+pub(crate) use error::broker_err;
 use vigil_bus::TransportError;
 use vigil_core::Clock;
 
@@ -47,7 +50,7 @@ impl Runtime {
             .enable_all()
             .build()
             .map(|r| Self(Some(r)))
-            .map_err(|e| TransportError::Broker { what: "broker runtime".into(), reason: e.to_string() })
+            .map_err(|e| broker_err("broker runtime", e))
     }
 
     fn get(&self) -> &tokio::runtime::Runtime {

@@ -3,10 +3,12 @@
 //! RabbitMQ implement the same traits.
 
 pub mod embedded;
+pub mod task;
 pub mod transport;
 pub mod zenoh_bus;
 
 pub use transport::{
-    FrameStore, LogRecord, Reply, Settle, TaskDelivery, TaskTransport, TelemetryLog, TransportError, frame_key, topics,
+    BrokerSource, FrameStore, LogRecord, Reply, Settle, TaskDelivery, TaskTransport, TelemetryLog, TransportError,
+    frame_key, topics,
 };
-pub use zenoh_bus::{BusError, BusSample, ZenohBus, ZenohConfig};
+pub use zenoh_bus::{BusError, BusSample, Publisher, ZenohBus, ZenohConfig};

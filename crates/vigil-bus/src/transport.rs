@@ -15,10 +15,13 @@ use std::sync::Arc;
 
 use vigil_core::Nanos;
 
-use crate::embedded::task_queue::{DeadReason, QueueCounts, QueueError, QueuedTask};
+use crate::task::{DeadReason, QueueCounts, QueueError, QueuedTask};
 
 /// A boxed, sendable future (object-safe async methods).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A broker client's error, typed where the broker crate defines it.
+pub type BrokerSource = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Why a transport operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,8 +36,11 @@ pub enum TransportError {
     Backlog { topic: String, reason: String },
     #[error("frame store: {0}")]
     Frame(String),
-    #[error("{what}: {reason}")]
-    Broker { what: String, reason: String },
+    /// A broker client failed doing `what`. The source keeps the client's own error
+    /// (`vigil_brokers::BrokerError`: lapin's, rdkafka's, the object store's) for whoever
+    /// needs to look inside.
+    #[error("{what}: {source}")]
+    Broker { what: String, source: BrokerSource },
     /// The request itself cannot be carried (a name over the broker's limit): retrying
     /// cannot help.
     #[error("{what}: {reason}")]

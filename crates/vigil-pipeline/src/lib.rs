@@ -9,39 +9,34 @@
 //! time the pipeline spends. Each control command is applied in sim time at the time the
 //! handler decided it, so a slower pipeline brakes later in `fast` too.
 
-pub mod bench;
+pub mod actors;
 pub mod clock;
-pub mod fleet_bench;
-pub mod ingest_bench;
+pub mod control;
+mod drive;
 pub mod metrics;
 pub mod process;
-pub mod replay;
 pub mod report;
-pub mod soak_bench;
-pub mod timeline;
-pub mod worker_bench;
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use vigil_bus::embedded::{EmbeddedLog, EmbeddedTasks, MemoryFrameStore, TaskQueue};
-use vigil_bus::{FrameStore, TaskTransport, TelemetryLog, ZenohBus, ZenohConfig};
-use vigil_core::policy::Action;
+use vigil_bus::{TelemetryLog, ZenohBus, ZenohConfig};
 use vigil_core::{Clock, Nanos, VehicleId};
 use vigil_proto::wire::Stream;
-use vigil_sim::world::{EgoControl, World};
 use vigil_sim::{Scenario, VehicleSim};
-use vigil_vehicle::node::{ControlCommand, NodeConfig, NodeDeps, NodeStats, RoadMap, SensorInputs, start_node};
+use vigil_vehicle::node::{ControlCommand, NodeStats, RoadMap, SensorInputs};
 use vigil_vehicle::priority::{Plane, PriorityMode, enter_or_warn};
 pub use vigil_vehicle::spool::{SpoolConfig, check_spool_dir, default_spool_dir};
 use vigil_vision::batcher::{BatcherConfig, Serving};
 use vigil_vision::model::{Recogniser, default_device};
-use vigil_worker::{Faults, Inference, WorkerDeps, WorkerStats, start_workers};
+use vigil_worker::{Faults, WorkerStats};
 
+pub use actors::{ActorSystem, Pipeline, Transports, spawn_system, subscribe_node};
 pub use clock::{LockstepClock, PacedClock};
+pub use control::{apply_due, control_for};
+use drive::Drive;
 pub use report::{Outcome, RunReport};
 
 /// Everything `vigil run` can be told.
@@ -130,48 +125,13 @@ pub enum RunError {
     Actors(String),
 }
 
-/// How long the runner waits for the pipeline to drain before reporting what is left.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// How long a process waits at its end for the telemetry spool to reach the log (a log
 /// that was down catches up here).
-pub(crate) const TELEMETRY_DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Translates an applied action into an ego command (the vehicle's controller).
-pub fn control_for(action: Action, world: &World, road: &vigil_sim::scenario::Road) -> Option<EgoControl> {
-    let c = world.ego.control;
-    let spec = &world.ego.spec;
-    let w = road.lane_width_m;
-    let lane_of = |y: f64| (y / w).round();
-    match action {
-        Action::BrakeHard => Some(EgoControl { target_speed: 0.0, decel: spec.max_decel_mps2, ..c }),
-        Action::Brake => Some(EgoControl { target_speed: 0.0, decel: (0.7 * spec.max_decel_mps2).max(c.decel), ..c }),
-        Action::SlowDown => {
-            let target = 0.5 * spec.speed_mps;
-            (c.target_speed > target).then_some(EgoControl {
-                target_speed: target,
-                decel: (0.4 * spec.max_decel_mps2).max(c.decel),
-                ..c
-            })
-        }
-        Action::SteerLeft | Action::SteerRight => {
-            let side = if action == Action::SteerLeft { 1.0 } else { -1.0 };
-            let lane = lane_of(c.target_y) + side;
-            (lane >= 0.0 && lane < road.lanes as f64).then_some(EgoControl { target_y: lane * w, ..c })
-        }
-        Action::Continue => None,
-    }
-}
+pub const TELEMETRY_DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Runs the pipeline to the end of the scenario and reports.
 pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
-    if cfg.vehicles == 0 || cfg.workers == 0 {
-        return Err(RunError::Config("--vehicles and --workers must be at least 1".into()));
-    }
-    let duration_ns = cfg.duration_ns.unwrap_or((cfg.scenario.duration_s * 1e9).round() as Nanos);
-    if duration_ns <= 0 {
-        return Err(RunError::Config(format!("duration must be positive, got {} s", duration_ns as f64 * 1e-9)));
-    }
+    let duration_ns = checked_duration(&cfg)?;
     // Before anything starts a thread: every thread of the run inherits the urgent plane
     // (the simulated sensors too, as hardware they are not the computer's load), and the
     // telemetry arbiter steps down.
@@ -184,185 +144,47 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
     let clock: Arc<dyn Clock> = if cfg.fast { lockstep.clone() } else { paced.clone() };
 
     // Transports first: a broker that is down is reported at once.
-    let brokers = match &cfg.brokers {
-        Some(b) => {
-            if cfg.record.is_some() {
-                return Err(RunError::Config(
-                    "--record writes the embedded log; over the brokers the drive is in Kafka already".into(),
-                ));
-            }
-            let mut b = b.clone();
-            b.kafka.simulated = Some((cfg.scenario.name.clone(), cfg.seed));
-            Some(vigil_brokers::Brokers::connect(&b, clock.clone())?)
-        }
-        None => None,
-    };
+    let brokers = connect_brokers(&cfg, &clock)?;
     // The model is loaded once, before anything moves.
-    let model = if cfg.perception {
-        let device = default_device();
-        Some(Recogniser::load(&cfg.model_dir, &device)?)
-    } else {
-        None
-    };
+    let model = if cfg.perception { Some(Recogniser::load(&cfg.model_dir, &default_device())?) } else { None };
     let model_info = model.as_ref().map(|m| (m.config.name.clone(), m.config.version.clone(), m.device_name()));
-
-    let (log, frames, tasks): (Arc<dyn TelemetryLog>, Arc<dyn FrameStore>, Arc<dyn TaskTransport>) = match &brokers {
-        Some(b) => (b.log.clone(), Arc::new(b.frames.clone()), Arc::new(b.tasks.clone())),
-        None => {
-            let log: Arc<dyn TelemetryLog> = match &cfg.record {
-                Some(p) => Arc::new(EmbeddedLog::recording(p)?),
-                None => Arc::new(EmbeddedLog::new()),
-            };
-            let queue = TaskQueue::new(cfg.queue_capacity, cfg.max_attempts);
-            (
-                log,
-                Arc::new(MemoryFrameStore::new(64 * cfg.vehicles)),
-                Arc::new(EmbeddedTasks::new(queue, clock.clone())),
-            )
-        }
-    };
+    let transports = transports(&cfg, brokers.as_ref(), clock.clone())?;
 
     // Sensor bus: one zenoh session; the simulator publishes where drivers would and
     // each node subscribes to its own vehicle's streams.
     let bus = ZenohBus::open(&ZenohConfig::default())?;
     let publisher = bus.publisher()?;
-    let mut sims = Vec::new();
-    let mut inputs = Vec::new();
-    for i in 0..cfg.vehicles {
-        let mut sim = VehicleSim::new(&cfg.scenario, i, cfg.seed, duration_ns);
-        sim.set_render_threads(2);
-        let mut streams = Vec::new();
-        for kind in Stream::ALL {
-            streams.push((kind, bus.subscribe(&kind.subscription(sim.vehicle.as_str()), 64)?));
-        }
-        inputs.push((sim.vehicle.clone(), SensorInputs(streams)));
-        sims.push(sim);
-    }
+    let (sims, inputs) = simulated_vehicles(&cfg, &bus, duration_ns)?;
 
     let stats = Arc::new(NodeStats::default());
     let worker_stats = Arc::new(WorkerStats::default());
     let (control_tx, control_rx) = std::sync::mpsc::channel::<ControlCommand>();
-    let road = cfg.scenario.road.clone();
-    let road_map = RoadMap { lanes: road.lanes, lane_width_m: road.lane_width_m };
-
+    let road_map = RoadMap { lanes: cfg.scenario.road.lanes, lane_width_m: cfg.scenario.road.lane_width_m };
     // The actor system lives on its own thread; this thread drives the simulator.
     // Embedded runs stay reproducible from the seed; over the brokers every run is new.
     let run =
         if cfg.brokers.is_some() { vigil_core::RunId::generate() } else { vigil_core::RunId::reproducible(cfg.seed) };
-    let (system, actor_thread) = start_actors(Actors {
-        inputs,
-        run,
-        road: road_map,
-        perception: cfg.perception,
-        task_budget_ns: cfg.task_budget_ns,
-        workers: cfg.workers,
-        model,
-        batcher: cfg.batcher,
-        inject_latency: cfg.inject_latency,
-        faults: cfg.faults.clone(),
-        clock: clock.clone(),
-        log: log.clone(),
-        frames: frames.clone(),
-        tasks: tasks.clone(),
-        stats: stats.clone(),
-        worker_stats: worker_stats.clone(),
-        control: control_tx,
-        priority: cfg.priority,
-        handles: None,
-        spool: cfg.spool.clone(),
-    })?;
+    let (system, actor_thread) = Pipeline::new(inputs, run, road_map, transports.clone(), control_tx)
+        .perception(cfg.perception)
+        .task_budget_ns(cfg.task_budget_ns)
+        .workers(cfg.workers, model, cfg.batcher)
+        .drills(cfg.inject_latency, cfg.faults.clone())
+        .stats(stats.clone(), worker_stats.clone())
+        .priority(cfg.priority)
+        .spool(cfg.spool.clone())
+        .start()?;
 
     // Drive. Real time starts now, whatever setting up took.
     paced.restart();
-    let drive_start = Instant::now();
-    let mut produced = [0u64; 4];
-    let mut pending: Vec<ControlCommand> = Vec::new();
-    let mut batch = Vec::new();
-    let console = cfg.console && std::io::stderr().is_terminal();
-    let mut last_console = Instant::now();
-    let index_of: std::collections::HashMap<VehicleId, usize> =
-        sims.iter().enumerate().map(|(i, s)| (s.vehicle.clone(), i)).collect();
-    let quiet = |produced: &[u64; 4]| {
-        Stream::ALL.iter().all(|k| NodeStats::get(&stats.ingested[k.index()]) >= produced[k.index()])
-            && (!cfg.perception || NodeStats::get(&stats.fused) >= produced[Stream::Radar.index()])
-            && stats.outstanding.load(Ordering::SeqCst) <= 0
-    };
-    while let Some(t) = sims.iter().filter_map(VehicleSim::next_event_ns).min() {
-        let capture = start_ns + t;
-        if cfg.fast {
-            lockstep.advance_to(capture);
-        } else {
-            let due = drive_start + Duration::from_nanos(t.max(0) as u64);
-            let now = Instant::now();
-            if due > now {
-                std::thread::sleep(due - now);
-            }
-        }
-        pending.extend(control_rx.try_iter());
-        apply_due(&mut sims, &mut pending, &index_of, capture, start_ns, &road);
-        for sim in sims.iter_mut().filter(|s| s.next_event_ns() == Some(t)) {
-            sim.step(&mut batch);
-        }
-        // Lockstep: every other frame of this instant is ingested before the radar scans
-        // that trigger fusion, so fusion sees the camera and lidar of the same instant and
-        // the task path does not share the cores with megabyte frame decoding.
-        if let Some((kind, from)) = cfg.sensor_outage
-            && t >= from
-        {
-            batch.retain(|m| m.kind != kind);
-        }
-        let (radar, rest): (Vec<_>, Vec<_>) = batch.drain(..).partition(|m| m.kind == Stream::Radar);
-        for (i, group) in [rest, radar].into_iter().enumerate() {
-            for msg in group {
-                produced[msg.kind.index()] += 1;
-                publisher.put_blocking(&msg.key, msg.encode())?;
-            }
-            if cfg.fast && i == 0 {
-                let waited = Instant::now();
-                while !quiet(&produced) && waited.elapsed() < DRAIN_TIMEOUT {
-                    std::thread::sleep(Duration::from_micros(50));
-                }
-            }
-        }
-        if cfg.fast {
-            let waited = Instant::now();
-            while !quiet(&produced) && waited.elapsed() < DRAIN_TIMEOUT {
-                std::thread::sleep(Duration::from_micros(50));
-            }
-            pending.extend(control_rx.try_iter());
-        }
-        if console && last_console.elapsed() > Duration::from_millis(500) {
-            last_console = Instant::now();
-            report::console_line(t, &produced, &stats);
-        }
-    }
-    // Drain: every frame ingested, every task resolved (answered or fallen back).
-    let waited = Instant::now();
-    while !quiet(&produced) && waited.elapsed() < DRAIN_TIMEOUT {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    pending.extend(control_rx.try_iter());
-    let end = start_ns + duration_ns;
-    apply_due(&mut sims, &mut pending, &index_of, end, start_ns, &road);
-    for s in sims.iter_mut() {
-        s.world.advance_to(duration_ns);
-    }
-    if console {
-        eprintln!();
-    }
-    let swept = tasks.sweep_expired(clock.now_ns().max(end) + cfg.task_budget_ns)?;
-    if swept > 0 {
-        tracing::debug!(swept, "queued tasks expired at the end of the run");
-    }
-    if !stats.drain_telemetry(TELEMETRY_DRAIN_TIMEOUT) {
-        tracing::warn!(pending = stats.telemetry_pending(), "telemetry not all logged at the end of the run");
-    }
-    system.stop();
-    let _ = actor_thread.join();
+    let mut drive = Drive::new(&cfg, sims, &lockstep, &publisher, &stats, control_rx);
+    drive.run(Instant::now())?;
+    drive.finish(duration_ns);
+    let Drive { produced, sims, .. } = drive;
+
+    let (log_counts, queue) =
+        stop(&transports, &stats, (system, actor_thread), start_ns + duration_ns, cfg.task_budget_ns)?;
     drop(publisher);
     let _ = bus.close();
-    let log_counts = log.close()?;
-    let queue = tasks.counts()?;
     let broker_report = brokers.as_ref().map(report::BrokerReport::from_brokers);
     Ok(report::build(report::Inputs {
         cfg: &cfg,
@@ -381,147 +203,93 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
     }))
 }
 
-/// What the actors of one process need: the vehicle nodes (one per input) and, with a
-/// model, the in-process vision workers.
-pub(crate) struct Actors {
-    pub inputs: Vec<(VehicleId, SensorInputs)>,
-    /// The process's run: task ids and frame keys carry it.
-    pub run: vigil_core::RunId,
-    pub road: RoadMap,
-    pub perception: bool,
-    pub task_budget_ns: Nanos,
-    pub workers: usize,
-    pub model: Option<Recogniser>,
-    pub batcher: BatcherConfig,
-    pub inject_latency: Duration,
-    pub faults: Arc<Faults>,
-    pub clock: Arc<dyn Clock>,
-    pub log: Arc<dyn TelemetryLog>,
-    pub frames: Arc<dyn FrameStore>,
-    pub tasks: Arc<dyn TaskTransport>,
-    pub stats: Arc<NodeStats>,
-    pub worker_stats: Arc<WorkerStats>,
-    pub control: std::sync::mpsc::Sender<ControlCommand>,
-    pub priority: PriorityMode,
-    /// Where each started node's addresses go (benchmarks that drive a node directly).
-    pub handles: Option<std::sync::mpsc::Sender<vigil_vehicle::node::NodeHandle>>,
-    pub spool: SpoolConfig,
+/// Ends a run: expires what is still queued, lets telemetry reach the log, stops the
+/// actors, closes the log; returns the log's and the queue's counts.
+fn stop(
+    transports: &Transports,
+    stats: &NodeStats,
+    (system, actor_thread): ActorSystem,
+    end: Nanos,
+    budget: Nanos,
+) -> Result<(std::collections::BTreeMap<String, u64>, vigil_bus::task::QueueCounts), RunError> {
+    let swept = transports.tasks.sweep_expired(transports.clock.now_ns().max(end) + budget)?;
+    if swept > 0 {
+        tracing::debug!(swept, "queued tasks expired at the end of the run");
+    }
+    if !stats.drain_telemetry(TELEMETRY_DRAIN_TIMEOUT) {
+        tracing::warn!(pending = stats.telemetry_pending(), "telemetry not all logged at the end of the run");
+    }
+    system.stop();
+    let _ = actor_thread.join();
+    Ok((transports.log.close()?, transports.tasks.counts()?))
 }
 
-/// Starts the actor system on its own thread: the nodes' fusion/dispatch/handler on the
-/// system arbiter, ingest and telemetry on an I/O arbiter, the workers on theirs.
-/// Returns the system (stop it to end) and its thread.
-pub(crate) fn start_actors(a: Actors) -> Result<ActorSystem, RunError> {
-    spawn_system(move || {
-        let io = actix::Arbiter::new();
-        let bulk = actix::Arbiter::new();
-        let forward = actix::Arbiter::new();
-        let mode = a.priority;
-        for plane in [&bulk, &forward] {
-            plane.spawn_fn(move || {
-                enter_or_warn(Plane::Bulk, mode);
-            });
-        }
-        for (vehicle, input) in a.inputs {
-            let mut node_cfg = NodeConfig::new(vehicle, a.run.clone(), a.road);
-            node_cfg.perception = a.perception;
-            node_cfg.task_budget_ns = a.task_budget_ns;
-            node_cfg.spool = a.spool.clone();
-            let deps = NodeDeps {
-                clock: a.clock.clone(),
-                log: a.log.clone(),
-                frames: a.frames.clone(),
-                tasks: a.tasks.clone(),
-                control: a.control.clone(),
-                stats: a.stats.clone(),
-            };
-            let handle = start_node(node_cfg, deps, input, &io.handle(), &bulk.handle(), &forward.handle());
-            if let Some(tx) = &a.handles {
-                let _ = tx.send(handle);
-            }
-        }
-        let mut arbiters = vec![(io, Vec::new()), (bulk, Vec::new()), (forward, Vec::new())];
-        if let Some(model) = a.model {
-            let (name, version, device) =
-                (model.config.name.clone(), model.config.version.clone(), model.device_name());
-            match Inference::start(model, a.batcher, a.inject_latency) {
-                Ok(inference) => {
-                    let deps = WorkerDeps {
-                        clock: a.clock,
-                        tasks: a.tasks,
-                        frames: a.frames,
-                        inference,
-                        model_name: name,
-                        model_version: version,
-                        device,
-                        stats: a.worker_stats,
-                        faults: a.faults,
-                        answered: Arc::default(),
-                    };
-                    // The supervisor restarts a stopped worker only while its
-                    // address is held: keep them for the life of the system.
-                    arbiters.extend(start_workers(a.workers, deps));
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot start the batcher; every task will fall back")
-                }
-            }
-        }
-        arbiters
+fn checked_duration(cfg: &RunConfig) -> Result<Nanos, RunError> {
+    if cfg.vehicles == 0 || cfg.workers == 0 {
+        return Err(RunError::Config("--vehicles and --workers must be at least 1".into()));
+    }
+    let duration_ns = cfg.duration_ns.unwrap_or((cfg.scenario.duration_s * 1e9).round() as Nanos);
+    if duration_ns <= 0 {
+        return Err(RunError::Config(format!("duration must be positive, got {} s", duration_ns as f64 * 1e-9)));
+    }
+    Ok(duration_ns)
+}
+
+fn connect_brokers(cfg: &RunConfig, clock: &Arc<dyn Clock>) -> Result<Option<vigil_brokers::Brokers>, RunError> {
+    let Some(b) = &cfg.brokers else { return Ok(None) };
+    if cfg.record.is_some() {
+        return Err(RunError::Config(
+            "--record writes the embedded log; over the brokers the drive is in Kafka already".into(),
+        ));
+    }
+    let mut b = b.clone();
+    b.kafka.simulated = Some((cfg.scenario.name.clone(), cfg.seed));
+    Ok(Some(vigil_brokers::Brokers::connect(&b, clock.clone())?))
+}
+
+/// The brokers' transports, or the embedded ones (recording the log with `--record`).
+fn transports(
+    cfg: &RunConfig,
+    brokers: Option<&vigil_brokers::Brokers>,
+    clock: Arc<dyn Clock>,
+) -> Result<Transports, RunError> {
+    if let Some(b) = brokers {
+        return Ok(Transports {
+            clock,
+            log: b.log.clone(),
+            frames: Arc::new(b.frames.clone()),
+            tasks: Arc::new(b.tasks.clone()),
+        });
+    }
+    let log: Arc<dyn TelemetryLog> = match &cfg.record {
+        Some(p) => Arc::new(EmbeddedLog::recording(p)?),
+        None => Arc::new(EmbeddedLog::new()),
+    };
+    let queue = TaskQueue::new(cfg.queue_capacity, cfg.max_attempts);
+    Ok(Transports {
+        log,
+        frames: Arc::new(MemoryFrameStore::new(64 * cfg.vehicles)),
+        tasks: Arc::new(EmbeddedTasks::new(queue, clock.clone())),
+        clock,
     })
 }
 
-/// A running actor system (stop it to end) and the thread it runs on.
-pub(crate) type ActorSystem = (actix::System, std::thread::JoinHandle<std::io::Result<()>>);
+/// A node's vehicle and its sensor streams.
+type NodeInputs = (VehicleId, SensorInputs);
 
-/// Runs an actor system on its own thread. `setup` starts the actors inside it and returns
-/// the arbiters to stop when the system ends, each with what must live until then (the
-/// supervisor restarts a stopped actor only while its address is held).
-pub(crate) fn spawn_system<H: 'static>(
-    setup: impl FnOnce() -> Vec<(actix::Arbiter, H)> + Send + 'static,
-) -> Result<ActorSystem, RunError> {
-    let (sys_tx, sys_rx) = std::sync::mpsc::channel();
-    let thread = std::thread::Builder::new()
-        .name("vigil-actors".into())
-        .spawn(move || {
-            let sys = actix::System::new();
-            let arbiters = sys.block_on(async move {
-                let arbiters = setup();
-                let _ = sys_tx.send(actix::System::current());
-                arbiters
-            });
-            let r = sys.run();
-            for (a, held) in arbiters {
-                drop(held);
-                a.stop();
-            }
-            r
-        })
-        .map_err(|e| RunError::Actors(e.to_string()))?;
-    let system = sys_rx.recv().map_err(|_| RunError::Actors("the actor system did not start".into()))?;
-    Ok((system, thread))
-}
-
-/// Applies every pending command decided at or before `until` (vehicle clock), each at
-/// its own time: the world is advanced to that instant first.
-pub fn apply_due(
-    sims: &mut [VehicleSim],
-    pending: &mut Vec<ControlCommand>,
-    index_of: &std::collections::HashMap<VehicleId, usize>,
-    until: Nanos,
-    start_ns: Nanos,
-    road: &vigil_sim::scenario::Road,
-) {
-    pending.sort_by_key(|c| c.at_ns);
-    let (due, later): (Vec<_>, Vec<_>) = pending.drain(..).partition(|c| c.at_ns <= until);
-    *pending = later;
-    for c in due {
-        let Some(&i) = index_of.get(&c.vehicle) else { continue };
-        let world = &mut sims[i].world;
-        world.advance_to(c.at_ns - start_ns);
-        if let Some(control) = control_for(c.action, world, road) {
-            tracing::debug!(vehicle = %c.vehicle, action = c.action.name(), t = world.time_ns, "applied");
-            world.command(control);
-        }
+/// One simulated vehicle per `--vehicles`, each with its node's subscriptions.
+fn simulated_vehicles(
+    cfg: &RunConfig,
+    bus: &ZenohBus,
+    duration_ns: Nanos,
+) -> Result<(Vec<VehicleSim>, Vec<NodeInputs>), RunError> {
+    let mut sims = Vec::new();
+    let mut inputs = Vec::new();
+    for i in 0..cfg.vehicles {
+        let mut sim = VehicleSim::new(&cfg.scenario, i, cfg.seed, duration_ns);
+        sim.set_render_threads(2);
+        inputs.push(subscribe_node(bus, sim.vehicle.clone())?);
+        sims.push(sim);
     }
+    Ok((sims, inputs))
 }

@@ -22,7 +22,7 @@ use vigil_bus::{FrameStore, TaskTransport, TelemetryLog, ZenohBus, ZenohConfig};
 use vigil_core::policy::Action;
 use vigil_core::{Clock, Nanos, VehicleId, WallClock};
 use vigil_sim::Scenario;
-use vigil_vehicle::node::{ControlCommand, NodeStats, RoadMap, SensorInputs, Stream};
+use vigil_vehicle::node::{ControlCommand, NodeStats, RoadMap, Stream};
 use vigil_vision::batcher::BatcherConfig;
 use vigil_vision::model::{Recogniser, default_device};
 use vigil_worker::{Inference, WorkerDeps, WorkerStats, start_workers};
@@ -147,15 +147,9 @@ pub fn run_vehicle(cfg: VehicleProcess) -> Result<VehicleReport, RunError> {
 
     let bus = ZenohBus::open(&cfg.zenoh)?;
     let publisher = bus.publisher()?;
-    let mut inputs = Vec::new();
-    for i in 0..cfg.vehicles {
-        let vehicle = VehicleId::simulated(i);
-        let mut streams = Vec::new();
-        for kind in Stream::ALL {
-            streams.push((kind, bus.subscribe(&kind.subscription(vehicle.as_str()), 64)?));
-        }
-        inputs.push((vehicle, SensorInputs(streams)));
-    }
+    let inputs = (0..cfg.vehicles)
+        .map(|i| crate::subscribe_node(&bus, VehicleId::simulated(i)))
+        .collect::<Result<Vec<_>, _>>()?;
     let vehicles: Vec<String> = inputs.iter().map(|(v, _)| v.0.clone()).collect();
     let road = RoadMap { lanes: cfg.scenario.road.lanes, lane_width_m: cfg.scenario.road.lane_width_m };
     let stats = Arc::new(NodeStats::default());
@@ -163,81 +157,27 @@ pub fn run_vehicle(cfg: VehicleProcess) -> Result<VehicleReport, RunError> {
 
     let run_id = vigil_core::RunId::generate();
     tracing::info!(run = %run_id, "run id");
-    let (system, actor_thread) = crate::start_actors(crate::Actors {
-        inputs,
-        run: run_id.clone(),
-        road,
-        perception: cfg.perception,
-        task_budget_ns: cfg.task_budget_ns,
-        workers: 0,
-        model: None,
-        batcher: crate::default_batcher(),
-        inject_latency: Duration::ZERO,
-        faults: Arc::default(),
-        clock,
-        log,
-        frames,
-        tasks,
-        stats: stats.clone(),
-        worker_stats: Arc::default(),
-        control: control_tx,
-        priority: cfg.priority,
-        handles: None,
-        spool: cfg.spool.clone(),
-    })?;
+    let transports = crate::Transports { clock, log, frames, tasks };
+    let (system, actor_thread) = crate::Pipeline::new(inputs, run_id.clone(), road, transports, control_tx)
+        .perception(cfg.perception)
+        .task_budget_ns(cfg.task_budget_ns)
+        .stats(stats.clone(), Arc::default())
+        .priority(cfg.priority)
+        .spool(cfg.spool.clone())
+        .start()?;
     tracing::info!(vehicles = ?vehicles, "vehicle nodes up");
 
-    let ingested = || Stream::ALL.iter().map(|k| get(&stats.ingested[k.index()])).sum::<u64>();
-    let controls_sent = AtomicU64::new(0);
-    let forward = |c: ControlCommand| -> Result<(), RunError> {
-        publisher.put_blocking(&vigil_proto::wire::control_key(c.vehicle.as_str()), c.encode())?;
-        controls_sent.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    };
-    let report = || vehicle_report(&run_id, &vehicles, wall_start, &stats, get(&controls_sent), &brokers);
-    let (mut last_total, mut last_change) = (0u64, Instant::now());
-    let mut next_metrics = Instant::now();
-    loop {
-        if let Some(m) = &cfg.metrics
-            && Instant::now() >= next_metrics
-        {
-            m.set_report("vigil_vehicle", &report(), &latency_seconds(&stats));
-            next_metrics += Duration::from_secs(1);
-        }
-        match control_rx.recv_timeout(Duration::from_millis(20)) {
-            Ok(c) => forward(c)?,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-        let total = ingested();
-        if total != last_total {
-            (last_total, last_change) = (total, Instant::now());
-        }
-        if cfg.stop.load(Ordering::SeqCst) {
-            tracing::info!("stopping on request");
-            break;
-        }
-        let quiet = stats.outstanding.load(Ordering::SeqCst) <= 0;
-        if let Some(idle) = cfg.idle_exit
-            && total > 0
-            && quiet
-            && last_change.elapsed() >= idle
-        {
-            break;
-        }
-    }
+    let forward = Forwarder { publisher: &publisher, sent: AtomicU64::new(0) };
+    let report = || vehicle_report(&run_id, &vehicles, wall_start, &stats, get(&forward.sent), &brokers);
+    serve(&cfg, &control_rx, &forward, &stats, &report)?;
     // Let what is in flight resolve (answered or fallen back), within one budget.
     let grace = Duration::from_nanos(cfg.task_budget_ns.max(0) as u64) + Duration::from_millis(200);
     let waited = Instant::now();
     while stats.outstanding.load(Ordering::SeqCst) > 0 && waited.elapsed() < grace {
-        while let Ok(c) = control_rx.try_recv() {
-            forward(c)?;
-        }
+        forward.pending(&control_rx)?;
         std::thread::sleep(Duration::from_millis(5));
     }
-    while let Ok(c) = control_rx.try_recv() {
-        forward(c)?;
-    }
+    forward.pending(&control_rx)?;
     let _ = bus.flush();
     if !stats.drain_telemetry(crate::TELEMETRY_DRAIN_TIMEOUT) {
         tracing::warn!(pending = stats.telemetry_pending(), "telemetry not all logged at the end of the drive");
@@ -252,6 +192,70 @@ pub fn run_vehicle(cfg: VehicleProcess) -> Result<VehicleReport, RunError> {
         m.set_report("vigil_vehicle", &r, &latency_seconds(&stats));
     }
     Ok(r)
+}
+
+/// Sends the nodes' commands back to the vehicles on zenoh, counted.
+struct Forwarder<'a> {
+    publisher: &'a vigil_bus::Publisher,
+    sent: AtomicU64,
+}
+
+impl Forwarder<'_> {
+    fn send(&self, c: ControlCommand) -> Result<(), RunError> {
+        self.publisher.put_blocking(&vigil_proto::wire::control_key(c.vehicle.as_str()), c.encode())?;
+        self.sent.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Sends every command waiting now.
+    fn pending(&self, rx: &std::sync::mpsc::Receiver<ControlCommand>) -> Result<(), RunError> {
+        while let Ok(c) = rx.try_recv() {
+            self.send(c)?;
+        }
+        Ok(())
+    }
+}
+
+/// Forwards commands and publishes metrics until stopped, or idle for `--idle-exit`.
+fn serve(
+    cfg: &VehicleProcess,
+    control_rx: &std::sync::mpsc::Receiver<ControlCommand>,
+    forward: &Forwarder<'_>,
+    stats: &NodeStats,
+    report: &dyn Fn() -> VehicleReport,
+) -> Result<(), RunError> {
+    let ingested = || Stream::ALL.iter().map(|k| get(&stats.ingested[k.index()])).sum::<u64>();
+    let (mut last_total, mut last_change) = (0u64, Instant::now());
+    let mut next_metrics = Instant::now();
+    loop {
+        if let Some(m) = &cfg.metrics
+            && Instant::now() >= next_metrics
+        {
+            m.set_report("vigil_vehicle", &report(), &latency_seconds(stats));
+            next_metrics += Duration::from_secs(1);
+        }
+        match control_rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(c) => forward.send(c)?,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+        }
+        let total = ingested();
+        if total != last_total {
+            (last_total, last_change) = (total, Instant::now());
+        }
+        if cfg.stop.load(Ordering::SeqCst) {
+            tracing::info!("stopping on request");
+            return Ok(());
+        }
+        let quiet = stats.outstanding.load(Ordering::SeqCst) <= 0;
+        if let Some(idle) = cfg.idle_exit
+            && total > 0
+            && quiet
+            && last_change.elapsed() >= idle
+        {
+            return Ok(());
+        }
+    }
 }
 
 /// Detection → recommendation latencies so far, seconds, with their counts.
@@ -432,7 +436,7 @@ pub fn run_worker(cfg: WorkerProcess) -> Result<WorkerReport, RunError> {
 
 /// Starts `workers` vision workers in an actor system on its own thread; returns the
 /// system (stop it to end) and its thread.
-pub(crate) fn start_worker_system(workers: usize, deps: WorkerDeps) -> Result<crate::ActorSystem, RunError> {
+pub fn start_worker_system(workers: usize, deps: WorkerDeps) -> Result<crate::ActorSystem, RunError> {
     crate::spawn_system(move || start_workers(workers, deps))
 }
 

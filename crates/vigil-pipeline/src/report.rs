@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde::Serialize;
-use vigil_bus::embedded::QueueCounts;
+use vigil_bus::task::QueueCounts;
 use vigil_core::policy::Action;
 use vigil_core::{Clock, Nanos, WallClock};
 use vigil_sim::VehicleSim;
@@ -310,6 +310,56 @@ fn get(a: &std::sync::atomic::AtomicU64) -> u64 {
     a.load(Ordering::SeqCst)
 }
 
+impl Tasks {
+    fn of(s: &NodeStats, q: &QueueCounts, queue_capacity: usize) -> Self {
+        Tasks {
+            published: get(&s.tasks_published),
+            completed: get(&s.completed),
+            expired: q.expired,
+            dead_lettered: q.dead_lettered - q.expired,
+            fallback: get(&s.fallback),
+            fallback_braked: get(&s.fallback_braked),
+            raised: get(&s.tasks_raised),
+            refused: get(&s.tasks_refused),
+            acked: q.acked,
+            redelivered: q.redelivered,
+            stale_replies: get(&s.stale),
+            duplicate_replies: get(&s.duplicate),
+            unknown_replies: get(&s.unknown),
+            queue_peak: q.peak_queued,
+            queue_capacity,
+            by_priority: (0..10u8)
+                .map(|p| {
+                    let n = p as usize;
+                    (
+                        p,
+                        [
+                            get(&s.raised_by_priority[n]),
+                            get(&s.completed_by_priority[n]),
+                            get(&s.fallback_by_priority[n]),
+                        ],
+                    )
+                })
+                .filter(|(_, v)| v[0] > 0)
+                .collect(),
+        }
+    }
+}
+
+impl Workers {
+    fn of(w: &WorkerStats, count: usize) -> Self {
+        Workers {
+            count,
+            taken: get(&w.taken),
+            answered: get(&w.answered),
+            panics: get(&w.panics),
+            restarts: get(&w.restarts),
+            rejected: get(&w.rejected),
+            duplicates: get(&w.duplicates),
+        }
+    }
+}
+
 pub(crate) fn build(i: Inputs<'_>) -> RunReport {
     let s = i.stats;
     let count = |k: Stream| FrameCount { produced: i.produced[k.index()], ingested: get(&s.ingested[k.index()]) };
@@ -342,37 +392,7 @@ pub(crate) fn build(i: Inputs<'_>) -> RunReport {
         fused: get(&s.fused),
         no_camera_fallbacks: get(&s.no_camera),
         telemetry: crate::process::TelemetryReport::of(s),
-        tasks: Tasks {
-            published: get(&s.tasks_published),
-            completed: get(&s.completed),
-            expired: q.expired,
-            dead_lettered: q.dead_lettered - q.expired,
-            fallback: get(&s.fallback),
-            fallback_braked: get(&s.fallback_braked),
-            raised: get(&s.tasks_raised),
-            refused: get(&s.tasks_refused),
-            acked: q.acked,
-            redelivered: q.redelivered,
-            stale_replies: get(&s.stale),
-            duplicate_replies: get(&s.duplicate),
-            unknown_replies: get(&s.unknown),
-            queue_peak: q.peak_queued,
-            queue_capacity: i.cfg.queue_capacity,
-            by_priority: (0..10u8)
-                .map(|p| {
-                    let n = p as usize;
-                    (
-                        p,
-                        [
-                            get(&s.raised_by_priority[n]),
-                            get(&s.completed_by_priority[n]),
-                            get(&s.fallback_by_priority[n]),
-                        ],
-                    )
-                })
-                .filter(|(_, v)| v[0] > 0)
-                .collect(),
-        },
+        tasks: Tasks::of(s, &q, i.cfg.queue_capacity),
         recommendations: Recommendations { count: get(&s.completed), by_action },
         latency_ms: Latency {
             detect_to_recommend: Percentiles::of(&s.latencies),
@@ -382,15 +402,7 @@ pub(crate) fn build(i: Inputs<'_>) -> RunReport {
         },
         outcome: Outcome::of(i.sims),
         model: i.model.map(|(name, version, device)| Model { name, version, device }),
-        workers: Workers {
-            count: if i.cfg.perception { i.cfg.workers } else { 0 },
-            taken: get(&i.workers.taken),
-            answered: get(&i.workers.answered),
-            panics: get(&i.workers.panics),
-            restarts: get(&i.workers.restarts),
-            rejected: get(&i.workers.rejected),
-            duplicates: get(&i.workers.duplicates),
-        },
+        workers: Workers::of(i.workers, if i.cfg.perception { i.cfg.workers } else { 0 }),
         log: i.log_counts,
         record: i.cfg.record.as_ref().map(|p| p.display().to_string()),
         brokers: i.brokers,

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use vigil_sim::snapshot::Canvas;
+use vigil_plot::Canvas;
 
 use crate::train::EpochStats;
 use crate::{Result, VisionError};

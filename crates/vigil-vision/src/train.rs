@@ -1,4 +1,4 @@
-//! Training: labelled crops from the simulator (or a dataset directory), AdamW, batch
+//! Training: labelled crops from rendered samples (or a dataset directory), AdamW, batch
 //! norm folded at the end.
 
 use std::collections::HashMap;
@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use candle_core::{D, DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use vigil_core::{ObstacleClass, derive_seed};
-use vigil_sim::samples::SampleGenerator;
 
 use crate::model::{InitRng, ModelConfig, Recogniser, TrainNet};
 use crate::preprocess::{Crop, crop};
@@ -20,38 +19,54 @@ pub struct Example {
     pub weight: f32,
 }
 
-/// Renders `n` labelled crops (classes balanced, round-robin) from fresh simulator
-/// scenes. `augment` adds box jitter (shift and scale), as a detector's boxes would have.
-/// Reproducible from `seed` whatever `threads` is.
-pub fn simulate_examples(n: usize, seed: u64, augment: bool, threads: usize) -> Result<Vec<Example>> {
+/// A frame showing one labelled object: RGB8 pixels and the object's box (normalised
+/// x0, y0, x1, y1).
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub pixels: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+    pub bbox: [f32; 4],
+}
+
+/// Crops `n` labelled examples (classes balanced, round-robin) from frames a source
+/// renders: `source` makes one renderer per thread, and a renderer draws an object of a
+/// class for a seed (the simulator's `SampleGenerator`, wired by the caller: vision does
+/// not link the simulator). `augment` adds box jitter (shift and scale), as a detector's
+/// boxes would have. Reproducible from `seed` whatever `threads` is.
+pub fn examples<S, R>(n: usize, seed: u64, augment: bool, threads: usize, source: S) -> Result<Vec<Example>>
+where
+    S: Fn() -> R + Sync,
+    R: FnMut(ObstacleClass, u64) -> Sample,
+{
     let threads = threads.clamp(1, 16);
+    let per_thread = n.div_ceil(threads).max(1);
     let mut out: Vec<Option<Result<Example>>> = (0..n).map(|_| None).collect();
     std::thread::scope(|scope| {
-        for (t, chunk) in out.chunks_mut(n.div_ceil(threads).max(1)).enumerate() {
-            let base = t * n.div_ceil(threads).max(1);
+        for (t, chunk) in out.chunks_mut(per_thread).enumerate() {
+            let source = &source;
             scope.spawn(move || {
-                let mut generator = SampleGenerator::default();
+                let mut render = source();
                 for (k, slot) in chunk.iter_mut().enumerate() {
-                    let i = base + k;
+                    let i = t * per_thread + k;
                     let class = ObstacleClass::ALL[i % ObstacleClass::ALL.len()];
                     let s = derive_seed(seed, i as u64);
-                    let f = generator.sample(class, s);
-                    let mut rng = InitRng::new(s);
-                    let (shift, scale) = if augment {
-                        ([(rng.next_f32() - 0.5) * 0.16, (rng.next_f32() - 0.5) * 0.16], 0.9 + rng.next_f32() * 0.25)
-                    } else {
-                        ([0.0, 0.0], 1.0)
-                    };
-                    *slot = Some(crop(&f.pixels, f.width, f.height, f.bbox, shift, scale).map(|crop| Example {
-                        crop,
-                        class,
-                        weight: 1.0,
-                    }));
+                    *slot = Some(example(render(class, s), class, s, augment));
                 }
             });
         }
     });
     out.into_iter().map(|e| e.unwrap_or_else(|| Err(VisionError::Io("sample not generated".into())))).collect()
+}
+
+fn example(f: Sample, class: ObstacleClass, seed: u64, augment: bool) -> Result<Example> {
+    let mut rng = InitRng::new(seed);
+    let (shift, scale) = if augment {
+        ([(rng.next_f32() - 0.5) * 0.16, (rng.next_f32() - 0.5) * 0.16], 0.9 + rng.next_f32() * 0.25)
+    } else {
+        ([0.0, 0.0], 1.0)
+    };
+    crop(&f.pixels, f.width, f.height, f.bbox, shift, scale).map(|crop| Example { crop, class, weight: 1.0 })
 }
 
 /// Training settings.

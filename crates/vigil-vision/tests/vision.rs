@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use candle_core::Device;
 use vigil_core::ObstacleClass;
+use vigil_sim::samples::SampleGenerator;
 use vigil_vision::dataset::{self, Label};
 use vigil_vision::model::{ModelConfig, Recogniser};
 use vigil_vision::train::{self, TrainConfig};
@@ -25,11 +26,22 @@ fn tempdir(name: &str) -> PathBuf {
     d
 }
 
+/// Real rendered samples from the simulator, as the CLI wires them.
+fn simulate_examples(n: usize, seed: u64, augment: bool, threads: usize) -> Result<Vec<train::Example>, VisionError> {
+    train::examples(n, seed, augment, threads, || {
+        let mut generator = SampleGenerator::default();
+        move |class, seed| {
+            let f = generator.sample(class, seed);
+            train::Sample { pixels: f.pixels, width: f.width, height: f.height, bbox: f.bbox }
+        }
+    })
+}
+
 #[test]
 fn committed_model_is_accurate_on_fresh_crops() {
     let model = Recogniser::load(&shipped(), &Device::Cpu).expect("the committed model loads");
-    let test = train::simulate_examples(300, 987_654, false, 2).unwrap();
-    let fit = train::simulate_examples(120, 123_457, false, 2).unwrap();
+    let test = simulate_examples(300, 987_654, false, 2).unwrap();
+    let fit = simulate_examples(120, 123_457, false, 2).unwrap();
     let r = eval::evaluate(&model, &fit, &test).unwrap();
     assert!(r.accuracy >= 0.90, "accuracy {} on 300 fresh crops; confusion {:?}", r.accuracy, r.confusion);
     assert!(r.baseline_accuracy < r.accuracy);
@@ -95,7 +107,7 @@ fn wrong_crop_size_is_a_clear_error() {
 #[test]
 fn a_batch_cut_into_passes_over_threads_gives_the_same_answers_in_order() {
     let model = Recogniser::load(&shipped(), &Device::Cpu).unwrap();
-    let crops: Vec<Crop> = train::simulate_examples(11, 8, false, 2).unwrap().into_iter().map(|e| e.crop).collect();
+    let crops: Vec<Crop> = simulate_examples(11, 8, false, 2).unwrap().into_iter().map(|e| e.crop).collect();
     let one = model.clone().with_batch_threads(1).unwrap().classify(&crops).unwrap();
     let whole = model.clone().with_batch_threads(1).unwrap().with_crops_per_pass(usize::MAX);
     let whole = whole.classify(&crops).unwrap();
@@ -124,8 +136,8 @@ fn tiny_config(seed: u64) -> TrainConfig {
 
 #[test]
 fn training_is_reproducible() {
-    let examples = train::simulate_examples(240, 5, true, 2).unwrap();
-    let again = train::simulate_examples(240, 5, true, 1).unwrap();
+    let examples = simulate_examples(240, 5, true, 2).unwrap();
+    let again = simulate_examples(240, 5, true, 1).unwrap();
     assert!(examples.iter().zip(&again).all(|(a, b)| a.crop == b.crop && a.class == b.class));
     let a = train::train(&examples, &tiny_config(3), None, &Device::Cpu, |_, _| {}, |_| {}).unwrap();
     let b = train::train(&examples, &tiny_config(3), None, &Device::Cpu, |_, _| {}, |_| {}).unwrap();
@@ -141,7 +153,7 @@ fn training_is_reproducible() {
 #[test]
 fn dataset_directory_round_trips_and_trains() {
     let dir = tempdir("dataset");
-    let examples = train::simulate_examples(60, 11, false, 2).unwrap();
+    let examples = simulate_examples(60, 11, false, 2).unwrap();
     let items: Vec<(Crop, Label)> = examples
         .iter()
         .map(|e| {
@@ -180,7 +192,7 @@ fn dataset_directory_round_trips_and_trains() {
 #[test]
 fn batcher_gathers_concurrent_requests() {
     let model = Recogniser::load(&shipped(), &Device::Cpu).unwrap();
-    let crops: Vec<Crop> = train::simulate_examples(12, 3, false, 2).unwrap().into_iter().map(|e| e.crop).collect();
+    let crops: Vec<Crop> = simulate_examples(12, 3, false, 2).unwrap().into_iter().map(|e| e.crop).collect();
     let direct = model.classify(&crops).unwrap();
     let batcher = Arc::new(
         Batcher::spawn(
@@ -213,7 +225,7 @@ fn batcher_gathers_concurrent_requests() {
 #[test]
 fn batched_channels_last_path_matches_conv2d_reference() {
     let model = Recogniser::load(&shipped(), &Device::Cpu).unwrap();
-    let crops: Vec<Crop> = train::simulate_examples(7, 21, false, 2).unwrap().into_iter().map(|e| e.crop).collect();
+    let crops: Vec<Crop> = simulate_examples(7, 21, false, 2).unwrap().into_iter().map(|e| e.crop).collect();
     let (fast, reference) = model.logits_both(&crops).unwrap();
     let diff = (fast - reference).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
     let diff: f32 = diff.to_scalar().unwrap();

@@ -3,11 +3,12 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use vigil_bus::embedded::DeadReason;
+use vigil_bus::task::DeadReason;
 use vigil_bus::{Reply, Settle, TaskDelivery, TransportError};
 use vigil_proto::v1::{self, envelope::Payload};
 use vigil_vision::model::Prediction;
 
+use crate::events::{InternalEvent, ReplyUncarriable, SettleFailed};
 use crate::task::recommend;
 use crate::{WorkerDeps, WorkerStats};
 
@@ -70,8 +71,7 @@ impl Answer {
                 settle_counted(delivery, Settle::Ack, stats).await;
             }
             Err(e @ TransportError::Invalid { .. }) => {
-                stats.malformed.fetch_add(1, Ordering::SeqCst);
-                tracing::warn!(error = %e, "the reply cannot be carried; task dead-lettered");
+                ReplyUncarriable { error: &e }.emit(stats);
                 settle_counted(delivery, Settle::DeadLetter(DeadReason::Rejected), stats).await;
             }
             Err(e) => {
@@ -87,8 +87,7 @@ impl Answer {
 pub(crate) async fn settle_counted(delivery: TaskDelivery, how: Settle, stats: &WorkerStats) {
     let task = delivery.task.task_id.clone();
     if let Err(e) = delivery.settle(how).await {
-        stats.settle_failures.fetch_add(1, Ordering::SeqCst);
-        tracing::warn!(task = %task, ?how, error = %e, "settling a delivery failed");
+        SettleFailed { task: &task, how, error: &e }.emit(stats);
     }
 }
 

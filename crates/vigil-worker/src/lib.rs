@@ -21,6 +21,7 @@
 //! actor stopped, and its `Supervisor` restarts it (counted too).
 
 mod answer;
+mod events;
 mod task;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -29,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use vigil_bus::embedded::DeadReason;
+use vigil_bus::task::DeadReason;
 use vigil_bus::transport::delivery_stream;
 use vigil_bus::{FrameStore, Settle, TaskDelivery, TaskTransport, TransportError};
 use vigil_core::{Clock, Nanos};
@@ -38,6 +39,7 @@ use vigil_vision::model::{Prediction, Recogniser};
 use vigil_vision::preprocess::Crop;
 
 use self::answer::{Answer, Pending, settle_counted};
+use self::events::{InternalEvent, TaskMalformed, TaskRetried, WorkerPanicked, WorkerRestarted};
 pub use self::task::{MAX_ID_BYTES, TaskError, recommend};
 use self::task::{Prepared, fetch_and_crop};
 
@@ -226,8 +228,7 @@ impl Actor for VisionWorker {
 
 impl Supervised for VisionWorker {
     fn restarting(&mut self, _: &mut Self::Context) {
-        self.deps.stats.restarts.fetch_add(1, Ordering::SeqCst);
-        tracing::warn!(worker = %self.id, "restarting after a failure");
+        WorkerRestarted { worker: &self.id }.emit(&self.deps.stats);
     }
 }
 
@@ -291,15 +292,12 @@ impl VisionWorker {
         match prepared {
             Ok(Ok(p)) => return Some((delivery, p)),
             Ok(Err(e)) if !e.is_transient() => {
-                stats.malformed.fetch_add(1, Ordering::SeqCst);
-                tracing::warn!(worker = %self.id, task = %delivery.task.task_id, error = %e,
-                    "malformed task; dead-lettered");
+                TaskMalformed { worker: &self.id, task: &delivery.task.task_id, error: &e }.emit(stats);
                 self.settle(ctx, delivery, Settle::DeadLetter(DeadReason::Rejected), false);
             }
             Ok(Err(e)) => {
-                stats.rejected.fetch_add(1, Ordering::SeqCst);
-                tracing::warn!(worker = %self.id, task = %delivery.task.task_id, attempt = delivery.attempt, error = %e,
-                    "cannot process task; requeued for a retry");
+                let task = &delivery.task.task_id;
+                TaskRetried { worker: &self.id, task, attempt: delivery.attempt, error: &e }.emit(stats);
                 self.settle(ctx, delivery, Settle::Requeue, false);
             }
             Err(_) => self.panicked(ctx, delivery, "preparing"),
@@ -337,8 +335,7 @@ impl VisionWorker {
     /// A panic caught during `stage` of a task: counted, the task requeued, the actor
     /// stopped (its supervisor restarts it).
     fn panicked(&self, ctx: &mut Context<Self>, delivery: TaskDelivery, stage: &str) {
-        self.deps.stats.panics.fetch_add(1, Ordering::SeqCst);
-        tracing::error!(worker = %self.id, task = %delivery.task.task_id, stage, "worker panicked mid-task; requeued, restarting");
+        WorkerPanicked { worker: &self.id, task: &delivery.task.task_id, stage }.emit(&self.deps.stats);
         self.settle(ctx, delivery, Settle::Requeue, true);
     }
 

@@ -1,5 +1,5 @@
 //! `vigil replay` and `vigil record`: drives from Kafka or MCAP (see
-//! `vigil_pipeline::replay`).
+//! `vigil-replay`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use anyhow::{Context, bail};
 use clap::Args;
 use vigil_core::Nanos;
-use vigil_pipeline::replay::{Drive, ReplayConfig, ReplayReport, replay};
+use vigil_replay::{Drive, ReplayConfig, ReplayReport, replay};
 use vigil_sim::Scenario;
 use vigil_vehicle::node::RoadMap;
 
@@ -222,7 +222,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
             r.timeline.tasks.len(),
             r.recommendations
         );
-        vigil_pipeline::timeline::timeline_png(&r.timeline, &title, p)?;
+        vigil_replay::timeline::timeline_png(&r.timeline, &title, p)?;
     }
     if args.json {
         println!("{}", serde_json::to_string(&r)?);

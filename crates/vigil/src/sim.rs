@@ -115,8 +115,8 @@ pub fn list_scenarios() -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(args: SimArgs) -> anyhow::Result<()> {
-    let scenario = Scenario::load(&args.scenario)?;
+/// The simulated seconds of the run, with the flags checked together.
+fn checked_duration(args: &SimArgs, scenario: &Scenario) -> anyhow::Result<f64> {
     let duration = args.duration.unwrap_or(scenario.duration_s);
     if !duration.is_finite() || duration <= 0.0 {
         bail!("--duration must be a positive number of seconds, got {duration}");
@@ -130,6 +130,12 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     if args.vehicles == 0 || args.vehicles > 4096 {
         bail!("--vehicles must be between 1 and 4096, got {}", args.vehicles);
     }
+    Ok(duration)
+}
+
+pub fn run(args: SimArgs) -> anyhow::Result<()> {
+    let scenario = Scenario::load(&args.scenario)?;
+    let duration = checked_duration(&args, &scenario)?;
     let duration_ns = (duration * 1e9).round() as i64;
     let frames = |enabled: bool, rate: f64| if enabled { frame_count(rate, duration_ns) } else { 0 };
     let (cam, lidar) = (&scenario.sensors.camera, &scenario.sensors.lidar);
@@ -184,6 +190,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
             eprintln!("wrote {}", p.display());
         }
     }
+    let outcome = closed_loop.as_ref().map(|(o, _)| o.clone());
     let report = SimReport {
         scenario: scenario.name.clone(),
         seed: args.seed,
@@ -200,18 +207,22 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         lidar_points: stats.lidar_points,
         bytes: stats.bytes,
         digest,
-        outcome: closed_loop.as_ref().map(|(o, _)| o.clone()),
+        outcome,
         controls: closed_loop.map(|(_, c)| c),
     };
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+    print_report(&report, args.json)
+}
+
+fn print_report(report: &SimReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
     } else {
         println!(
             "{}: {} vehicle(s), {:.1} s simulated in {:.2} s ({:.1}x real time); lidar {} camera {} radar {} frames; digest {}",
             report.scenario,
             report.vehicles,
-            duration,
-            wall,
+            report.sim_seconds,
+            report.wall_seconds,
             report.realtime_factor,
             report.frames.lidar,
             report.frames.camera,
@@ -228,6 +239,42 @@ type ClosedLoop = (vigil_pipeline::Outcome, Controls);
 /// How long a closed-loop publisher listens for late commands after its last frame.
 const CONTROL_GRACE: Duration = Duration::from_millis(500);
 
+/// The commands coming back to a closed-loop publisher, checked and counted.
+struct ControlInbox<'a> {
+    rx: Option<tokio::sync::mpsc::Receiver<vigil_bus::BusSample>>,
+    index_of: &'a HashMap<VehicleId, usize>,
+    controls: Controls,
+    seen: HashSet<(VehicleId, String)>,
+}
+
+impl ControlInbox<'_> {
+    /// Moves every command received so far to `pending`.
+    fn take(&mut self, pending: &mut Vec<ControlCommand>) {
+        let Some(rx) = self.rx.as_mut() else { return };
+        while let Ok(sample) = rx.try_recv() {
+            match ControlCommand::decode(&sample.payload) {
+                Ok(c) if self.index_of.contains_key(&c.vehicle) => {
+                    self.controls.received += 1;
+                    self.controls.fallback += u64::from(c.fallback);
+                    if !self.seen.insert((c.vehicle.clone(), c.task_id.clone())) {
+                        self.controls.applied_twice += 1;
+                        tracing::warn!(task = %c.task_id, "a second command for the same task");
+                    }
+                    pending.push(c);
+                }
+                Ok(c) => {
+                    self.controls.rejected += 1;
+                    tracing::warn!(vehicle = %c.vehicle, "command for a vehicle this simulator does not run");
+                }
+                Err(e) => {
+                    self.controls.rejected += 1;
+                    tracing::warn!(key = %sample.key, error = %e, "undecodable command; dropped and counted");
+                }
+            }
+        }
+    }
+}
+
 /// Runs the fleet in lockstep, paced to real time, publishing on zenoh; with `--control`
 /// it applies the commands that come back and reports the outcome.
 fn publish(
@@ -238,7 +285,7 @@ fn publish(
 ) -> anyhow::Result<(SimStats, String, Option<ClosedLoop>)> {
     let cfg = ZenohConfig { listen: args.listen.clone(), connect: args.connect.clone(), ..ZenohConfig::default() };
     let bus = ZenohBus::open(&cfg)?;
-    let mut control_rx = if args.control { Some(bus.subscribe("vigil/*/control", 1024)?) } else { None };
+    let control_rx = if args.control { Some(bus.subscribe("vigil/*/control", 1024)?) } else { None };
     if args.wait_peers > 0 {
         bus.wait_for_peers(args.wait_peers, Duration::from_secs_f64(args.wait_timeout.max(0.0)))?;
     }
@@ -253,34 +300,9 @@ fn publish(
     let index_of: HashMap<VehicleId, usize> = sims.iter().enumerate().map(|(i, s)| (s.vehicle.clone(), i)).collect();
     let mut digests: Vec<Digest> = (0..args.vehicles).map(|_| Digest::new()).collect();
     let mut stats = SimStats::default();
-    let mut controls = Controls::default();
-    let mut seen_tasks = HashSet::new();
+    let mut inbox =
+        ControlInbox { rx: control_rx, index_of: &index_of, controls: Controls::default(), seen: HashSet::new() };
     let mut pending = Vec::new();
-    let mut take_controls = |rx: &mut Option<tokio::sync::mpsc::Receiver<vigil_bus::BusSample>>,
-                             pending: &mut Vec<ControlCommand>| {
-        let Some(rx) = rx.as_mut() else { return };
-        while let Ok(sample) = rx.try_recv() {
-            match ControlCommand::decode(&sample.payload) {
-                Ok(c) if index_of.contains_key(&c.vehicle) => {
-                    controls.received += 1;
-                    controls.fallback += u64::from(c.fallback);
-                    if !seen_tasks.insert((c.vehicle.clone(), c.task_id.clone())) {
-                        controls.applied_twice += 1;
-                        tracing::warn!(task = %c.task_id, "a second command for the same task");
-                    }
-                    pending.push(c);
-                }
-                Ok(c) => {
-                    controls.rejected += 1;
-                    tracing::warn!(vehicle = %c.vehicle, "command for a vehicle this simulator does not run");
-                }
-                Err(e) => {
-                    controls.rejected += 1;
-                    tracing::warn!(key = %sample.key, error = %e, "undecodable command; dropped and counted");
-                }
-            }
-        }
-    };
     let road = scenario.road.clone();
     let mut batch = Vec::new();
     let start = Instant::now();
@@ -291,7 +313,7 @@ fn publish(
         if let Some(wait) = due.checked_sub(start.elapsed()) {
             std::thread::sleep(wait);
         }
-        take_controls(&mut control_rx, &mut pending);
+        inbox.take(&mut pending);
         apply_due(&mut sims, &mut pending, &index_of, start_ns + t, start_ns, &road);
         sims[i].step(&mut batch);
         for msg in batch.drain(..) {
@@ -302,21 +324,21 @@ fn publish(
             publisher.put_blocking(&msg.key, bytes)?;
         }
     }
-    let outcome = if control_rx.is_some() {
+    let outcome = if inbox.rx.is_some() {
         let until = Instant::now() + CONTROL_GRACE;
         while Instant::now() < until {
-            take_controls(&mut control_rx, &mut pending);
+            inbox.take(&mut pending);
             std::thread::sleep(Duration::from_millis(10));
         }
         apply_due(&mut sims, &mut pending, &index_of, start_ns + duration_ns, start_ns, &road);
         for s in sims.iter_mut() {
             s.world.advance_to(duration_ns);
         }
-        Some((vigil_pipeline::Outcome::of(&sims), controls))
+        Some((vigil_pipeline::Outcome::of(&sims), inbox.controls))
     } else {
         None
     };
-    drop(control_rx);
+    drop(inbox.rx);
     drop(publisher);
     bus.close()?;
     let mut digest = Digest::new();

@@ -8,6 +8,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use vigil_core::derive_seed;
+use vigil_sim::samples::SampleGenerator;
 use vigil_vision::model::{ModelConfig, Recogniser, TrainingRecord, default_device};
 use vigil_vision::train::{self, Example, TrainConfig};
 use vigil_vision::{dataset, eval, plot};
@@ -27,10 +28,21 @@ pub(crate) fn progress(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
+/// Labelled crops from the simulator's sample renderer, one renderer per core.
+pub(crate) fn simulated_examples(n: usize, seed: u64, augment: bool) -> vigil_vision::Result<Vec<Example>> {
+    train::examples(n, seed, augment, threads(), || {
+        let mut generator = SampleGenerator::default();
+        move |class, seed| {
+            let f = generator.sample(class, seed);
+            train::Sample { pixels: f.pixels, width: f.width, height: f.height, bbox: f.bbox }
+        }
+    })
+}
+
 fn simulate(n: usize, seed: u64, augment: bool, what: &str) -> anyhow::Result<Vec<Example>> {
     let bar = progress(n as u64, what);
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    let out = train::simulate_examples(n, seed, augment, threads())?;
+    let out = simulated_examples(n, seed, augment)?;
     bar.finish_and_clear();
     Ok(out)
 }
@@ -68,6 +80,51 @@ pub struct TrainArgs {
     name: String,
 }
 
+/// The examples to train on (datasets, then simulated crops) and their description.
+fn training_data(args: &TrainArgs, samples: usize) -> anyhow::Result<(Vec<Example>, String)> {
+    let mut examples = Vec::new();
+    let mut data = Vec::new();
+    for d in &args.dataset {
+        let crops = dataset::read(d)?;
+        data.push(format!("dataset {} ({} crops)", d.display(), crops.len()));
+        examples.extend(crops);
+    }
+    if samples > 0 {
+        examples.extend(simulate(samples, args.seed, true, "simulate")?);
+        data.push(format!("simulator crops, {samples} samples, seed {}", args.seed));
+    }
+    Ok((examples, data.join(" + ")))
+}
+
+/// The weights of the `--init` model, checked against `--channels`.
+fn parent_weights(
+    args: &TrainArgs,
+    device: &candle_core::Device,
+) -> anyhow::Result<Option<std::collections::HashMap<String, candle_core::Tensor>>> {
+    let Some(dir) = &args.init else { return Ok(None) };
+    let cfg = ModelConfig::load(dir)?;
+    if cfg.architecture.channels != args.channels {
+        bail!(
+            "--init model has channels {:?}; pass --channels {}",
+            cfg.architecture.channels,
+            cfg.architecture.channels.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+        );
+    }
+    let path = dir.join(vigil_vision::model::WEIGHTS_FILE);
+    Ok(Some(candle_core::safetensors::load(&path, device).with_context(|| format!("reading {}", path.display()))?))
+}
+
+/// Lineage: the drives behind the datasets (from their labels' provenance).
+fn lineage(datasets: &[PathBuf]) -> anyhow::Result<Vec<String>> {
+    let mut drives = Vec::new();
+    for d in datasets {
+        drives.extend(dataset::drives(d)?);
+    }
+    drives.sort();
+    drives.dedup();
+    Ok(drives)
+}
+
 pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     if args.epochs == 0 || args.batch_size < 2 {
         bail!("--epochs must be at least 1 and --batch-size at least 2");
@@ -82,36 +139,8 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     if (args.dataset.is_empty() || samples > 0) && samples < 60 {
         bail!("--samples must be at least 60 (10 per class), got {samples}");
     }
-    let mut examples = Vec::new();
-    let mut data = Vec::new();
-    for d in &args.dataset {
-        let crops = dataset::read(d)?;
-        data.push(format!("dataset {} ({} crops)", d.display(), crops.len()));
-        examples.extend(crops);
-    }
-    if samples > 0 {
-        examples.extend(simulate(samples, args.seed, true, "simulate")?);
-        data.push(format!("simulator crops, {samples} samples, seed {}", args.seed));
-    }
-    let data = data.join(" + ");
-    let parent = match &args.init {
-        Some(dir) => {
-            let cfg = ModelConfig::load(dir)?;
-            if cfg.architecture.channels != args.channels {
-                bail!(
-                    "--init model has channels {:?}; pass --channels {}",
-                    cfg.architecture.channels,
-                    cfg.architecture.channels.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
-                );
-            }
-            let path = dir.join(vigil_vision::model::WEIGHTS_FILE);
-            Some(
-                candle_core::safetensors::load(&path, &device)
-                    .with_context(|| format!("reading {}", path.display()))?,
-            )
-        }
-        None => None,
-    };
+    let (examples, data) = training_data(&args, samples)?;
+    let parent = parent_weights(&args, &device)?;
     let cfg = TrainConfig {
         channels: args.channels.clone(),
         epochs: args.epochs,
@@ -139,13 +168,6 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     )?;
     bar.finish_and_clear();
     let last = trained.history.last().copied();
-    // Lineage: the drives behind the datasets (from their labels' provenance).
-    let mut drives = Vec::new();
-    for d in &args.dataset {
-        drives.extend(dataset::drives(d)?);
-    }
-    drives.sort();
-    drives.dedup();
     let mut config = ModelConfig::new(&args.name, args.channels.clone());
     config.training = TrainingRecord {
         command,
@@ -157,7 +179,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         final_validation_accuracy: last.map_or(0.0, |s| s.validation_accuracy),
         parent: args.init.as_ref().map(|p| p.display().to_string()),
         datasets: args.dataset.iter().map(|p| p.display().to_string()).collect(),
-        drives,
+        drives: lineage(&args.dataset)?,
     };
     train::save(&args.out, &config, &trained.tensors)?;
     plot::training_curves(&trained.history, &args.out.join("training-curves.png"))?;
@@ -232,6 +254,44 @@ struct Comparison {
     accuracy_delta: f32,
 }
 
+/// The confusion matrices of the evaluated models side by side.
+fn confusion_png(outs: &[EvalJson], path: &Path) -> anyhow::Result<()> {
+    let titles: Vec<String> = outs
+        .iter()
+        .map(|o| {
+            format!(
+                "{} {:.3}",
+                Path::new(&o.model_dir)
+                    .file_name()
+                    .map_or(o.model.clone(), |n| n.to_string_lossy().into())
+                    .to_uppercase(),
+                o.accuracy
+            )
+        })
+        .collect();
+    let panels: Vec<(&str, &[Vec<usize>])> =
+        titles.iter().zip(outs).map(|(t, o)| (t.as_str(), o.confusion.as_slice())).collect();
+    plot::confusion_matrices(&panels, &outs[0].classes, path)?;
+    Ok(())
+}
+
+fn print_evals(outs: &[EvalJson]) {
+    for o in outs {
+        println!(
+            "{} ({}) on {} crops ({}): accuracy {:.4}, colour baseline {:.4}",
+            o.model,
+            o.model_dir,
+            o.samples,
+            if o.data == "simulator" { format!("simulator, seed {}", o.seed) } else { o.data.clone() },
+            o.accuracy,
+            o.baseline_accuracy
+        );
+        for (c, s) in &o.per_class {
+            println!("  {c:<11} precision {:.3} recall {:.3} ({} crops)", s.precision, s.recall, s.support);
+        }
+    }
+}
+
 pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     if args.model.is_empty() || args.model.len() > 2 {
         bail!("--model: give one model, or two to compare, got {}", args.model.len());
@@ -279,38 +339,10 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         });
     }
     if let Some(p) = &args.confusion_png {
-        let titles: Vec<String> = outs
-            .iter()
-            .map(|o| {
-                format!(
-                    "{} {:.3}",
-                    Path::new(&o.model_dir)
-                        .file_name()
-                        .map_or(o.model.clone(), |n| n.to_string_lossy().into())
-                        .to_uppercase(),
-                    o.accuracy
-                )
-            })
-            .collect();
-        let panels: Vec<(&str, &[Vec<usize>])> =
-            titles.iter().zip(&outs).map(|(t, o)| (t.as_str(), o.confusion.as_slice())).collect();
-        plot::confusion_matrices(&panels, &outs[0].classes, p)?;
+        confusion_png(&outs, p)?;
     }
-    for o in &outs {
-        if !args.json {
-            println!(
-                "{} ({}) on {} crops ({}): accuracy {:.4}, colour baseline {:.4}",
-                o.model,
-                o.model_dir,
-                o.samples,
-                if o.data == "simulator" { format!("simulator, seed {}", o.seed) } else { o.data.clone() },
-                o.accuracy,
-                o.baseline_accuracy
-            );
-            for (c, s) in &o.per_class {
-                println!("  {c:<11} precision {:.3} recall {:.3} ({} crops)", s.precision, s.recall, s.support);
-            }
-        }
+    if !args.json {
+        print_evals(&outs);
     }
     if outs.len() == 2 {
         let delta = outs[1].accuracy - outs[0].accuracy;
@@ -349,37 +381,6 @@ pub struct VisionBenchArgs {
     json: bool,
 }
 
-#[derive(Debug, Serialize)]
-struct BatchPoint {
-    batch: usize,
-    crops_per_second: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    iterations: usize,
-    speedup_vs_first: f64,
-}
-
-#[derive(Debug, Serialize)]
-struct VisionBench {
-    model: String,
-    device: String,
-    /// Threads each batch was split across, and the cores this machine offers.
-    threads: usize,
-    cores: usize,
-    /// The most crops one forward pass took; `null`: the whole batch.
-    crops_per_pass: Option<usize>,
-    points: Vec<BatchPoint>,
-    min_speedup: f64,
-    pass: bool,
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 pub fn bench(args: VisionBenchArgs) -> anyhow::Result<()> {
     if args.batches.is_empty() || args.batches.contains(&0) {
         bail!("--batches needs positive sizes, got {:?}", args.batches);
@@ -399,46 +400,10 @@ pub fn bench(args: VisionBenchArgs) -> anyhow::Result<()> {
         model = model.with_crops_per_pass(n);
     }
     let max = args.batches.iter().copied().max().unwrap_or(1);
-    let pool: Vec<_> =
-        train::simulate_examples(max.max(12), 4242, false, threads())?.into_iter().map(|e| e.crop).collect();
-    let mut points: Vec<BatchPoint> = Vec::new();
-    for &b in &args.batches {
-        let crops: Vec<_> = pool.iter().cycle().take(b).cloned().collect();
-        for _ in 0..3 {
-            model.classify(&crops)?;
-        }
-        let mut lat = Vec::new();
-        let start = Instant::now();
-        while start.elapsed().as_secs_f64() < args.seconds || lat.len() < 20 {
-            let t = Instant::now();
-            std::hint::black_box(model.classify(&crops)?);
-            lat.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-        let total = start.elapsed().as_secs_f64();
-        let cps = (b * lat.len()) as f64 / total;
-        lat.sort_by(f64::total_cmp);
-        let first = points.first().map_or(cps, |p| p.crops_per_second);
-        points.push(BatchPoint {
-            batch: b,
-            crops_per_second: cps,
-            p50_ms: percentile(&lat, 0.5),
-            p99_ms: percentile(&lat, 0.99),
-            iterations: lat.len(),
-            speedup_vs_first: cps / first,
-        });
-    }
-    let speedup = points.last().map_or(1.0, |p| p.speedup_vs_first);
-    let pass = speedup >= args.min_speedup;
-    let report = VisionBench {
-        model: model.config.name.clone(),
-        device: model.device_name(),
-        threads: model.batch_threads(),
-        cores: threads(),
-        crops_per_pass: Some(model.crops_per_pass()).filter(|&n| n != usize::MAX),
-        points,
-        min_speedup: args.min_speedup,
-        pass,
-    };
+    let pool: Vec<_> = simulated_examples(max.max(12), 4242, false)?.into_iter().map(|e| e.crop).collect();
+    let report =
+        vigil_bench::vision::vision_bench(&model, &pool, &args.batches, args.seconds, args.min_speedup, threads())?;
+    let (speedup, pass) = (report.points.last().map_or(1.0, |p| p.speedup_vs_first), report.pass);
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

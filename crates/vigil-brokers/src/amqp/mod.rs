@@ -41,12 +41,13 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
 use tokio::runtime::Handle;
-use vigil_bus::embedded::{DeadReason, QueueCounts, QueueError, QueuedTask};
+use vigil_bus::task::{DeadReason, QueueCounts, QueueError, QueuedTask};
 use vigil_bus::transport::{
     Acker, BoxFuture, Reply, ReplyConsumer, Settle, TaskConsumer, TaskDelivery, TaskTransport, TransportError,
 };
 use vigil_core::{Clock, Nanos};
 
+use crate::broker_err as err;
 use crate::config::{AmqpConfig, Persistence};
 
 use self::delivery::{AmqpConsumer, AmqpReplies, Subscribed, Subscription};
@@ -60,10 +61,6 @@ pub const MAX_SHORT_STRING: usize = 255;
 const H_DEADLINE: &str = "x-vigil-deadline-ns";
 const H_ATTEMPT: &str = "x-vigil-attempt";
 const H_REASON: &str = "x-vigil-reason";
-
-fn err(what: impl Into<String>, e: impl std::fmt::Display) -> TransportError {
-    TransportError::Broker { what: what.into(), reason: e.to_string() }
-}
 
 /// Transport-side counters (this process's view).
 #[derive(Debug, Default)]
@@ -165,7 +162,7 @@ async fn open(url: &str, cfg: &AmqpConfig, names: &Names, rt: &Handle, within: D
                 format!("no answer within {within:?}"),
             )));
         }
-        Ok(joined) => match joined.map_err(|e| err("RabbitMQ connection task", e))? {
+        Ok(joined) => match joined.map_err(|e| err("RabbitMQ connection task", e.to_string()))? {
             Ok(conn) => conn,
             Err(e) => {
                 let unreachable =

@@ -138,7 +138,7 @@ impl KafkaLog {
         let Some(store) = &self.store else {
             return Ok(None);
         };
-        let mut env = vigil_proto::decode_envelope(envelope).map_err(|e| broker_err("claim check", e))?;
+        let mut env = vigil_proto::decode_envelope(envelope).map_err(|e| broker_err("claim check", e.to_string()))?;
         let header = env.header.clone().unwrap_or_default();
         let Some(v1::envelope::Payload::Camera(cam)) = env.payload.as_mut() else {
             return Ok(None);

@@ -28,6 +28,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use vigil_bus::{LogRecord, TelemetryLog, TransportError, topics};
 use vigil_proto::v1;
 
+use crate::broker_err;
 use crate::config::KafkaConfig;
 use crate::store::ObjectFrameStore;
 
@@ -46,10 +47,6 @@ pub fn topic_name(prefix: &str, logical: &str) -> String {
 /// Every topic Vigil writes.
 pub fn all_topics(prefix: &str) -> Vec<String> {
     topics::ALL.iter().map(|t| topic_name(prefix, t)).collect()
-}
-
-fn broker_err(what: impl Into<String>, e: impl std::fmt::Display) -> TransportError {
-    TransportError::Broker { what: what.into(), reason: e.to_string() }
 }
 
 /// The client settings shared by producers, consumers and the admin client.

@@ -14,6 +14,63 @@ pub struct ConsumedRecord {
     pub payload: Vec<u8>,
 }
 
+/// Where each partition's read starts (its low watermark, or the first record at or
+/// after `from_ms`) and the high watermark it ends at.
+fn start_offsets(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: &[i32],
+    from_ms: Option<i64>,
+    timeout: Duration,
+) -> Result<(TopicPartitionList, BTreeMap<i32, i64>), TransportError> {
+    let mut ends = BTreeMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for &p in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, timeout)
+            .map_err(|e| broker_err(format!("watermarks of {topic}/{p}"), e))?;
+        ends.insert(p, high);
+        // With a window start, offsets-for-times below moves this.
+        tpl.add_partition_offset(topic, p, Offset::Offset(low)).map_err(|e| broker_err("partition list", e))?;
+    }
+    if let Some(from) = from_ms {
+        let mut q = TopicPartitionList::new();
+        for &p in partitions {
+            q.add_partition_offset(topic, p, Offset::Offset(from)).map_err(|e| broker_err("partition list", e))?;
+        }
+        let found = consumer.offsets_for_times(q, timeout).map_err(|e| broker_err("offsets-for-times", e))?;
+        for el in found.elements() {
+            let off = match el.offset() {
+                Offset::Offset(o) => Offset::Offset(o),
+                // No record at or after the time: start at the end (nothing to read).
+                _ => Offset::Offset(ends[&el.partition()]),
+            };
+            tpl.set_partition_offset(topic, el.partition(), off).map_err(|e| broker_err("partition list", e))?;
+        }
+    }
+    Ok((tpl, ends))
+}
+
+fn consumed(topic: &str, m: &rdkafka::message::BorrowedMessage<'_>) -> ConsumedRecord {
+    let headers = m
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|x| (x.key.to_string(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    ConsumedRecord {
+        topic: topic.to_string(),
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+        timestamp_ms: m.timestamp().to_millis(),
+        headers,
+        payload: m.payload().unwrap_or_default().to_vec(),
+    }
+}
+
 /// Reads a topic's records (all partitions) whose Kafka timestamp (append wall time)
 /// lies in `[from_ms, to_ms)`, up to the high watermark at the time of the call. The start
 /// offsets come from the broker's offsets-for-times; records are filtered by timestamp
@@ -39,33 +96,9 @@ pub fn read_window(
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect();
     if partitions.is_empty() {
-        return Err(broker_err(format!("topic `{topic}`"), "does not exist (or has no partitions)"));
+        return Err(broker_err(format!("topic `{topic}`"), crate::BrokerError::NoSuchTopic));
     }
-    let mut ends = BTreeMap::new();
-    let mut tpl = TopicPartitionList::new();
-    for &p in &partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, timeout)
-            .map_err(|e| broker_err(format!("watermarks of {topic}/{p}"), e))?;
-        ends.insert(p, high);
-        // With a window start, offsets-for-times below moves this.
-        tpl.add_partition_offset(topic, p, Offset::Offset(low)).map_err(|e| broker_err("partition list", e))?;
-    }
-    if let Some(from) = from_ms {
-        let mut q = TopicPartitionList::new();
-        for &p in &partitions {
-            q.add_partition_offset(topic, p, Offset::Offset(from)).map_err(|e| broker_err("partition list", e))?;
-        }
-        let found = consumer.offsets_for_times(q, timeout).map_err(|e| broker_err("offsets-for-times", e))?;
-        for el in found.elements() {
-            let off = match el.offset() {
-                Offset::Offset(o) => Offset::Offset(o),
-                // No record at or after the time: start at the end (nothing to read).
-                _ => Offset::Offset(ends[&el.partition()]),
-            };
-            tpl.set_partition_offset(topic, el.partition(), off).map_err(|e| broker_err("partition list", e))?;
-        }
-    }
+    let (tpl, ends) = start_offsets(&consumer, topic, &partitions, from_ms, timeout)?;
     let mut remaining: BTreeMap<i32, i64> = BTreeMap::new();
     for el in tpl.elements() {
         if let Offset::Offset(o) = el.offset()
@@ -95,23 +128,7 @@ pub fn read_window(
         if !in_window {
             continue;
         }
-        let headers = m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|x| (x.key.to_string(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push(ConsumedRecord {
-            topic: topic.to_string(),
-            partition: p,
-            offset: m.offset(),
-            key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-            timestamp_ms: ts,
-            headers,
-            payload: m.payload().unwrap_or_default().to_vec(),
-        });
+        out.push(consumed(topic, &m));
     }
     Ok(out)
 }
@@ -175,7 +192,7 @@ pub fn list_drives(cfg: &KafkaConfig, timeout: Duration) -> Result<Vec<DriveSumm
         let records = match read_window(cfg, &topic, None, None, timeout) {
             Ok(r) => r,
             // A topic not created yet holds no drive.
-            Err(TransportError::Broker { reason, .. }) if reason.contains("does not exist") => continue,
+            Err(e) if matches!(crate::BrokerError::of(&e), Some(crate::BrokerError::NoSuchTopic)) => continue,
             Err(e) => return Err(e),
         };
         let stream = l.rsplit('.').next().unwrap_or(l).to_string();

@@ -15,18 +15,7 @@ use std::time::Duration;
 
 use vigil_core::Nanos;
 
-/// Highest priority accepted (RabbitMQ `x-max-priority`).
-pub const MAX_PRIORITY: u8 = 9;
-
-/// A task as queued: opaque payload plus what the queue needs to route it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueuedTask {
-    pub task_id: String,
-    pub priority: u8,
-    /// The task is worthless after this time (vehicle clock).
-    pub deadline_ns: Nanos,
-    pub payload: Vec<u8>,
-}
+pub use crate::task::{DeadReason, MAX_PRIORITY, QueueCounts, QueueError, QueuedTask};
 
 /// A task handed to a consumer; ack or nack it by `tag`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,51 +26,11 @@ pub struct Delivery {
     pub task: QueuedTask,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum DeadReason {
-    /// The deadline had passed when a consumer took it.
-    Expired,
-    /// A consumer rejected it without requeue.
-    Rejected,
-    /// It was redelivered `max_attempts` times without an ack.
-    MaxAttempts,
-    /// The queue was full and a more urgent task took its place.
-    Displaced,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
     pub task: QueuedTask,
     pub reason: DeadReason,
     pub attempts: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum QueueError {
-    #[error("task queue is full ({capacity} tasks): publish refused, retry later or shed load")]
-    Full { capacity: usize },
-    #[error("priority {0} is above the maximum {MAX_PRIORITY}")]
-    Priority(u8),
-    #[error("unknown delivery tag {0} (already acked, nacked or recovered)")]
-    UnknownTag(u64),
-    #[error("the task queue lock was poisoned by a panicking thread")]
-    Poisoned,
-}
-
-/// Counters; `published == acked + dead_lettered + queued + unacked` always holds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct QueueCounts {
-    pub published: u64,
-    pub refused_full: u64,
-    pub delivered: u64,
-    pub redelivered: u64,
-    pub acked: u64,
-    pub expired: u64,
-    pub dead_lettered: u64,
-    pub queued: u64,
-    pub unacked: u64,
-    /// Most tasks ever queued at once (never above the capacity).
-    pub peak_queued: u64,
 }
 
 /// Dead letters a queue keeps for inspection: a process that runs for months must not

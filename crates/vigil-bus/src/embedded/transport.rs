@@ -116,7 +116,7 @@ impl TaskTransport for EmbeddedTasks {
             let mut map = self.replies.lock().map_err(|_| TransportError::Closed)?;
             let rx = map.get_mut(reply_to).and_then(|e| e.1.take()).ok_or_else(|| TransportError::Broker {
                 what: format!("reply queue `{reply_to}`"),
-                reason: "already has a consumer (exclusive)".into(),
+                source: "already has a consumer (exclusive)".into(),
             })?;
             Ok::<_, TransportError>(Box::new(EmbeddedReplies(rx)) as Box<dyn ReplyConsumer>)
         })();

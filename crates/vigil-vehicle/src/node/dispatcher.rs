@@ -3,11 +3,12 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
-use vigil_bus::embedded::{QueueError, QueuedTask};
-use vigil_bus::{TaskTransport, TransportError, topics};
+use vigil_bus::task::QueuedTask;
+use vigil_bus::{TaskTransport, topics};
 use vigil_core::{Clock, Nanos, VehicleId};
 use vigil_proto::v1::{self, envelope::Payload};
 
+use super::events::{InternalEvent, TaskRefused};
 use super::fusion::RaiseTask;
 use super::handler::RecommendationHandler;
 use super::stats::{NodeStats, inc};
@@ -110,10 +111,7 @@ impl Handler<RaiseTask> for Dispatcher {
                 match tasks.publish(queued).await {
                     Ok(()) => inc(&stats.tasks_published),
                     Err(e) => {
-                        inc(&stats.tasks_refused);
-                        if !matches!(e, TransportError::Queue(QueueError::Full { .. })) {
-                            tracing::error!(error = %e, "task publish failed; falling back");
-                        }
+                        TaskRefused { error: &e }.emit(&stats);
                         handler.do_send(Outstanding { refused: true, ..outstanding });
                     }
                 }

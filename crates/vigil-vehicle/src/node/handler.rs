@@ -16,6 +16,7 @@ use vigil_proto::v1::{self, envelope::Payload};
 
 use super::control::ControlCommand;
 use super::dispatcher::Outstanding;
+use super::events::{InternalEvent, NoCameraFallback};
 use super::fusion::{NoCamera, TrackSettled, reply_address};
 use super::stats::{NodeStats, inc};
 use super::{NodeConfig, NodeDeps, TelemetrySpool, ToLog};
@@ -197,8 +198,7 @@ impl RecommendationHandler {
 impl Handler<NoCamera> for RecommendationHandler {
     type Result = ();
     fn handle(&mut self, m: NoCamera, _: &mut Self::Context) {
-        inc(&self.stats.no_camera);
-        tracing::debug!(track = m.track_id, ttc = m.ttc_s, "threat with no fresh camera crop: fallback");
+        NoCameraFallback { track: m.track_id, ttc_s: m.ttc_s }.emit(&self.stats);
         if m.ttc_s < self.cfg.fallback_ttc_s {
             self.apply(&format!("{}/{}/no-camera/{}", self.cfg.vehicle, self.cfg.run, m.track_id), Action::Brake, true);
         }

@@ -10,6 +10,7 @@ use vigil_bus::{BusSample, FrameStore, frame_key};
 use vigil_core::{Clock, RunId, VehicleId};
 use vigil_proto::v1::{self, envelope::Payload};
 
+use super::events::{FrameRejected, InternalEvent, Rejection};
 use super::fusion::Fusion;
 use super::stats::{NodeStats, inc};
 use super::{Frame, NodeConfig, NodeDeps, Stream, TelemetrySpool, ToLog};
@@ -90,13 +91,11 @@ impl StreamHandler<BusSample> for Ingest {
         let envelope = match vigil_proto::decode_envelope(&sample.payload) {
             Ok(e) if e.payload.as_ref().is_some_and(|p| self.kind.accepts(p)) => e,
             Ok(_) => {
-                inc(&self.stats.rejected);
-                tracing::warn!(key = %sample.key, stream = self.kind.name(), "wrong payload for this stream; dropped and counted");
+                FrameRejected { key: &sample.key, why: Rejection::WrongStream(self.kind.name()) }.emit(&self.stats);
                 return;
             }
             Err(e) => {
-                inc(&self.stats.rejected);
-                tracing::warn!(key = %sample.key, error = %e, "undecodable frame; dropped and counted");
+                FrameRejected { key: &sample.key, why: Rejection::Undecodable(&e) }.emit(&self.stats);
                 return;
             }
         };

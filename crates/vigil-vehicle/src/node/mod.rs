@@ -14,6 +14,7 @@
 
 mod control;
 mod dispatcher;
+mod events;
 mod fusion;
 mod handler;
 mod ingest;

@@ -32,8 +32,10 @@ use vigil_vision::batcher::Serving;
 use vigil_vision::model::{Recogniser, default_device};
 use vigil_vision::preprocess::crop;
 
-use crate::report::{Percentiles, percentiles};
-use crate::{RunConfig, RunError, run};
+use vigil_pipeline::report::{Percentiles, percentiles};
+use vigil_pipeline::{RunConfig, run};
+
+use crate::BenchError;
 
 /// The bare parts of a task, milliseconds.
 #[derive(Debug, Clone, Serialize)]
@@ -105,8 +107,8 @@ pub struct PipelineBench {
 /// Writes a histogram of the pipeline's detect→recommend latencies (0.05 ms bins up to
 /// 3 ms, the rest in the last bin) with the parts' sum and the pipeline's p50 and p99
 /// marked, to `path` as PNG.
-pub fn histogram_png(b: &PipelineBench, path: &std::path::Path) -> Result<(), RunError> {
-    use vigil_sim::snapshot::Canvas;
+pub fn histogram_png(b: &PipelineBench, path: &std::path::Path) -> Result<(), BenchError> {
+    use vigil_plot::Canvas;
     let (w, h, left, bottom, top) = (720usize, 360usize, 50.0, 320.0, 40.0);
     let (bins, max_ms) = (60usize, 3.0);
     let mut counts = vec![0usize; bins];
@@ -154,7 +156,7 @@ pub fn histogram_png(b: &PipelineBench, path: &std::path::Path) -> Result<(), Ru
         [0, 0, 0],
         2,
     );
-    c.write_png(path).map_err(|e| RunError::Config(format!("cannot write {}: {e}", path.display())))
+    c.write_png(path).map_err(|e| BenchError::Write { path: path.display().to_string(), reason: e.to_string() })
 }
 
 /// Times `f` `reps` times after 20 untimed calls; with a `gap`, sleeps that long before
@@ -178,7 +180,7 @@ fn time_ms(reps: usize, gap: Duration, mut f: impl FnMut()) -> Percentiles {
 }
 
 /// A camera frame with a visible obstacle box, from the simulator.
-pub(crate) fn sample_frame(scenario: &Scenario, seed: u64) -> Option<(Vec<u8>, [f32; 4])> {
+pub fn sample_frame(scenario: &Scenario, seed: u64) -> Option<(Vec<u8>, [f32; 4])> {
     let mut sim = VehicleSim::new(scenario, 0, seed, 3_000_000_000);
     let mut batch = Vec::new();
     while sim.step(&mut batch).is_some() {
@@ -200,7 +202,7 @@ pub(crate) fn sample_frame(scenario: &Scenario, seed: u64) -> Option<(Vec<u8>, [
 }
 
 /// A camera envelope's inline pixels and their layout, as a vehicle stores them for tasks.
-pub(crate) fn frame_pixels(envelope: &[u8]) -> Option<(Vec<u8>, v1::FrameLayout)> {
+pub fn frame_pixels(envelope: &[u8]) -> Option<(Vec<u8>, v1::FrameLayout)> {
     let env = vigil_proto::decode_envelope(envelope).ok()?;
     let Some(Payload::Camera(cam)) = env.payload else { return None };
     let layout = v1::FrameLayout { width: cam.width, height: cam.height, encoding: cam.encoding };
@@ -210,9 +212,12 @@ pub(crate) fn frame_pixels(envelope: &[u8]) -> Option<(Vec<u8>, v1::FrameLayout)
     }
 }
 
-fn queue_hop(tasks: &EmbeddedTasks, reps: usize, gap: Duration) -> Result<Percentiles, RunError> {
+fn queue_hop(tasks: &EmbeddedTasks, reps: usize, gap: Duration) -> Result<Percentiles, BenchError> {
     let rt = || {
-        tokio::runtime::Builder::new_current_thread().enable_time().build().map_err(|e| RunError::Actors(e.to_string()))
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|e| BenchError::Bench(e.to_string()))
     };
     let total = reps + 20;
     let worker = {
@@ -247,15 +252,17 @@ fn queue_hop(tasks: &EmbeddedTasks, reps: usize, gap: Duration) -> Result<Percen
                 samples.push(t.elapsed().as_secs_f64() * 1e3);
             }
         }
-        Ok::<_, RunError>(samples)
+        Ok::<_, BenchError>(samples)
     })?;
-    worker.join().map_err(|_| RunError::Actors("bench worker panicked".into()))??;
+    worker.join().map_err(|_| BenchError::Bench("bench worker panicked".into()))??;
     Ok(percentiles(samples))
 }
 
-pub fn pipeline_bench(base: RunConfig, reps: usize, max_overhead: f64) -> Result<PipelineBench, RunError> {
+/// The bare parts timed back to back and paced at the radar's period, and whether this
+/// device serves inference inline.
+fn time_parts(base: &RunConfig, reps: usize) -> Result<(Parts, Parts, bool), BenchError> {
     let (bytes, bbox) = sample_frame(&base.scenario, base.seed)
-        .ok_or_else(|| RunError::Config(format!("scenario {} shows no obstacle to benchmark", base.scenario.name)))?;
+        .ok_or_else(|| BenchError::Setup(format!("scenario {} shows no obstacle to benchmark", base.scenario.name)))?;
     let model = Recogniser::load(&base.model_dir, &default_device())?;
 
     // Fetch + decode + crop.
@@ -268,9 +275,9 @@ pub fn pipeline_bench(base: RunConfig, reps: usize, max_overhead: f64) -> Result
         let Some(v1::camera_frame::Pixels::Data(px)) = cam.pixels.as_ref() else { return None };
         crop(px, cam.width, cam.height, bbox, [0.0, 0.0], 1.0).ok()
     };
-    let one = do_crop().ok_or_else(|| RunError::Config("benchmark frame did not crop".into()))?;
+    let one = do_crop().ok_or_else(|| BenchError::Setup("benchmark frame did not crop".into()))?;
     let batcher = vigil_vision::batcher::Batcher::spawn(model.clone(), base.batcher)?;
-    let measure = |reps: usize, gap: Duration| -> Result<Parts, RunError> {
+    let measure = |reps: usize, gap: Duration| -> Result<Parts, BenchError> {
         Ok(Parts {
             gap_ms: gap.as_secs_f64() * 1e3,
             fetch_and_crop_ms: time_ms(reps, gap, || {
@@ -303,12 +310,17 @@ pub fn pipeline_bench(base: RunConfig, reps: usize, max_overhead: f64) -> Result
     let paced = measure(reps.min(100), Duration::from_secs_f64(1.0 / radar_hz))?;
     drop(batcher);
 
+    Ok((hot, paced, base.batcher.inline_on(model.device())))
+}
+
+pub fn pipeline_bench(base: RunConfig, reps: usize, max_overhead: f64) -> Result<PipelineBench, BenchError> {
+    let (hot, paced, inline_here) = time_parts(&base, reps)?;
+
     // The pipeline itself, over three seeds (a few dozen tasks each), each seed with
     // both ways of serving inference, alternating (drift hits both alike).
     let mut cfg = base;
     cfg.fast = true;
     cfg.perception = true;
-    let inline_here = cfg.batcher.inline_on(model.device());
     let (mut inline, mut batched) = (Vec::new(), Vec::new());
     for seed in cfg.seed..cfg.seed + 3 {
         for (serving, into) in [(Serving::Inline, &mut inline), (Serving::Batched, &mut batched)] {
@@ -318,7 +330,7 @@ pub fn pipeline_bench(base: RunConfig, reps: usize, max_overhead: f64) -> Result
         }
     }
     if inline.is_empty() || batched.is_empty() {
-        return Err(RunError::Config(format!("{} raised no task to time", cfg.scenario.name)));
+        return Err(BenchError::Setup(format!("{} raised no task to time", cfg.scenario.name)));
     }
     let row = |inline: bool, samples: Vec<f64>| {
         let serving = if inline { "inline" } else { "batched" };

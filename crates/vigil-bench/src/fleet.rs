@@ -17,7 +17,9 @@ use serde::Serialize;
 use vigil_sim::Scenario;
 use vigil_vehicle::priority::PriorityMode;
 
-use crate::{RunConfig, RunError, RunReport};
+use vigil_pipeline::{RunConfig, RunReport};
+
+use crate::BenchError;
 
 /// What a fleet bench runs.
 #[derive(Debug, Clone)]
@@ -148,7 +150,7 @@ impl FleetBench {
     }
 }
 
-fn drive(cfg: &FleetConfig, vehicles: usize, brokers: bool, tag: &str) -> Result<RunReport, RunError> {
+fn drive(cfg: &FleetConfig, vehicles: usize, brokers: bool, tag: &str) -> Result<RunReport, BenchError> {
     let mut rc = RunConfig::new(cfg.scenario.clone(), cfg.seed, cfg.model_dir.clone());
     rc.vehicles = vehicles;
     rc.duration_ns = Some((cfg.seconds * 1e9).round() as i64);
@@ -163,7 +165,7 @@ fn drive(cfg: &FleetConfig, vehicles: usize, brokers: bool, tag: &str) -> Result
         scratch = Some((dir, b.clone()));
         rc.brokers = Some(b);
     }
-    let r = crate::run(rc);
+    let r = vigil_pipeline::run(rc);
     // A bench row's drive is not kept: its frames, queues and topics (about 18 MB per
     // vehicle-second) go when it is measured.
     if let Some((dir, b)) = scratch {
@@ -176,7 +178,7 @@ fn drive(cfg: &FleetConfig, vehicles: usize, brokers: bool, tag: &str) -> Result
             }
         }
     }
-    r
+    Ok(r?)
 }
 
 fn cores() -> usize {
@@ -184,9 +186,9 @@ fn cores() -> usize {
 }
 
 /// Runs every row embedded, then over the brokers (when configured), and gates one row.
-pub fn fleet_bench(cfg: &FleetConfig, mut progress: impl FnMut(&FleetRow)) -> Result<FleetBench, RunError> {
+pub fn fleet_bench(cfg: &FleetConfig, mut progress: impl FnMut(&FleetRow)) -> Result<FleetBench, BenchError> {
     if cfg.vehicles.is_empty() {
-        return Err(RunError::Config("--vehicles must list at least one vehicle count".into()));
+        return Err(BenchError::Setup("--vehicles must list at least one vehicle count".into()));
     }
     let mut rows = Vec::new();
     for brokers in [false, true] {
@@ -214,7 +216,7 @@ pub fn fleet_bench(cfg: &FleetConfig, mut progress: impl FnMut(&FleetRow)) -> Re
 pub struct CpuHog(Vec<Child>);
 
 impl CpuHog {
-    pub fn start(n: usize) -> Result<Self, RunError> {
+    pub fn start(n: usize) -> Result<Self, BenchError> {
         let mut children = Vec::new();
         for _ in 0..n {
             let child = Command::new("sh")
@@ -224,7 +226,7 @@ impl CpuHog {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .map_err(|e| RunError::Config(format!("cannot start a CPU hog (sh): {e}")))?;
+                .map_err(|e| BenchError::Setup(format!("cannot start a CPU hog (sh): {e}")))?;
             children.push(child);
         }
         Ok(Self(children))
@@ -246,7 +248,7 @@ pub fn priority_bench(
     cfg: &FleetConfig,
     mode: PriorityMode,
     mut progress: impl FnMut(&FleetRow),
-) -> Result<FleetBench, RunError> {
+) -> Result<FleetBench, BenchError> {
     let n = cfg.gate_vehicles;
     let mut rows = Vec::new();
     // Off first: the calling thread keeps what a run gives it, and threads inherit it.
@@ -256,7 +258,7 @@ pub fn priority_bench(
         rc.vehicles = n;
         rc.duration_ns = Some((cfg.seconds * 1e9).round() as i64);
         rc.priority = priority;
-        let r = crate::run(rc)?;
+        let r = vigil_pipeline::run(rc)?;
         let row = FleetRow::of(&r, hog);
         progress(&row);
         rows.push(row);
@@ -268,8 +270,8 @@ pub fn priority_bench(
 
 /// Bars of answered-in-deadline / raised per row (embedded blue, brokers orange, a hog
 /// row hatched darker), the gate's bound as a line, p99 and threats under each bar.
-pub fn fleet_png(b: &FleetBench, path: &Path) -> Result<(), RunError> {
-    use vigil_sim::snapshot::Canvas;
+pub fn fleet_png(b: &FleetBench, path: &Path) -> Result<(), BenchError> {
+    use vigil_plot::Canvas;
     let (w, h) = ((160 + 110 * b.rows.len().max(1)).max(760), 480usize);
     let (left, bottom, top) = (60.0, 390.0, 110.0);
     let mut c = Canvas::new(w, h, [255, 255, 255]);
@@ -335,5 +337,5 @@ pub fn fleet_png(b: &FleetBench, path: &Path) -> Result<(), RunError> {
     );
     c.text(10, 64, "UNDER EACH BAR: DETECT TO RECOMMEND P99 MS, THREATS RAISED", [90, 90, 90], 2);
     c.text(10, 80, "ON TIME / SEEN, PROCESS CPU IN CORES", [90, 90, 90], 2);
-    c.write_png(path).map_err(|e| RunError::Config(format!("cannot write {}: {e}", path.display())))
+    c.write_png(path).map_err(|e| BenchError::Write { path: path.display().to_string(), reason: e.to_string() })
 }

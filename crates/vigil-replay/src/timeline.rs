@@ -4,9 +4,10 @@
 use std::path::Path;
 
 use serde::Serialize;
-use vigil_sim::snapshot::{Canvas, class_style};
+use vigil_plot::Canvas;
+use vigil_sim::snapshot::class_style;
 
-use crate::RunError;
+use crate::ReplayError;
 
 /// When one ground-truth object was in the camera's view.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -84,10 +85,24 @@ fn class_colour(class: &str) -> ([u8; 3], &'static str) {
     if c == [255, 255, 255] { ([120, 120, 120], "NON") } else { (c, name) }
 }
 
+/// The time axis shared by the panels: x pixels of simulated seconds.
+struct Axis {
+    w: usize,
+    left: f64,
+    right: f64,
+    span: f64,
+}
+
+impl Axis {
+    fn x(&self, s: f64) -> f64 {
+        self.left + (s / self.span).clamp(0.0, 1.0) * (self.w as f64 - self.left - self.right)
+    }
+}
+
 /// Writes the timeline as a PNG: `title` on top, then three panels.
-pub fn timeline_png(t: &Timeline, title: &str, path: &Path) -> Result<(), RunError> {
+pub fn timeline_png(t: &Timeline, title: &str, path: &Path) -> Result<(), ReplayError> {
     let rows = t.objects.len().clamp(1, 24);
-    let (w, left, right) = (1100usize, 110.0, 20.0);
+    let axis = Axis { w: 1100, left: 110.0, right: 20.0, span: t.duration_s.max(1e-3) };
     let row_h = 18.0;
     let obj_top = 60.0;
     let obj_bottom = obj_top + rows as f64 * row_h;
@@ -96,37 +111,44 @@ pub fn timeline_png(t: &Timeline, title: &str, path: &Path) -> Result<(), RunErr
     let lat_top = task_bottom + 40.0;
     let lat_bottom = lat_top + 160.0;
     let h = (lat_bottom + 60.0) as usize;
-    let mut c = Canvas::new(w, h, [255, 255, 255]);
-    let span = t.duration_s.max(1e-3);
-    let x_of = |s: f64| left + (s / span).clamp(0.0, 1.0) * (w as f64 - left - right);
+    let mut c = Canvas::new(axis.w, h, [255, 255, 255]);
     c.text(10, 10, title, [0, 0, 0], 2);
+    objects_panel(&mut c, t, &axis, obj_top, rows, row_h);
+    tasks_panel(&mut c, t, &axis, task_top, task_bottom);
+    latency_panel(&mut c, t, &axis, lat_top, lat_bottom);
+    time_axis(&mut c, &axis, lat_bottom);
+    c.write_png(path).map_err(|e| ReplayError::Write { path: path.display().to_string(), reason: e.to_string() })
+}
 
-    // Obstacles in view.
-    c.text(10, obj_top as i64 - 18, "OBSTACLES IN VIEW (GROUND TRUTH)", [60, 60, 60], 2);
+/// Obstacles in view: a bar per object.
+fn objects_panel(c: &mut Canvas, t: &Timeline, axis: &Axis, top: f64, rows: usize, row_h: f64) {
+    c.text(10, top as i64 - 18, "OBSTACLES IN VIEW (GROUND TRUTH)", [60, 60, 60], 2);
     for (i, o) in t.objects.iter().take(rows).enumerate() {
-        let y = obj_top + i as f64 * row_h;
+        let y = top + i as f64 * row_h;
         let (colour, name) = class_colour(&o.class);
         c.text(10, y as i64, &format!("{name} {}", o.object_id), [0, 0, 0], 2);
-        let (x0, x1) = (x_of(o.from_s), x_of(o.to_s).max(x_of(o.from_s) + 2.0));
+        let (x0, x1) = (axis.x(o.from_s), axis.x(o.to_s).max(axis.x(o.from_s) + 2.0));
         for dy in 2..(row_h as i64 - 2) {
             c.line(x0, y + dy as f64, x1, y + dy as f64, colour);
         }
     }
+}
 
-    // Tasks: one tick each, coloured by the replayed action; a red cross where the
-    // predicted class differs from the ground truth.
-    c.text(10, task_top as i64 - 18, "TASKS: ACTION (BLACK: FALLBACK), X: CLASS WRONG", [60, 60, 60], 2);
+/// Tasks: one tick each, coloured by the replayed action; a red cross where the
+/// predicted class differs from the ground truth. The legend below.
+fn tasks_panel(c: &mut Canvas, t: &Timeline, axis: &Axis, top: f64, bottom: f64) {
+    c.text(10, top as i64 - 18, "TASKS: ACTION (BLACK: FALLBACK), X: CLASS WRONG", [60, 60, 60], 2);
     for m in &t.tasks {
-        let x = x_of(m.t_s);
-        c.line(x, task_top, x, task_top + 28.0, action_colour(m.action.as_deref()));
+        let x = axis.x(m.t_s);
+        c.line(x, top, x, top + 28.0, action_colour(m.action.as_deref()));
         if let (Some(truth), Some(class)) = (&m.truth, &m.class)
             && truth != class
         {
-            c.line(x - 3.0, task_top + 34.0, x + 3.0, task_top + 40.0, [220, 0, 0]);
-            c.line(x - 3.0, task_top + 40.0, x + 3.0, task_top + 34.0, [220, 0, 0]);
+            c.line(x - 3.0, top + 34.0, x + 3.0, top + 40.0, [220, 0, 0]);
+            c.line(x - 3.0, top + 40.0, x + 3.0, top + 34.0, [220, 0, 0]);
         }
     }
-    let mut lx = left as i64;
+    let mut lx = axis.left as i64;
     for (label, a) in [
         ("BRAKE HARD", Some("BRAKE_HARD")),
         ("BRAKE", Some("BRAKE")),
@@ -135,40 +157,44 @@ pub fn timeline_png(t: &Timeline, title: &str, path: &Path) -> Result<(), RunErr
         ("CONTINUE", Some("CONTINUE")),
         ("FALLBACK", None),
     ] {
-        c.rect(lx as f64, task_bottom, lx as f64 + 10.0, task_bottom + 10.0, action_colour(a), 5);
-        c.text(lx + 14, task_bottom as i64, label, [0, 0, 0], 2);
+        c.rect(lx as f64, bottom, lx as f64 + 10.0, bottom + 10.0, action_colour(a), 5);
+        c.text(lx + 14, bottom as i64, label, [0, 0, 0], 2);
         lx += 14 + 12 * label.len() as i64 + 24;
     }
+}
 
-    // Recorded latency.
+/// Recorded detect → recommend latency per task.
+fn latency_panel(c: &mut Canvas, t: &Timeline, axis: &Axis, top: f64, bottom: f64) {
+    let left = axis.left;
     let lat: Vec<(f64, f64)> = t.tasks.iter().filter_map(|m| m.recorded_latency_ms.map(|l| (m.t_s, l))).collect();
     let max_ms = lat.iter().map(|p| p.1).fold(10.0f64, f64::max).ceil();
-    let y_of = |ms: f64| lat_bottom - (ms / max_ms).clamp(0.0, 1.0) * (lat_bottom - lat_top);
-    c.text(10, lat_top as i64 - 18, "DETECT TO RECOMMENDATION AS RECORDED (MS)", [60, 60, 60], 2);
-    c.line(left, lat_top, left, lat_bottom, [0, 0, 0]);
+    let y_of = |ms: f64| bottom - (ms / max_ms).clamp(0.0, 1.0) * (bottom - top);
+    c.text(10, top as i64 - 18, "DETECT TO RECOMMENDATION AS RECORDED (MS)", [60, 60, 60], 2);
+    c.line(left, top, left, bottom, [0, 0, 0]);
     for k in 0..=4 {
         let ms = max_ms * k as f64 / 4.0;
         c.line(left - 4.0, y_of(ms), left, y_of(ms), [0, 0, 0]);
         c.text(50, y_of(ms) as i64 - 6, &format!("{ms:.0}"), [0, 0, 0], 2);
     }
     for (s, ms) in &lat {
-        c.disc(x_of(*s), y_of(*ms), 2.5, [70, 110, 180]);
+        c.disc(axis.x(*s), y_of(*ms), 2.5, [70, 110, 180]);
     }
     if lat.is_empty() {
-        c.text(left as i64 + 10, (lat_top + 60.0) as i64, "NONE RECORDED", [120, 120, 120], 2);
+        c.text(left as i64 + 10, (top + 60.0) as i64, "NONE RECORDED", [120, 120, 120], 2);
     }
+}
 
-    // Time axis.
-    c.line(left, lat_bottom, w as f64 - right, lat_bottom, [0, 0, 0]);
+fn time_axis(c: &mut Canvas, axis: &Axis, y: f64) {
+    let (w, span) = (axis.w, axis.span);
+    c.line(axis.left, y, w as f64 - axis.right, y, [0, 0, 0]);
     let step = [1.0, 2.0, 5.0, 10.0, 30.0, 60.0].into_iter().find(|s| span / s <= 15.0).unwrap_or(120.0);
     let mut s = 0.0;
     while s <= span + 1e-9 {
-        c.line(x_of(s), lat_bottom, x_of(s), lat_bottom + 5.0, [0, 0, 0]);
-        c.text(x_of(s) as i64 - 6, lat_bottom as i64 + 10, &format!("{s:.0}"), [0, 0, 0], 2);
+        c.line(axis.x(s), y, axis.x(s), y + 5.0, [0, 0, 0]);
+        c.text(axis.x(s) as i64 - 6, y as i64 + 10, &format!("{s:.0}"), [0, 0, 0], 2);
         s += step;
     }
-    c.text((w / 2) as i64 - 40, lat_bottom as i64 + 32, "SECONDS", [0, 0, 0], 2);
-    c.write_png(path).map_err(|e| RunError::Config(format!("cannot write {}: {e}", path.display())))
+    c.text((w / 2) as i64 - 40, y as i64 + 32, "SECONDS", [0, 0, 0], 2);
 }
 
 #[cfg(test)]

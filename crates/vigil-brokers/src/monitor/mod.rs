@@ -13,7 +13,6 @@
 //! under its consumer group, so a restarted monitor resumes where it stopped.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -28,9 +27,7 @@ use vigil_proto::v1::{self, envelope::Payload};
 use crate::config::KafkaConfig;
 use crate::kafka::{client_config, topic_name};
 
-fn err(what: impl Into<String>, e: impl std::fmt::Display) -> TransportError {
-    TransportError::Broker { what: what.into(), reason: e.to_string() }
-}
+mod prometheus;
 
 /// Below this confidence a prediction counts as low-confidence (a drift signal).
 pub const LOW_CONFIDENCE: f32 = 0.6;
@@ -111,18 +108,6 @@ impl Series {
             v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
         };
         LatencySummary { samples: self.count, p50: at(0.5), p95: at(0.95), p99: at(0.99), max: at(1.0) }
-    }
-
-    fn prometheus(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for (b, bound) in self.buckets.iter().zip(BUCKETS_S) {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {b}");
-        }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}",
-            self.count, self.sum_s, self.count
-        );
     }
 }
 
@@ -247,7 +232,7 @@ impl Monitor {
             .set("auto.commit.interval.ms", "1000")
             .set("auto.offset.reset", if cfg.from_beginning { "earliest" } else { "latest" })
             .set("enable.partition.eof", "false");
-        let consumer: BaseConsumer = c.create().map_err(|e| err("Kafka consumer", e))?;
+        let consumer: BaseConsumer = c.create().map_err(|e| crate::broker_err("Kafka consumer", e))?;
         let mut kinds = HashMap::new();
         for s in vigil_proto::wire::Stream::ALL {
             kinds.insert(topic_name(&kafka.topic_prefix, s.topic()), Kind::Telemetry(s.name()));
@@ -256,11 +241,11 @@ impl Monitor {
         kinds.insert(topic_name(&kafka.topic_prefix, topics::RECOMMENDATIONS), Kind::Recommendations);
         let meta = consumer
             .fetch_metadata(None, Duration::from_secs(10))
-            .map_err(|e| err(format!("Kafka metadata from {}", kafka.brokers), e))?;
+            .map_err(|e| crate::broker_err(format!("Kafka metadata from {}", kafka.brokers), e))?;
         let present: Vec<String> =
             meta.topics().iter().map(|t| t.name().to_string()).filter(|n| kinds.contains_key(n)).collect();
         if present.is_empty() {
-            return Err(err(
+            return Err(crate::broker_err(
                 format!("Kafka at {}", kafka.brokers),
                 format!(
                     "none of Vigil's topics exist under the prefix `{}` (e.g. {}); check --kafka and the topic prefix ([kafka] topic_prefix, VIGIL_KAFKA_TOPIC_PREFIX), or run a vehicle first",
@@ -271,7 +256,7 @@ impl Monitor {
         }
         kinds.retain(|k, _| present.contains(k));
         let names: Vec<&str> = present.iter().map(String::as_str).collect();
-        consumer.subscribe(&names).map_err(|e| err("subscribing", e))?;
+        consumer.subscribe(&names).map_err(|e| crate::broker_err("subscribing", e))?;
         Ok(Self { consumer, cfg, seen: Seen { kinds, ..Seen::default() } })
     }
 
@@ -299,14 +284,14 @@ impl Monitor {
     /// Consumer lag per topic: high watermark − the group's position (or the low
     /// watermark where it has not read a partition yet).
     pub fn refresh_lag(&mut self) -> Result<i64, TransportError> {
-        let assignment = self.consumer.assignment().map_err(|e| err("assignment", e))?;
+        let assignment = self.consumer.assignment().map_err(|e| crate::broker_err("assignment", e))?;
         let positions = self.consumer.position().unwrap_or_else(|_| TopicPartitionList::new());
         let mut lag: BTreeMap<String, i64> = self.seen.kinds.keys().map(|t| (t.clone(), 0)).collect();
         for el in assignment.elements() {
             let (low, high) = self
                 .consumer
                 .fetch_watermarks(el.topic(), el.partition(), Duration::from_secs(5))
-                .map_err(|e| err(format!("watermarks of {}/{}", el.topic(), el.partition()), e))?;
+                .map_err(|e| crate::broker_err(format!("watermarks of {}/{}", el.topic(), el.partition()), e))?;
             let at = match positions.find_partition(el.topic(), el.partition()).map(|p| p.offset()) {
                 Some(Offset::Offset(o)) => o,
                 _ if self.cfg.from_beginning => low,
@@ -362,68 +347,6 @@ impl Monitor {
             total_lag: self.seen.lag.values().sum(),
             decode_errors: self.seen.decode_errors,
         }
-    }
-
-    /// The snapshot in Prometheus text format.
-    pub fn prometheus(&self) -> String {
-        let s = self.snapshot();
-        let mut o = String::new();
-        let family = |o: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
-        family(&mut o, "vigil_monitor_messages_total", "counter", "Telemetry messages read, per vehicle and stream.");
-        for (v, streams) in &s.vehicles {
-            for (st, x) in streams {
-                let _ = writeln!(o, "vigil_monitor_messages_total{{vehicle=\"{v}\",stream=\"{st}\"}} {}", x.count);
-            }
-        }
-        family(&mut o, "vigil_monitor_bytes_total", "counter", "Telemetry bytes read (as stored in Kafka).");
-        for (v, streams) in &s.vehicles {
-            for (st, x) in streams {
-                let _ = writeln!(o, "vigil_monitor_bytes_total{{vehicle=\"{v}\",stream=\"{st}\"}} {}", x.bytes);
-            }
-        }
-        family(&mut o, "vigil_monitor_stream_rate_hz", "gauge", "Messages per second of capture time.");
-        for (v, streams) in &s.vehicles {
-            for (st, x) in streams {
-                let _ = writeln!(o, "vigil_monitor_stream_rate_hz{{vehicle=\"{v}\",stream=\"{st}\"}} {}", x.rate_hz);
-            }
-        }
-        self.seen.ingest.prometheus(
-            &mut o,
-            "vigil_monitor_ingest_latency_seconds",
-            "Capture to publish on the vehicle, telemetry.",
-        );
-        self.seen.end_to_end.prometheus(
-            &mut o,
-            "vigil_monitor_end_to_end_latency_seconds",
-            "Frame capture to the recommendation back at the vehicle.",
-        );
-        family(&mut o, "vigil_monitor_tasks_total", "counter", "Obstacle tasks in the audit log.");
-        let _ = writeln!(o, "vigil_monitor_tasks_total {}", s.tasks_seen);
-        family(&mut o, "vigil_monitor_tasks_answered_total", "counter", "Tasks whose recommendation was read.");
-        let _ = writeln!(o, "vigil_monitor_tasks_answered_total {}", s.tasks_answered);
-        family(&mut o, "vigil_monitor_recommendations_total", "counter", "Recommendations read, per action.");
-        for (a, n) in &s.by_action {
-            let _ = writeln!(o, "vigil_monitor_recommendations_total{{action=\"{a}\"}} {n}");
-        }
-        family(&mut o, "vigil_monitor_recommended_class_total", "counter", "Recommendations per predicted class.");
-        for (c, n) in &s.by_class {
-            let _ = writeln!(o, "vigil_monitor_recommended_class_total{{class=\"{c}\"}} {n}");
-        }
-        if let Some(d) = &s.drift {
-            family(&mut o, "vigil_monitor_class_drift_tvd", "gauge", "Predicted classes vs the training mix (0..1).");
-            let _ = writeln!(o, "vigil_monitor_class_drift_tvd {}", d.class_tvd);
-            family(&mut o, "vigil_monitor_low_confidence_share", "gauge", "Share of predictions below 0.6.");
-            let _ = writeln!(o, "vigil_monitor_low_confidence_share {}", d.low_confidence_share);
-        }
-        family(&mut o, "vigil_monitor_consumer_lag", "gauge", "Records behind the high watermark, per topic.");
-        for (t, n) in &s.lag {
-            let _ = writeln!(o, "vigil_monitor_consumer_lag{{topic=\"{t}\"}} {n}");
-        }
-        family(&mut o, "vigil_monitor_decode_errors_total", "counter", "Records that did not decode.");
-        let _ = writeln!(o, "vigil_monitor_decode_errors_total {}", s.decode_errors);
-        o
     }
 }
 

@@ -34,7 +34,7 @@ use vigil_core::{ManualClock, VehicleId};
 use vigil_sim::{Scenario, VehicleSim};
 use vigil_vehicle::node::{NodeStats, RoadMap, SensorInputs, Stream};
 
-use crate::RunError;
+use crate::BenchError;
 
 /// One vehicle count.
 #[derive(Debug, Clone, Serialize)]
@@ -113,8 +113,8 @@ struct Msg {
     warm_up: bool,
 }
 
-fn bench_err(what: &str, e: impl std::fmt::Display) -> RunError {
-    RunError::Transport(vigil_bus::TransportError::Broker { what: what.into(), reason: e.to_string() })
+fn bench_err(what: &str, e: impl std::fmt::Display) -> BenchError {
+    BenchError::Bench(format!("{what}: {e}"))
 }
 
 /// The simulator's envelopes for `vehicles` vehicles, camera off.
@@ -160,7 +160,7 @@ impl ProducerContext for Acks {
 }
 
 /// Polls `done` every 200 µs for up to two minutes; past that, the error `missing` makes.
-fn wait_until(done: impl Fn() -> bool, missing: impl Fn() -> RunError) -> Result<(), RunError> {
+fn wait_until(done: impl Fn() -> bool, missing: impl Fn() -> BenchError) -> Result<(), BenchError> {
     let waited = Instant::now();
     while !done() {
         if waited.elapsed() > Duration::from_secs(120) {
@@ -173,20 +173,20 @@ fn wait_until(done: impl Fn() -> bool, missing: impl Fn() -> RunError) -> Result
 
 /// Waits until `n` records are acknowledged, or none is in flight any more (a failed
 /// delivery is not acknowledged; the caller counts failures).
-fn wait_acked(acked: &AtomicU64, n: u64, in_flight: impl Fn() -> u64) -> Result<(), RunError> {
+fn wait_acked(acked: &AtomicU64, n: u64, in_flight: impl Fn() -> u64) -> Result<(), BenchError> {
     wait_until(
         || acked.load(Ordering::SeqCst) >= n || in_flight() == 0,
         || bench_err("waiting for acknowledgements", format!("{} of {n}", acked.load(Ordering::SeqCst))),
     )
 }
 
-fn bare(cfg: &KafkaConfig, msgs: &[Msg], vehicles: &[VehicleId]) -> Result<Round, RunError> {
+fn bare(cfg: &KafkaConfig, msgs: &[Msg], vehicles: &[VehicleId]) -> Result<Round, BenchError> {
     let acks = Acks::default();
     let p: ThreadedProducer<Acks> =
         producer_config(cfg).create_with_context(acks.clone()).map_err(|e| bench_err("bare producer", e))?;
     let created = Instant::now();
     let topics: Vec<String> = Stream::ALL.iter().map(|k| topic_name(&cfg.topic_prefix, k.topic())).collect();
-    let send = |m: &Msg| -> Result<(), RunError> {
+    let send = |m: &Msg| -> Result<(), BenchError> {
         let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topics[m.kind.index()])
             .key(vehicles[m.vehicle].0.as_bytes())
             .payload(m.bytes.as_slice())
@@ -225,13 +225,10 @@ fn bare(cfg: &KafkaConfig, msgs: &[Msg], vehicles: &[VehicleId]) -> Result<Round
     Ok(Round { warmup_s, handed_s, produced_s: handed_s, total_s, cpu_s, ..Round::default() })
 }
 
-/// Feeds the messages into one vehicle node per vehicle (perception off: ingest and
-/// telemetry only) and times them into Kafka.
-fn through_actors(cfg: &KafkaConfig, msgs: &[Msg], vehicles: &[VehicleId]) -> Result<Round, RunError> {
-    let created = Instant::now();
-    let log = Arc::new(KafkaLog::new(cfg, None)?);
-    let clock = Arc::new(ManualClock::new(0));
-    let stats = Arc::new(NodeStats::default());
+type Senders = Vec<Vec<tokio::sync::mpsc::Sender<BusSample>>>;
+
+/// Each vehicle's sensor inputs as channels the bench feeds (in place of the bus).
+fn channel_inputs(vehicles: &[VehicleId]) -> (Senders, Vec<(VehicleId, SensorInputs)>) {
     let mut senders = Vec::new();
     let mut inputs = Vec::new();
     for v in vehicles {
@@ -245,30 +242,48 @@ fn through_actors(cfg: &KafkaConfig, msgs: &[Msg], vehicles: &[VehicleId]) -> Re
         senders.push(txs);
         inputs.push((v.clone(), SensorInputs(streams)));
     }
+    (senders, inputs)
+}
+
+/// One feeder per vehicle, as each vehicle's bus bridge would be.
+fn run_feeders(senders: &Senders, samples: Vec<Vec<(usize, BusSample)>>) {
+    std::thread::scope(|s| {
+        for (txs, samples) in senders.iter().zip(samples) {
+            s.spawn(move || {
+                for (stream, sample) in samples {
+                    let _ = txs[stream].blocking_send(sample);
+                }
+            });
+        }
+    })
+}
+
+/// Feeds the messages into one vehicle node per vehicle (perception off: ingest and
+/// telemetry only) and times them into Kafka.
+fn through_actors(cfg: &KafkaConfig, msgs: &[Msg], vehicles: &[VehicleId]) -> Result<Round, BenchError> {
+    let created = Instant::now();
+    let log = Arc::new(KafkaLog::new(cfg, None)?);
+    let clock = Arc::new(ManualClock::new(0));
+    let stats = Arc::new(NodeStats::default());
+    let (senders, inputs) = channel_inputs(vehicles);
     let (control, _control_rx) = std::sync::mpsc::channel();
-    let (system, actors) = crate::start_actors(crate::Actors {
-        inputs,
-        run: vigil_core::RunId::generate(),
-        road: RoadMap { lanes: 2, lane_width_m: 3.5 },
-        perception: false,
-        task_budget_ns: vigil_proto::wire::DEFAULT_TASK_BUDGET_NS,
-        workers: 0,
-        model: None,
-        batcher: crate::default_batcher(),
-        inject_latency: Duration::ZERO,
-        faults: Arc::default(),
+    let transports = vigil_pipeline::Transports {
         clock: clock.clone(),
         log: log.clone(),
         frames: Arc::new(MemoryFrameStore::new(4)),
         tasks: Arc::new(EmbeddedTasks::new(TaskQueue::new(16, 3), clock)),
-        stats: stats.clone(),
-        worker_stats: Arc::default(),
+    };
+    // Both sides at the priority the process started with: the actors' cost, alone.
+    let (system, actors) = vigil_pipeline::Pipeline::new(
+        inputs,
+        vigil_core::RunId::generate(),
+        RoadMap { lanes: 2, lane_width_m: 3.5 },
+        transports,
         control,
-        // Both sides at the priority the process started with: the actors' cost, alone.
-        priority: vigil_vehicle::priority::PriorityMode::Off,
-        handles: None,
-        spool: Default::default(),
-    })?;
+    )
+    .perception(false)
+    .stats(stats.clone(), Arc::default())
+    .start()?;
     // The samples of the warm-up or of the timed part, as the bus hands them over (owned).
     let feed = |warm_up: bool| {
         let mut samples: Vec<Vec<(usize, BusSample)>> = vec![Vec::new(); vehicles.len()];
@@ -281,21 +296,10 @@ fn through_actors(cfg: &KafkaConfig, msgs: &[Msg], vehicles: &[VehicleId]) -> Re
     let wait_for = |n: u64, counter: &AtomicU64| {
         wait_until(
             || ingested() >= n && counter.load(Ordering::SeqCst) >= n,
-            || RunError::Actors(format!("only {} of {n} messages went through the actors", ingested())),
+            || BenchError::Bench(format!("only {} of {n} messages went through the actors", ingested())),
         )
     };
-    // One feeder per vehicle, as each vehicle's bus bridge would be.
-    let run_feeders = |samples: Vec<Vec<(usize, BusSample)>>| {
-        std::thread::scope(|s| {
-            for (txs, samples) in senders.iter().zip(samples) {
-                s.spawn(move || {
-                    for (stream, sample) in samples {
-                        let _ = txs[stream].blocking_send(sample);
-                    }
-                });
-            }
-        })
-    };
+    let run_feeders = |samples| run_feeders(&senders, samples);
     let warm = msgs.iter().filter(|m| m.warm_up).count() as u64;
     run_feeders(feed(true));
     wait_for(warm, &log.stats().delivered)?;
@@ -337,7 +341,7 @@ pub fn ingest_bench(
     vehicle_counts: &[usize],
     rounds: usize,
     min_ratio: f64,
-) -> Result<IngestBench, RunError> {
+) -> Result<IngestBench, BenchError> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| bench_err("runtime", e))?;
     let mut rows = Vec::new();
     for &k in vehicle_counts {
@@ -396,7 +400,7 @@ fn bench_row(
     sim_seconds: f64,
     k: usize,
     rounds: usize,
-) -> Result<IngestRow, RunError> {
+) -> Result<IngestRow, BenchError> {
     let duration_ns = (sim_seconds / k as f64 * 1e9).round() as i64;
     let msgs = messages(scenario, seed, duration_ns, k);
     let vehicles: Vec<VehicleId> = (0..k).map(VehicleId::simulated).collect();

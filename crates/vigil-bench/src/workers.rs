@@ -16,7 +16,7 @@ use serde::Serialize;
 use vigil_brokers::amqp::{AmqpTasks, delete_topology};
 use vigil_brokers::store::ObjectFrameStore;
 use vigil_brokers::{AmqpConfig, FramesConfig};
-use vigil_bus::embedded::QueuedTask;
+use vigil_bus::task::QueuedTask;
 use vigil_bus::{FrameStore, TaskTransport};
 use vigil_core::{Clock, WallClock};
 use vigil_proto::v1::{self, envelope::Payload};
@@ -26,8 +26,8 @@ use vigil_vision::model::{Recogniser, default_device};
 use vigil_vision::preprocess::crop;
 use vigil_worker::{Inference, WorkerDeps, WorkerStats, recommend};
 
-use crate::RunError;
-use crate::bench::sample_frame;
+use crate::BenchError;
+use crate::pipeline::sample_frame;
 
 /// One worker count.
 #[derive(Debug, Clone, Serialize)]
@@ -50,12 +50,12 @@ pub struct WorkersBench {
     pub pass: bool,
 }
 
-fn err(what: &str, e: impl std::fmt::Display) -> RunError {
-    RunError::Transport(vigil_bus::TransportError::Broker { what: what.into(), reason: e.to_string() })
+fn err(what: &str, e: impl std::fmt::Display) -> BenchError {
+    BenchError::Bench(format!("{what}: {e}"))
 }
 
-fn decode(e: vigil_proto::DecodeError) -> RunError {
-    RunError::Config(format!("bench envelope: {e}"))
+fn decode(e: vigil_proto::DecodeError) -> BenchError {
+    BenchError::Setup(format!("bench envelope: {e}"))
 }
 
 /// The tasks of one round: envelopes referencing `uri`, replies to `reply_to`.
@@ -91,25 +91,25 @@ fn tasks(n: usize, uri: &str, bbox: [f32; 4], reply_to: &str, deadline_ns: i64) 
 }
 
 /// The work of every task in one thread: no broker, no actors.
-fn bare_round(model: &Recogniser, frames: &ObjectFrameStore, work: &[QueuedTask]) -> Result<f64, RunError> {
+fn bare_round(model: &Recogniser, frames: &ObjectFrameStore, work: &[QueuedTask]) -> Result<f64, BenchError> {
     let t0 = Instant::now();
     for t in work {
         let env = vigil_proto::decode_envelope(&t.payload).map_err(decode)?;
         let Some(Payload::ObstacleTask(task)) = env.payload else {
-            return Err(RunError::Config("bench task is not an ObstacleTask".into()));
+            return Err(BenchError::Setup("bench task is not an ObstacleTask".into()));
         };
         let uri = task.frame_ref.as_ref().map(|r| r.uri.clone()).unwrap_or_default();
         let frame = vigil_proto::decode_envelope(&frames.get(&uri)?).map_err(decode)?;
         let Some(Payload::Camera(cam)) = frame.payload else {
-            return Err(RunError::Config("bench frame is not a camera frame".into()));
+            return Err(BenchError::Setup("bench frame is not a camera frame".into()));
         };
         let Some(v1::camera_frame::Pixels::Data(px)) = cam.pixels.as_ref() else {
-            return Err(RunError::Config("bench frame has no pixels".into()));
+            return Err(BenchError::Setup("bench frame has no pixels".into()));
         };
         let b = task.camera_box.unwrap_or_default();
         let c = crop(px, cam.width, cam.height, [b.x_min, b.y_min, b.x_max, b.y_max], [0.0, 0.0], 1.0)?;
         let p = model.classify(std::slice::from_ref(&c))?;
-        let p = p.first().ok_or_else(|| RunError::Config("no prediction".into()))?;
+        let p = p.first().ok_or_else(|| BenchError::Setup("no prediction".into()))?;
         let rec = recommend(&task, p.class, p.confidence, &p.probabilities);
         std::hint::black_box(vigil_proto::encode_envelope(&v1::Envelope {
             header: env.header,
@@ -132,7 +132,7 @@ struct Setup<'a> {
 
 /// One round with `workers` workers on a fresh queue; tasks/s from the workers' start to
 /// the last reply received.
-fn workers_round(s: &Setup<'_>, workers: usize, round: usize) -> Result<f64, RunError> {
+fn workers_round(s: &Setup<'_>, workers: usize, round: usize) -> Result<f64, BenchError> {
     let clock: Arc<dyn Clock> = Arc::new(WallClock);
     let mut cfg = s.amqp.clone();
     cfg.prefix = format!("{}.wbench{}-{}-{round}", cfg.prefix, std::process::id(), workers);
@@ -163,7 +163,7 @@ fn workers_round(s: &Setup<'_>, workers: usize, round: usize) -> Result<f64, Run
         answered: Arc::default(),
     };
     let t0 = Instant::now();
-    let (system, actors) = crate::process::start_worker_system(workers, deps)?;
+    let (system, actors) = vigil_pipeline::process::start_worker_system(workers, deps)?;
     let received = s.rt.block_on(async {
         let mut got = 0usize;
         while got < s.n {
@@ -180,7 +180,7 @@ fn workers_round(s: &Setup<'_>, workers: usize, round: usize) -> Result<f64, Run
     let _ = actors.join();
     s.rt.block_on(delete_topology(&tasks_t));
     if received < s.n {
-        return Err(RunError::Config(format!(
+        return Err(BenchError::Setup(format!(
             "{workers} worker(s) answered {received} of {} bench tasks in 60 s (answered {}, rejected {})",
             s.n,
             stats.answered.load(Ordering::SeqCst),
@@ -199,21 +199,21 @@ pub fn workers_bench(
     seed: u64,
     n: usize,
     min_scaling: f64,
-) -> Result<WorkersBench, RunError> {
+) -> Result<WorkersBench, BenchError> {
     let (bytes, bbox) = sample_frame(scenario, seed)
-        .ok_or_else(|| RunError::Config(format!("scenario {} shows no obstacle to benchmark", scenario.name)))?;
+        .ok_or_else(|| BenchError::Setup(format!("scenario {} shows no obstacle to benchmark", scenario.name)))?;
     let model = Recogniser::load(model_dir, &default_device())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| RunError::Actors(e.to_string()))?;
+        .map_err(|e| BenchError::Bench(e.to_string()))?;
     let frames = ObjectFrameStore::open(&frames_cfg.url, rt.handle().clone())?;
     let uri = frames.put(&format!("bench-workers/{}/camera.env", std::process::id()), bytes)?.uri;
     let s = Setup {
         amqp,
         model: &model,
-        batcher: crate::default_batcher(),
+        batcher: vigil_pipeline::default_batcher(),
         frames: &frames,
         uri: &uri,
         bbox,

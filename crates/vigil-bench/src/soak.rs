@@ -20,10 +20,11 @@ use vigil_core::{Clock, Nanos, RunId, VehicleId, WallClock};
 use vigil_proto::v1;
 use vigil_sim::Scenario;
 use vigil_vehicle::node::{NodeStats, RaiseTask, RoadMap, SensorInputs, reply_address, task_id};
-use vigil_vehicle::priority::PriorityMode;
 use vigil_vision::model::{Recogniser, default_device};
 
-use crate::{Actors, RunError, default_batcher, start_actors};
+use vigil_pipeline::default_batcher;
+
+use crate::BenchError;
 
 #[derive(Debug, Clone)]
 pub struct SoakConfig {
@@ -85,59 +86,15 @@ pub fn rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-pub fn soak_bench(cfg: &SoakConfig, mut progress: impl FnMut(&SoakWindow)) -> Result<SoakBench, RunError> {
+pub fn soak_bench(cfg: &SoakConfig, mut progress: impl FnMut(&SoakWindow)) -> Result<SoakBench, BenchError> {
     if cfg.tasks == 0 || cfg.window == 0 || cfg.tasks < 3 * cfg.window {
-        return Err(RunError::Config(format!(
+        return Err(BenchError::Setup(format!(
             "--tasks {} is less than three windows of --window {}: the soak needs a warm-up, a start and an end window",
             cfg.tasks, cfg.window
         )));
     }
-    let (frame, bbox) = crate::bench::sample_frame(&cfg.scenario, cfg.seed).ok_or_else(|| {
-        RunError::Config(format!("scenario {} shows no object big enough to crop", cfg.scenario.name))
-    })?;
-    let clock: Arc<dyn Clock> = Arc::new(WallClock);
-    let frames = Arc::new(MemoryFrameStore::new(4));
-    let vehicle = VehicleId::simulated(0);
-    let run = RunId::generate();
-    let (pixels, layout) = crate::bench::frame_pixels(&frame).ok_or_else(|| {
-        RunError::Config(format!("scenario {}: camera frame without inline pixels", cfg.scenario.name))
-    })?;
-    let blob = frames.put(&vigil_bus::frame_key(vehicle.as_str(), run.as_str(), "camera_front", 0), pixels)?;
-    let tasks = Arc::new(EmbeddedTasks::new(TaskQueue::new(256, 3), clock.clone()));
-    let model = Recogniser::load(&cfg.model_dir, &default_device())?;
-    let stats = Arc::new(NodeStats::default());
-    let (handles_tx, handles_rx) = std::sync::mpsc::channel();
-    // Drained as the ego controller would: an undrained channel grows, and the bench
-    // would measure its own leak.
-    let (control, control_rx) = std::sync::mpsc::channel();
-    let (system, thread) = start_actors(Actors {
-        inputs: vec![(vehicle.clone(), SensorInputs(Vec::new()))],
-        run: run.clone(),
-        road: RoadMap { lanes: 2, lane_width_m: 3.5 },
-        perception: true,
-        task_budget_ns: cfg.budget_ns,
-        workers: cfg.workers,
-        model: Some(model),
-        batcher: default_batcher(),
-        inject_latency: Duration::ZERO,
-        faults: Arc::default(),
-        clock: clock.clone(),
-        log: Arc::new(vigil_bus::embedded::EmbeddedLog::new()),
-        frames,
-        tasks,
-        stats: stats.clone(),
-        worker_stats: Arc::default(),
-        control,
-        priority: PriorityMode::Off,
-        handles: Some(handles_tx),
-        spool: Default::default(),
-    })?;
-    let dispatcher = handles_rx
-        .recv_timeout(Duration::from_secs(10))
-        .ok()
-        .and_then(|h| h.dispatcher)
-        .ok_or_else(|| RunError::Actors("the node did not start".into()))?;
-
+    let SoakNode { system, thread, dispatcher, stats, clock, control_rx, vehicle, run, blob, layout, bbox } =
+        start_node(cfg)?;
     let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::SeqCst);
     let settled = |stats: &NodeStats| {
         let waited = Instant::now();
@@ -156,29 +113,7 @@ pub fn soak_bench(cfg: &SoakConfig, mut progress: impl FnMut(&SoakWindow)) -> Re
         }
         controls += control_rx.try_iter().count() as u64;
         let now = clock.now_ns();
-        let task = v1::ObstacleTask {
-            task_id: task_id(&vehicle, &run, n),
-            priority: 8,
-            deadline_ns: now + cfg.budget_ns,
-            frame_sensor_id: "camera_front".into(),
-            frame_sequence: 0,
-            frame_ref: Some(blob.clone()),
-            frame_layout: Some(layout),
-            camera_box: Some(v1::Box2d { x_min: bbox[0], y_min: bbox[1], x_max: bbox[2], y_max: bbox[3] }),
-            track: Some(v1::TrackSummary {
-                track_id: n as u32,
-                x: 20.0,
-                time_to_collision_s: 2.0,
-                closing: true,
-                seen_by_radar: true,
-                seen_by_lidar: true,
-                ..Default::default()
-            }),
-            reply_to: reply_address(&vehicle),
-            left_lane_free: false,
-            right_lane_free: false,
-            attempt: 0,
-        };
+        let task = soak_task(&vehicle, &run, n, now + cfg.budget_ns, &blob, layout, bbox);
         // What fusion does when it raises a task.
         stats.tasks_raised.fetch_add(1, Ordering::SeqCst);
         stats.outstanding.fetch_add(1, Ordering::SeqCst);
@@ -206,6 +141,110 @@ pub fn soak_bench(cfg: &SoakConfig, mut progress: impl FnMut(&SoakWindow)) -> Re
     let elapsed = started.elapsed().as_secs_f64();
     system.stop();
     let _ = thread.join();
+    let raised = get(&stats.tasks_raised);
+    let balanced = raised == get(&stats.completed) + get(&stats.fallback);
+    Ok(summarize(cfg, windows, balanced, controls, elapsed))
+}
+
+/// One vehicle node with its workers, and the frame every task points at.
+struct SoakNode {
+    system: actix::System,
+    thread: std::thread::JoinHandle<std::io::Result<()>>,
+    dispatcher: actix::Addr<vigil_vehicle::node::Dispatcher>,
+    stats: Arc<NodeStats>,
+    clock: Arc<dyn Clock>,
+    control_rx: std::sync::mpsc::Receiver<vigil_vehicle::node::ControlCommand>,
+    vehicle: VehicleId,
+    run: RunId,
+    blob: v1::BlobRef,
+    layout: v1::FrameLayout,
+    bbox: [f32; 4],
+}
+
+fn start_node(cfg: &SoakConfig) -> Result<SoakNode, BenchError> {
+    let (frame, bbox) = crate::pipeline::sample_frame(&cfg.scenario, cfg.seed).ok_or_else(|| {
+        BenchError::Setup(format!("scenario {} shows no object big enough to crop", cfg.scenario.name))
+    })?;
+    let clock: Arc<dyn Clock> = Arc::new(WallClock);
+    let frames = Arc::new(MemoryFrameStore::new(4));
+    let vehicle = VehicleId::simulated(0);
+    let run = RunId::generate();
+    let (pixels, layout) = crate::pipeline::frame_pixels(&frame).ok_or_else(|| {
+        BenchError::Setup(format!("scenario {}: camera frame without inline pixels", cfg.scenario.name))
+    })?;
+    let blob = frames.put(&vigil_bus::frame_key(vehicle.as_str(), run.as_str(), "camera_front", 0), pixels)?;
+    let tasks = Arc::new(EmbeddedTasks::new(TaskQueue::new(256, 3), clock.clone()));
+    let model = Recogniser::load(&cfg.model_dir, &default_device())?;
+    let stats = Arc::new(NodeStats::default());
+    let (handles_tx, handles_rx) = std::sync::mpsc::channel();
+    // Drained as the ego controller would: an undrained channel grows, and the bench
+    // would measure its own leak.
+    let (control, control_rx) = std::sync::mpsc::channel();
+    let transports = vigil_pipeline::Transports {
+        clock: clock.clone(),
+        log: Arc::new(vigil_bus::embedded::EmbeddedLog::new()),
+        frames,
+        tasks,
+    };
+    let inputs = vec![(vehicle.clone(), SensorInputs(Vec::new()))];
+    let (system, thread) = vigil_pipeline::Pipeline::new(
+        inputs,
+        run.clone(),
+        RoadMap { lanes: 2, lane_width_m: 3.5 },
+        transports,
+        control,
+    )
+    .task_budget_ns(cfg.budget_ns)
+    .workers(cfg.workers, Some(model), default_batcher())
+    .stats(stats.clone(), Arc::default())
+    .handles(handles_tx)
+    .start()?;
+    let dispatcher = handles_rx
+        .recv_timeout(Duration::from_secs(10))
+        .ok()
+        .and_then(|h| h.dispatcher)
+        .ok_or_else(|| BenchError::Bench("the node did not start".into()))?;
+
+    Ok(SoakNode { system, thread, dispatcher, stats, clock, control_rx, vehicle, run, blob, layout, bbox })
+}
+
+/// The `n`th task of the soak: the same frame and box each time, a new id.
+fn soak_task(
+    vehicle: &VehicleId,
+    run: &RunId,
+    n: u64,
+    deadline_ns: Nanos,
+    blob: &v1::BlobRef,
+    layout: v1::FrameLayout,
+    bbox: [f32; 4],
+) -> v1::ObstacleTask {
+    v1::ObstacleTask {
+        task_id: task_id(vehicle, run, n),
+        priority: 8,
+        deadline_ns,
+        frame_sensor_id: "camera_front".into(),
+        frame_sequence: 0,
+        frame_ref: Some(blob.clone()),
+        frame_layout: Some(layout),
+        camera_box: Some(v1::Box2d { x_min: bbox[0], y_min: bbox[1], x_max: bbox[2], y_max: bbox[3] }),
+        track: Some(v1::TrackSummary {
+            track_id: n as u32,
+            x: 20.0,
+            time_to_collision_s: 2.0,
+            closing: true,
+            seen_by_radar: true,
+            seen_by_lidar: true,
+            ..Default::default()
+        }),
+        reply_to: reply_address(vehicle),
+        left_lane_free: false,
+        right_lane_free: false,
+        attempt: 0,
+    }
+}
+
+/// The start against the end of the soak.
+fn summarize(cfg: &SoakConfig, windows: Vec<SoakWindow>, balanced: bool, controls: u64, elapsed: f64) -> SoakBench {
     let growth = |a: f64, b: f64| if a > 0.0 { (b - a) / a } else { 0.0 };
     let side = sides(windows.len());
     let (start, end) = (&windows[1..1 + side], &windows[windows.len() - side..]);
@@ -215,9 +254,7 @@ pub fn soak_bench(cfg: &SoakConfig, mut progress: impl FnMut(&SoakWindow)) -> Re
     let end_p99_ms = median(end.iter().map(|w| w.p99_ms));
     let rss_growth = growth(start_rss_mb, end_rss_mb);
     let p99_growth = growth(start_p99_ms, end_p99_ms);
-    let raised = get(&stats.tasks_raised);
-    let balanced = raised == get(&stats.completed) + get(&stats.fallback);
-    Ok(SoakBench {
+    SoakBench {
         tasks: cfg.tasks,
         tasks_per_s: cfg.tasks as f64 / elapsed.max(1e-9),
         controls,
@@ -233,7 +270,7 @@ pub fn soak_bench(cfg: &SoakConfig, mut progress: impl FnMut(&SoakWindow)) -> Re
         balanced,
         pass: balanced && rss_growth < cfg.max_rss_growth && p99_growth < cfg.max_p99_growth,
         windows,
-    })
+    }
 }
 
 /// Windows on each side: a third of those after the warm-up, at least one.

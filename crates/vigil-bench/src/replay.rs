@@ -1,0 +1,117 @@
+//! `vigil bench replay`: a drive recorded by a fast run (to MCAP, or over Kafka and
+//! RabbitMQ), replayed three times at full speed; the best speed against real time and
+//! whether the three recommendation digests agree.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Serialize;
+use vigil_brokers::BrokerConfig;
+use vigil_pipeline::RunConfig;
+use vigil_replay::{Drive, ReplayConfig};
+use vigil_sim::Scenario;
+use vigil_vehicle::node::RoadMap;
+
+use crate::BenchError;
+
+/// What to record and replay.
+#[derive(Debug, Clone)]
+pub struct ReplayBenchConfig {
+    pub scenario: Scenario,
+    pub seed: u64,
+    pub duration_s: f64,
+    pub model: PathBuf,
+    /// Drive over these brokers (under a prefix of this run's own) and replay from
+    /// Kafka, instead of recording to an MCAP file.
+    pub brokers: Option<BrokerConfig>,
+}
+
+/// The figures of one replay bench.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplayBench {
+    /// `mcap` or `kafka`.
+    pub source: &'static str,
+    pub drive: String,
+    pub scenario: String,
+    pub sim_seconds: f64,
+    pub frames: usize,
+    /// Best of three, simulated seconds per wall second.
+    pub speed_factor: f64,
+    /// Reading the drive (not part of the replay's time).
+    pub load_seconds: f64,
+    pub digests_equal: bool,
+    pub digests: Vec<String>,
+}
+
+/// Records the drive, then replays it three times.
+pub fn replay_bench(cfg: &ReplayBenchConfig) -> Result<ReplayBench, BenchError> {
+    if !cfg.duration_s.is_finite() || cfg.duration_s <= 0.0 || cfg.duration_s > 600.0 {
+        return Err(BenchError::Setup(format!("--duration must be between 0 and 600 s, got {}", cfg.duration_s)));
+    }
+    let dir = std::env::temp_dir().join(format!("vigil-bench-replay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| BenchError::Write { path: dir.display().to_string(), reason: e.to_string() })?;
+    let file = dir.join("drive.mcap");
+    let mut run = RunConfig::new(cfg.scenario.clone(), cfg.seed, cfg.model.clone());
+    run.fast = true;
+    run.duration_ns = Some((cfg.duration_s * 1e9).round() as i64);
+    let brokers = cfg.brokers.clone().map(|mut b| {
+        let prefix = format!("vigil-bench-replay-{}", std::process::id());
+        b.kafka.topic_prefix = prefix.clone();
+        b.amqp.prefix = prefix;
+        b.frames.url = format!("file://{}/", dir.join("frames").display());
+        b
+    });
+    if brokers.is_none() {
+        run.record = Some(file.clone());
+    }
+    run.brokers = brokers.clone();
+    vigil_pipeline::run(run)?;
+    let vehicle = vigil_core::VehicleId::simulated(0).0;
+    let t0 = Instant::now();
+    let drive = match &brokers {
+        Some(b) => {
+            let d = Drive::from_kafka(b, Some(&vehicle), None, None, None);
+            // The run's queues are done with (its topics stay, like any drive's).
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                let _ = rt.block_on(vigil_brokers::amqp::delete_prefix(&b.amqp));
+            }
+            d?
+        }
+        None => Drive::from_mcap(&file, None)?,
+    };
+    let load_seconds = t0.elapsed().as_secs_f64();
+    let road = &cfg.scenario.road;
+    let rc = ReplayConfig {
+        model_dir: cfg.model.clone(),
+        road: RoadMap { lanes: road.lanes, lane_width_m: road.lane_width_m },
+        speed: None,
+        workers: 2,
+        batcher: vigil_pipeline::default_batcher(),
+        task_budget_ns: vigil_proto::wire::DEFAULT_TASK_BUDGET_NS,
+        export_dataset: None,
+        export_objects_every: 0,
+        progress: None,
+    };
+    let mut best = 0f64;
+    let mut digests = Vec::new();
+    let mut sim_seconds = 0.0;
+    for _ in 0..3 {
+        let r = vigil_replay::replay(&drive, &rc)?;
+        best = best.max(r.speed_factor);
+        sim_seconds = r.sim_seconds;
+        digests.push(r.recommendations_digest);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(ReplayBench {
+        source: if brokers.is_some() { "kafka" } else { "mcap" },
+        drive: drive.id.clone(),
+        scenario: cfg.scenario.name.clone(),
+        sim_seconds,
+        frames: drive.frames(),
+        speed_factor: best,
+        load_seconds,
+        digests_equal: digests.windows(2).all(|w| w[0] == w[1]),
+        digests,
+    })
+}

@@ -1,0 +1,105 @@
+//! `replay()`: feed, collect, diff, score, timeline, export.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use vigil_core::Nanos;
+use vigil_vehicle::node::{NodeStats, Stream};
+use vigil_vision::model::{Recogniser, default_device};
+
+use crate::collect::{Collected, collect};
+use crate::diff::{diff, digest};
+use crate::drive::Drive;
+use crate::export::export;
+use crate::feed::feed;
+use crate::score::{class_name, task_order, truth_of};
+use crate::timeline::{TaskMark, Timeline};
+use crate::{ReplayConfig, ReplayError, ReplayModel, ReplayReport, ReplayTasks, bad};
+
+/// Replays `drive`; see the crate docs.
+pub fn replay(drive: &Drive, cfg: &ReplayConfig) -> Result<ReplayReport, ReplayError> {
+    if let Some(s) = cfg.speed
+        && !(s.is_finite() && s > 0.0)
+    {
+        return Err(bad(format!("--speed must be a positive multiple of real time, got {s}")));
+    }
+    if drive.frames() == 0 {
+        return Err(bad(format!("drive {}: nothing to replay (no telemetry in that source or window)", drive.id)));
+    }
+    let wall_start = Instant::now();
+    let model = Recogniser::load(&cfg.model_dir, &default_device())?;
+    let model_info = ReplayModel {
+        name: model.config.name.clone(),
+        version: model.config.version.clone(),
+        dir: cfg.model_dir.display().to_string(),
+    };
+    let fed = feed(drive, cfg, model)?;
+    let wall_seconds = wall_start.elapsed().as_secs_f64();
+
+    let collected = collect(&fed.kept, drive, fed.start_ns);
+    let (recommendations_digest, by_action) = digest(&collected.replayed);
+    let diff = diff(&collected);
+    let timeline = timeline(&collected, fed.sim_seconds, fed.start_ns);
+    let exported = match &cfg.export_dataset {
+        Some(dir) => {
+            export(dir, drive, &collected.replay_tasks, &collected.replayed, &collected.gt, cfg.export_objects_every)?
+        }
+        None => 0,
+    };
+
+    let frames: BTreeMap<String, u64> = Stream::ALL
+        .iter()
+        .map(|k| (vigil_vehicle::node::stream_label(*k).to_string(), fed.produced[k.index()]))
+        .collect();
+    let stats = &fed.stats;
+    Ok(ReplayReport {
+        drive: drive.id.clone(),
+        vehicles: drive.vehicles.clone(),
+        model: model_info,
+        frames,
+        tasks: ReplayTasks {
+            raised: NodeStats::get(&stats.tasks_raised),
+            completed: NodeStats::get(&stats.completed),
+            fallback: NodeStats::get(&stats.fallback),
+        },
+        recommendations: collected.replayed.len() as u64,
+        by_action,
+        recommendations_digest,
+        sim_seconds: fed.sim_seconds,
+        wall_seconds,
+        speed_factor: if wall_seconds > 0.0 { fed.sim_seconds / wall_seconds } else { 0.0 },
+        diff,
+        exported,
+        timeline,
+    })
+}
+
+/// The replay on one time axis: objects in view, each task with its recommendation,
+/// truth and recorded latency.
+fn timeline(c: &Collected, sim_seconds: f64, start_ns: Nanos) -> Timeline {
+    let secs = |ns: Nanos| (ns - start_ns) as f64 * 1e-9;
+    Timeline {
+        duration_s: sim_seconds,
+        objects: Timeline::spans(c.sightings.clone(), 0.25),
+        tasks: c
+            .replay_tasks
+            .iter()
+            .map(|(h, t)| {
+                let rec = c.replayed.get(&task_order(&t.task_id));
+                let latency = c
+                    .recorded_task_ns
+                    .get(&t.task_id)
+                    .zip(c.recorded_answer_ns.get(&t.task_id))
+                    .map(|(from, to)| (to - from) as f64 * 1e-6);
+                TaskMark {
+                    task_id: t.task_id.clone(),
+                    t_s: secs(h.capture_time_ns),
+                    action: rec.map(|r| vigil_proto::action_from_proto(r.action()).name().to_string()),
+                    class: rec.map(|r| class_name(r.class()).to_string()),
+                    truth: truth_of(t, &c.gt, &h.vehicle_id),
+                    recorded_latency_ms: latency,
+                }
+            })
+            .collect(),
+    }
+}

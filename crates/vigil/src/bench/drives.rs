@@ -1,0 +1,306 @@
+//! Benches of whole drives: soak, fleet, priority, replay.
+
+use anyhow::bail;
+use clap::Args;
+use vigil_sim::Scenario;
+
+#[derive(Debug, Args)]
+pub(super) struct SoakBenchArgs {
+    #[arg(long, default_value_t = 100_000)]
+    tasks: u64,
+    /// Tasks per measured window (the first warms up; the next third are the start, the
+    /// last third the end).
+    #[arg(long, default_value_t = 5_000)]
+    window: u64,
+    /// Tasks in flight at once.
+    #[arg(long, default_value_t = 4)]
+    in_flight: i64,
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    #[arg(long, default_value = "models/obstacle-classifier")]
+    model: std::path::PathBuf,
+    #[arg(long, default_value = "pedestrian-crossing")]
+    scenario: String,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Fail when resident memory grows more than this fraction from the start.
+    #[arg(long, default_value_t = 0.10)]
+    max_rss_growth: f64,
+    /// Fail when detect→recommend p99 (median of each side's windows) grows more than this
+    /// fraction.
+    #[arg(long, default_value_t = 0.20)]
+    max_p99_growth: f64,
+    #[arg(long)]
+    json: bool,
+}
+
+pub(super) fn soak(a: SoakBenchArgs) -> anyhow::Result<()> {
+    if a.in_flight < 1 || a.in_flight > 256 || a.workers == 0 || a.workers > 64 {
+        bail!("--in-flight must be 1..=256 and --workers 1..=64");
+    }
+    let cfg = vigil_bench::soak::SoakConfig {
+        tasks: a.tasks,
+        window: a.window,
+        in_flight: a.in_flight,
+        workers: a.workers,
+        budget_ns: vigil_vehicle::node::DEFAULT_TASK_BUDGET_NS,
+        model_dir: a.model.clone(),
+        scenario: Scenario::load(&a.scenario)?,
+        seed: a.seed,
+        max_rss_growth: a.max_rss_growth,
+        max_p99_growth: a.max_p99_growth,
+    };
+    let b = vigil_bench::soak::soak_bench(&cfg, |w| {
+        eprintln!(
+            "  {:>8} tasks  rss {:>7.1} MB  p50 {:>6.2} ms  p99 {:>6.2} ms  answered {} fallback {}",
+            w.tasks, w.rss_mb, w.p50_ms, w.p99_ms, w.answered, w.fallback
+        )
+    })?;
+    if a.json {
+        println!("{}", serde_json::to_string(&b)?);
+    }
+    let summary = format!(
+        "{} tasks at {:.0}/s: RSS {:.1} -> {:.1} MB {:+.1}% (bound {:.0}%), p99 {:.2} -> {:.2} ms {:+.1}% (bound {:.0}%), end against start ({} windows each); every task ended answered or fallen back: {}",
+        b.tasks,
+        b.tasks_per_s,
+        b.start_rss_mb,
+        b.end_rss_mb,
+        b.rss_growth * 100.0,
+        b.max_rss_growth * 100.0,
+        b.start_p99_ms,
+        b.end_p99_ms,
+        b.p99_growth * 100.0,
+        b.max_p99_growth * 100.0,
+        b.windows_per_side,
+        b.balanced
+    );
+    if !b.pass {
+        bail!("{summary}");
+    }
+    if !a.json {
+        println!("{summary}");
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub(super) struct FleetBenchArgs {
+    #[arg(long, default_value = "urban-dense")]
+    scenario: String,
+    #[arg(long, default_value_t = 3)]
+    seed: u64,
+    /// Simulated seconds of each drive (paced: also wall seconds).
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2, 4, 8])]
+    vehicles: Vec<usize>,
+    #[arg(long, default_value = "models/obstacle-classifier")]
+    model: std::path::PathBuf,
+    /// The row the gate reads (over the brokers when given, else embedded).
+    #[arg(long, default_value_t = 4)]
+    gate_vehicles: usize,
+    /// Fail when the gate row answers fewer of its raised tasks inside their deadline, or
+    /// when it lost a frame, fell behind the radar, or raised a threat late.
+    #[arg(long, default_value_t = 0.99)]
+    min_in_deadline: f64,
+    #[command(flatten)]
+    brokers: crate::process::BrokerArgs,
+    /// Write the rows as a PNG bar chart here.
+    #[arg(long)]
+    png: Option<std::path::PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct PriorityBenchArgs {
+    #[arg(long, default_value = "urban-dense")]
+    scenario: String,
+    #[arg(long, default_value_t = 3)]
+    seed: u64,
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    #[arg(long, default_value_t = 4)]
+    vehicles: usize,
+    #[arg(long, default_value = "models/obstacle-classifier")]
+    model: std::path::PathBuf,
+    /// The priority setting under test.
+    #[arg(long, value_enum, default_value_t = crate::run::PriorityArg::Nice)]
+    priority: crate::run::PriorityArg,
+    /// Fail when the run with priority beside the hog answers fewer of its raised tasks
+    /// inside their deadline.
+    #[arg(long, default_value_t = 0.95)]
+    min_in_deadline: f64,
+    #[arg(long)]
+    png: Option<std::path::PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+fn fleet_config(
+    scenario: &str,
+    seed: u64,
+    seconds: f64,
+    vehicles: Vec<usize>,
+    model: &std::path::Path,
+    gate_vehicles: usize,
+    min_in_deadline: f64,
+) -> anyhow::Result<vigil_bench::fleet::FleetConfig> {
+    if !seconds.is_finite() || seconds <= 0.0 || seconds > 3600.0 {
+        bail!("--seconds must be between 0 and 3600, got {seconds}");
+    }
+    if vehicles.is_empty() || vehicles.iter().any(|v| *v == 0 || *v > 64) {
+        bail!("--vehicles must list counts between 1 and 64");
+    }
+    if !(0.0..=1.0).contains(&min_in_deadline) {
+        bail!("--min-in-deadline is a fraction between 0 and 1, got {min_in_deadline}");
+    }
+    if !model.join("config.json").exists() {
+        bail!("no model at {} (pass --model DIR or train one with `vigil train`)", model.display());
+    }
+    Ok(vigil_bench::fleet::FleetConfig {
+        scenario: Scenario::load(scenario)?,
+        seed,
+        seconds,
+        vehicles,
+        model_dir: model.to_path_buf(),
+        brokers: None,
+        gate_vehicles,
+        min_in_deadline,
+    })
+}
+
+fn print_fleet_row(r: &vigil_bench::fleet::FleetRow) {
+    eprintln!(
+        "  {:<8} {:>2} veh{:<9} {:>6} frames lost {:<3} fused {:>4}/{:<4} threats {:>3}/{:<3} tasks {:>4} in deadline {:>4} ({:>5.1}%) fallback {:>3} no-camera {:>3} expired {:>3}  p50 {:>5.1} p99 {:>6.1} ms  fusion lag p99 {:>5.1} ms  cpu {:.2} cores  {}",
+        r.mode,
+        r.vehicles,
+        if r.hog { format!(" +hog {}", if r.priority == "unchanged" { "-" } else { "prio" }) } else { String::new() },
+        r.frames_produced,
+        r.frames_lost,
+        r.fused,
+        r.radar_produced,
+        r.threats_raised,
+        r.threats_seen,
+        r.tasks_raised,
+        r.answered_in_deadline,
+        r.in_deadline_ratio * 100.0,
+        r.fallback,
+        r.no_camera,
+        r.expired,
+        r.detect_to_recommend_p50_ms,
+        r.detect_to_recommend_p99_ms,
+        r.fusion_lag_p99_ms,
+        r.cpu_cores,
+        if r.collisions > 0 { format!("{} collision(s)", r.collisions) } else { String::new() },
+    );
+}
+
+fn finish_fleet(b: &vigil_bench::fleet::FleetBench, png: Option<&std::path::Path>, json: bool) -> anyhow::Result<()> {
+    if let Some(p) = png {
+        vigil_bench::fleet::fleet_png(b, p)?;
+    }
+    if json {
+        println!("{}", serde_json::to_string(b)?);
+    }
+    let Some(g) = b.gate_row() else { bail!("no {} row of {} vehicles to gate", b.gate_mode, b.gate_vehicles) };
+    let summary = format!(
+        "{} {} vehicles: {:.1}% of {} raised tasks answered in deadline (bound {:.1}%), frames lost {}, fused {}/{} radar scans, threats raised on time {}/{}",
+        g.mode,
+        g.vehicles,
+        g.in_deadline_ratio * 100.0,
+        g.tasks_raised,
+        b.min_in_deadline * 100.0,
+        g.frames_lost,
+        g.fused,
+        g.radar_produced,
+        g.threats_raised,
+        g.threats_seen
+    );
+    if !b.pass {
+        bail!("{summary}: below the bound");
+    }
+    if !json {
+        println!("{summary}: pass");
+    }
+    Ok(())
+}
+
+pub(super) fn fleet(a: FleetBenchArgs) -> anyhow::Result<()> {
+    let mut cfg =
+        fleet_config(&a.scenario, a.seed, a.seconds, a.vehicles, &a.model, a.gate_vehicles, a.min_in_deadline)?;
+    if a.brokers.given() {
+        cfg.brokers = Some(a.brokers.load()?);
+    }
+    eprintln!("{} seed {}, {} s paced per drive:", cfg.scenario.name, cfg.seed, cfg.seconds);
+    let b = vigil_bench::fleet::fleet_bench(&cfg, print_fleet_row)?;
+    finish_fleet(&b, a.png.as_deref(), a.json)
+}
+
+pub(super) fn priority(a: PriorityBenchArgs) -> anyhow::Result<()> {
+    let cfg = fleet_config(&a.scenario, a.seed, a.seconds, vec![a.vehicles], &a.model, a.vehicles, a.min_in_deadline)?;
+    eprintln!(
+        "{} seed {}, {} vehicles, {} s paced: idle, then a busy loop on every core without and with priority:",
+        cfg.scenario.name, cfg.seed, a.vehicles, cfg.seconds
+    );
+    let b = vigil_bench::fleet::priority_bench(&cfg, a.priority.mode(), print_fleet_row)?;
+    finish_fleet(&b, a.png.as_deref(), a.json)
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ReplayBenchArgs {
+    #[arg(long, default_value = "pedestrian-crossing")]
+    scenario: String,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Simulated seconds of the drive.
+    #[arg(long, default_value_t = 30.0)]
+    duration: f64,
+    #[arg(long, default_value = "models/obstacle-classifier")]
+    model: std::path::PathBuf,
+    /// Fail when the best replay runs at less than this multiple of real time.
+    #[arg(long, default_value_t = 20.0)]
+    min_speed_factor: f64,
+    /// Drive over Kafka and RabbitMQ (topics and queues under a prefix of this run's
+    /// own) and replay from Kafka, instead of recording to an MCAP file.
+    #[arg(long)]
+    over_brokers: bool,
+    #[command(flatten)]
+    brokers: crate::process::BrokerArgs,
+    #[arg(long)]
+    json: bool,
+}
+
+pub(super) fn replay(a: ReplayBenchArgs) -> anyhow::Result<()> {
+    let cfg = vigil_bench::replay::ReplayBenchConfig {
+        scenario: Scenario::load(&a.scenario)?,
+        seed: a.seed,
+        duration_s: a.duration,
+        model: a.model.clone(),
+        brokers: if a.over_brokers { Some(a.brokers.load()?) } else { None },
+    };
+    let r = vigil_bench::replay::replay_bench(&cfg)?;
+    if a.json {
+        let mut j = serde_json::to_value(&r)?;
+        j["min_speed_factor"] = a.min_speed_factor.into();
+        println!("{j}");
+    } else {
+        println!(
+            "replay of {:.0} s of {} ({} frames, from {}): {:.1}x real time at --max (best of 3; loading the drive took {:.2} s more); digests equal: {}",
+            r.sim_seconds,
+            r.scenario,
+            r.frames,
+            if r.source == "kafka" { "Kafka" } else { "MCAP" },
+            r.speed_factor,
+            r.load_seconds,
+            r.digests_equal
+        );
+    }
+    if !r.digests_equal {
+        bail!("three replays of one drive gave different recommendation digests: {:?}", r.digests);
+    }
+    if r.speed_factor < a.min_speed_factor {
+        bail!("replay ran at {:.1}x real time, below {:.1}x", r.speed_factor, a.min_speed_factor);
+    }
+    Ok(())
+}
