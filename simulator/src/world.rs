@@ -144,6 +144,11 @@ pub struct World {
     pub collision: Option<(Nanos, u32)>,
     /// Smallest gap between the ego front and an obstacle in its corridor, metres.
     pub min_gap_m: f64,
+    /// Closing speed at the collision (ego speed less the obstacle's along the ego's
+    /// heading), m/s.
+    pub impact_mps: Option<f64>,
+    /// When the ego was first commanded to a stop (a brake), ns from the start.
+    pub first_brake_ns: Option<Nanos>,
 }
 
 /// Physics step bound, nanoseconds.
@@ -206,11 +211,16 @@ impl World {
             guard_rails: env.guard_rails,
             collision: None,
             min_gap_m: f64::INFINITY,
+            impact_mps: None,
+            first_brake_ns: None,
         }
     }
 
     /// Commands the ego (the closed loop).
     pub fn command(&mut self, control: EgoControl) {
+        if control.target_speed == 0.0 && self.first_brake_ns.is_none() {
+            self.first_brake_ns = Some(self.time_ns);
+        }
         self.ego.control = control;
     }
 
@@ -263,6 +273,8 @@ impl World {
             }
             if lateral_overlap && ox.abs() < half_l + ex && self.collision.is_none() {
                 self.collision = Some((self.time_ns, o.id));
+                let (ys, yc) = self.ego.yaw.sin_cos();
+                self.impact_mps = Some((self.ego.speed - (o.vx * yc + o.vy * ys)).max(0.0));
             }
         }
     }

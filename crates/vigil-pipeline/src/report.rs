@@ -97,6 +97,12 @@ pub struct Outcome {
     pub ego_stopped: bool,
     /// Time of the first collision, seconds from the start.
     pub first_collision_s: Option<f64>,
+    /// Closing speed at the worst collision, km/h.
+    pub impact_kmh: Option<f64>,
+    /// The first command to stop (a brake, recommended or fallback), seconds from the start.
+    pub first_brake_s: Option<f64>,
+    /// Distance the egos drove, metres (summed over vehicles).
+    pub distance_m: f64,
 }
 
 impl Outcome {
@@ -110,8 +116,18 @@ impl Outcome {
             min_gap_m: min_gap.is_finite().then_some(min_gap),
             ego_stopped: sims.iter().all(|s| s.world.ego_stopped()),
             first_collision_s: collided.iter().min().map(|t| *t as f64 * 1e-9),
+            impact_kmh: sims.iter().filter_map(|s| s.world.impact_mps).reduce(f64::max).map(|v| v * 3.6),
+            first_brake_s: sims.iter().filter_map(|s| s.world.first_brake_ns).min().map(|t| t as f64 * 1e-9),
+            distance_m: sims.iter().map(|s| s.world.ego.x).sum(),
         }
     }
+}
+
+/// Where an obstacle was first asked about.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Detection {
+    pub t_s: f64,
+    pub distance_m: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -241,6 +257,8 @@ pub struct RunReport {
     pub recommendations: Recommendations,
     pub latency_ms: Latency,
     pub outcome: Outcome,
+    /// The first task any node raised: when (seconds from the start) and how far ahead.
+    pub first_detection: Option<Detection>,
     pub model: Option<Model>,
     pub workers: Workers,
     pub log: BTreeMap<String, u64>,
@@ -401,6 +419,10 @@ pub(crate) fn build(i: Inputs<'_>) -> RunReport {
             worker: Percentiles::of(&s.worker),
         },
         outcome: Outcome::of(i.sims),
+        first_detection: s.first_task.get().map(|&(t, d)| Detection {
+            t_s: (t - i.cfg.scenario.environment.start_time_ns) as f64 * 1e-9,
+            distance_m: d,
+        }),
         model: i.model.map(|(name, version, device)| Model { name, version, device }),
         workers: Workers::of(i.workers, if i.cfg.perception { i.cfg.workers } else { 0 }),
         log: i.log_counts,

@@ -16,6 +16,7 @@ mod monitor;
 mod process;
 mod replay;
 mod run;
+mod safety;
 mod sim;
 mod vision;
 
@@ -58,6 +59,9 @@ enum Command {
     Eval(vision::EvalArgs),
     /// Benchmarks that compare against a baseline in the same run.
     Bench(bench::BenchArgs),
+    /// The safety matrix: NCAP-style braking cells over seeds, perception on and off,
+    /// scored, gated and drawn.
+    Safety(Box<safety::SafetyArgs>),
 }
 
 /// Gives each Candle forward pass one thread, unless the user chose (RAYON_NUM_THREADS):
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
         Command::Record(args) => replay::record(*args),
         Command::Drives(args) => replay::drives(*args),
         Command::Bench(args) => bench::run(args),
+        Command::Safety(args) => safety::run(*args),
         Command::Train(args) => vision::train(args),
         Command::Eval(args) => vision::eval(args),
     };

@@ -253,6 +253,7 @@ impl Fusion {
         self.stats.outstanding.fetch_add(1, Ordering::SeqCst);
         let raise =
             RaiseTask { task, capture_ns: capture, detected_ns: self.clock.now_ns(), track_id: t.id, ttc_s: ttc };
+        self.stats.first_task.get_or_init(|| (capture, t.x));
         // The dispatcher never waits on the broker, so its mailbox stays short.
         self.dispatcher.do_send(raise);
     }

@@ -10,6 +10,9 @@ use vigil_core::Nanos;
 #[derive(Debug, Default)]
 pub struct NodeStats {
     pub ingested: [AtomicU64; 4],
+    /// The first task raised: its frame's capture time and the track's distance ahead
+    /// (m), how far out the node first asked about an obstacle.
+    pub first_task: std::sync::OnceLock<(Nanos, f64)>,
     /// Frames that failed strict decoding or arrived on the wrong stream.
     pub rejected: AtomicU64,
     /// Sequence gaps seen by the ingest actors (frames the bus lost).
