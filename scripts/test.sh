@@ -83,7 +83,13 @@ test -x "$vigil" || cargo build --release --workspace -q
 
 # The issue's soak: 100 000 tasks through one node's urgent path (about 50 s here),
 # resident memory and p99 of the last third of the windows against the first third
-# after a warm-up window; p99 per side is the median of its windows'.
+# after a warm-up window; p99 per side is the median of its windows', RSS the end's
+# median against the start's peak (allocator arenas step RSS by a few MB).
 "$vigil" bench soak --tasks 100000 --window 5000 --max-rss-growth 0.10 --max-p99-growth 0.20
+
+# The safety matrix's representative subset (12 cells, 10 seeds, perception on and off;
+# about 100 s here), gated: no collision up to 80 km/h, the control collides in every
+# hazardous cell, no hard brake and no stop in a nuisance cell.
+"$vigil" safety --quick --seeds 10 --gate --png "${CARGO_TARGET_DIR:-target}/safety-quick.png"
 
 step "done"

@@ -1,21 +1,39 @@
 //! The rule from what a worker recognised to what the vehicle should do.
 //!
-//! | class | where | time to collision | action |
-//! |---|---|---|---|
-//! | none (false alarm) | anywhere | any | CONTINUE |
-//! | any obstacle | off the ego path (lateral offset > `PATH_HALF_WIDTH_M`) | any | CONTINUE, except a pedestrian, cyclist or animal within `NEAR_PATH_M` and TTC < 3 s: SLOW_DOWN (it may step in) |
-//! | pedestrian, cyclist, animal | in path | < 1.5 s | BRAKE_HARD |
-//! | pedestrian, cyclist, animal | in path | 1.5–3 s | BRAKE |
-//! | pedestrian, cyclist, animal | in path | 3–6 s | SLOW_DOWN |
-//! | vehicle, debris | in path | < 1.5 s | BRAKE_HARD |
-//! | vehicle, debris | in path | 1.5–4 s | STEER_LEFT if the left lane is free, else STEER_RIGHT if the right lane is free, else BRAKE; BRAKE too when the recogniser is less than `STEER_MIN_CONFIDENCE` sure |
-//! | vehicle, debris | in path | 4–8 s | SLOW_DOWN |
-//! | any | in path | beyond those | CONTINUE |
+//! | class | where | time to collision | or deceleration needed | action |
+//! |---|---|---|---|---|
+//! | none (false alarm), at least `NONE_MIN_CONFIDENCE` sure | anywhere | any | any | CONTINUE |
+//! | none, less sure | as a pedestrian (below) | | | |
+//! | any obstacle | off the ego path (lateral offset > `PATH_HALF_WIDTH_M`) | any | any | CONTINUE, except a pedestrian, cyclist or animal within `NEAR_PATH_M` and TTC < 3 s: SLOW_DOWN (it may step in) |
+//! | pedestrian, cyclist, animal | in path | < 1.5 s | ≥ `HARD_DECEL_MPS2` | BRAKE_HARD |
+//! | pedestrian, cyclist, animal | in path | 1.5–3 s | ≥ `FIRM_DECEL_MPS2` | BRAKE |
+//! | pedestrian, cyclist, animal | in path | 3–6 s | ≥ `CAUTION_DECEL_MPS2` | SLOW_DOWN |
+//! | vehicle, debris | in path | < 1.5 s | ≥ `HARD_DECEL_MPS2` | BRAKE_HARD |
+//! | vehicle, debris | in path | 1.5–4 s | ≥ `FIRM_DECEL_MPS2` | STEER_LEFT if the left lane is free, else STEER_RIGHT if the right lane is free, else BRAKE; BRAKE too when the recogniser is less than `STEER_MIN_CONFIDENCE` sure |
+//! | vehicle, debris | in path | 4–8 s | ≥ `CAUTION_DECEL_MPS2` | SLOW_DOWN |
+//! | any | in path | beyond those | below those | CONTINUE |
+//!
+//! A row applies when either its time or its deceleration does. Time bins alone are
+//! blind to speed: 1.5 s ahead is 15 m at 36 km/h but 54 m at 130 km/h, where stopping
+//! takes 81 m. The deceleration needed to stop short of the object
+//! ([`required_decel`]) carries the speed, so at highway speed the car brakes while
+//! braking still works.
 //!
 //! Vulnerable road users move unpredictably, so Vigil never steers around them: it
-//! brakes. A stopped car or lost cargo stays put, so a free lane is the better escape.
+//! brakes. Fusion asks only about what both radar and lidar see; a crop the recogniser
+//! cannot place (a pedestrian at night) is an unknown obstacle, not a false alarm. A stopped car or lost cargo stays put, so a free lane is the better escape.
 //! A non-closing object (no TTC) is treated as TTC = ∞. The lateral offset is the
 //! closest the object comes to the path before the ego reaches it ([`path_offset`]).
+//!
+//! An object only the radar sees (too far or too low for the lidar to confirm, too
+//! small for the camera) gets no class; [`caution`] answers for it from the
+//! deceleration alone, and never harder than BRAKE:
+//!
+//! | radar-only object in path, deceleration needed | action |
+//! |---|---|
+//! | ≥ `FIRM_DECEL_MPS2` | BRAKE |
+//! | ≥ `CAUTION_DECEL_MPS2` | SLOW_DOWN |
+//! | below | CONTINUE |
 
 use crate::ObstacleClass;
 
@@ -61,6 +79,33 @@ pub fn path_offset(y: f64, vy: f64, ttc_s: f64) -> f64 {
     if y.signum() != end.signum() { 0.0 } else { y.abs().min(end.abs()) }
 }
 
+/// Deceleration needed to stop this far short of an object, metres (the bumper is
+/// ahead of the sensors, and a stop nose-to-nose is not a margin).
+pub const STANDOFF_M: f64 = 4.0;
+/// Needed decelerations at which each row of the table applies, m/s². A car brakes at
+/// 8–10 m/s² on dry road; BRAKE commands 70 % of the ego's maximum.
+pub const HARD_DECEL_MPS2: f64 = 4.5;
+pub const FIRM_DECEL_MPS2: f64 = 3.0;
+pub const CAUTION_DECEL_MPS2: f64 = 1.5;
+
+/// Deceleration needed to stop [`STANDOFF_M`] short of an object `range_m` ahead that
+/// closes at `closing_mps` (0 when it does not close; unbounded once inside the standoff).
+pub fn required_decel(range_m: f64, closing_mps: f64) -> f64 {
+    if closing_mps.is_nan() || closing_mps <= 0.0 || !range_m.is_finite() {
+        return 0.0;
+    }
+    closing_mps * closing_mps / (2.0 * (range_m - STANDOFF_M).max(0.01))
+}
+
+/// The table for an unconfirmed (radar-only) object in the path.
+pub fn caution(required_decel_mps2: f64) -> Action {
+    match required_decel_mps2 {
+        a if a >= FIRM_DECEL_MPS2 => Action::Brake,
+        a if a >= CAUTION_DECEL_MPS2 => Action::SlowDown,
+        _ => Action::Continue,
+    }
+}
+
 /// What the recognised object is and where it is relative to the ego path.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Situation {
@@ -69,11 +114,16 @@ pub struct Situation {
     pub time_to_collision_s: f64,
     /// Lateral offset of the object from the ego path centre, metres.
     pub lateral_offset_m: f64,
+    /// Deceleration needed to stop short of it ([`required_decel`]), m/s².
+    pub required_decel_mps2: f64,
     pub left_lane_free: bool,
     pub right_lane_free: bool,
     /// The recogniser's probability for `class`.
     pub confidence: f32,
 }
+
+/// A "none" less sure than this is an unknown obstacle, not a false alarm.
+pub const NONE_MIN_CONFIDENCE: f32 = 0.9;
 
 /// Vigil steers around an obstacle only when this sure it is a vehicle or debris.
 pub const STEER_MIN_CONFIDENCE: f32 = 0.8;
@@ -81,25 +131,29 @@ pub const STEER_MIN_CONFIDENCE: f32 = 0.8;
 /// Applies the table above.
 pub fn decide(s: &Situation) -> Action {
     let ttc = if s.time_to_collision_s.is_nan() { f64::INFINITY } else { s.time_to_collision_s.max(0.0) };
-    let vulnerable = matches!(s.class, ObstacleClass::Pedestrian | ObstacleClass::Cyclist | ObstacleClass::Animal);
-    if s.class == ObstacleClass::None {
+    if s.class == ObstacleClass::None && s.confidence >= NONE_MIN_CONFIDENCE {
         return Action::Continue;
     }
+    let vulnerable = matches!(
+        s.class,
+        ObstacleClass::Pedestrian | ObstacleClass::Cyclist | ObstacleClass::Animal | ObstacleClass::None
+    );
     let offset = s.lateral_offset_m.abs();
     if offset.is_nan() || offset > PATH_HALF_WIDTH_M {
         return if vulnerable && offset <= NEAR_PATH_M && ttc < 3.0 { Action::SlowDown } else { Action::Continue };
     }
+    let a = if s.required_decel_mps2.is_nan() { 0.0 } else { s.required_decel_mps2 };
     if vulnerable {
         match ttc {
-            t if t < 1.5 => Action::BrakeHard,
-            t if t < 3.0 => Action::Brake,
-            t if t < 6.0 => Action::SlowDown,
+            t if t < 1.5 || a >= HARD_DECEL_MPS2 => Action::BrakeHard,
+            t if t < 3.0 || a >= FIRM_DECEL_MPS2 => Action::Brake,
+            t if t < 6.0 || a >= CAUTION_DECEL_MPS2 => Action::SlowDown,
             _ => Action::Continue,
         }
     } else {
         match ttc {
-            t if t < 1.5 => Action::BrakeHard,
-            t if t < 4.0 => {
+            t if t < 1.5 || a >= HARD_DECEL_MPS2 => Action::BrakeHard,
+            t if t < 4.0 || a >= FIRM_DECEL_MPS2 => {
                 if s.confidence < STEER_MIN_CONFIDENCE {
                     Action::Brake
                 } else if s.left_lane_free {
@@ -110,7 +164,7 @@ pub fn decide(s: &Situation) -> Action {
                     Action::Brake
                 }
             }
-            t if t < 8.0 => Action::SlowDown,
+            t if t < 8.0 || a >= CAUTION_DECEL_MPS2 => Action::SlowDown,
             _ => Action::Continue,
         }
     }
@@ -126,6 +180,7 @@ mod tests {
             class,
             time_to_collision_s: ttc,
             lateral_offset_m: offset,
+            required_decel_mps2: 0.0,
             left_lane_free: left,
             right_lane_free: right,
             confidence: 0.95,
@@ -136,6 +191,8 @@ mod tests {
     fn table_rows() {
         let rows = [
             (s(C::None, 0.5, 0.0, false, false), Action::Continue),
+            (Situation { confidence: 0.7, ..s(C::None, 2.0, 0.3, true, true) }, Action::Brake),
+            (Situation { confidence: 0.7, ..s(C::None, 2.0, 2.5, true, true) }, Action::SlowDown),
             (s(C::Pedestrian, 1.0, 0.3, true, true), Action::BrakeHard),
             (s(C::Pedestrian, 2.0, 0.3, true, true), Action::Brake),
             (s(C::Cyclist, 4.0, -1.0, true, true), Action::SlowDown),
@@ -156,6 +213,35 @@ mod tests {
         for (situation, expected) in rows {
             assert_eq!(decide(&situation), expected, "{situation:?}");
         }
+    }
+
+    fn at(class: ObstacleClass, range: f64, closing: f64) -> Situation {
+        let a = required_decel(range, closing);
+        Situation { required_decel_mps2: a, ..s(class, range / closing, 0.0, true, true) }
+    }
+
+    #[test]
+    fn the_same_time_to_collision_is_more_urgent_at_speed() {
+        // 2.5 s ahead: at 36 km/h a lane change; at 130 km/h (90 m) only full braking
+        // stops in time (36² / 2 / 8 = 81 m).
+        assert_eq!(decide(&at(C::Vehicle, 25.0, 10.0)), Action::SteerLeft);
+        assert_eq!(decide(&at(C::Vehicle, 90.0, 36.1)), Action::BrakeHard);
+        assert_eq!(decide(&at(C::Debris, 130.0, 27.0)), Action::SlowDown);
+        assert_eq!(decide(&at(C::Debris, 100.0, 27.0)), Action::SteerLeft, "a free lane, 3.7 s out");
+        assert_eq!(decide(&at(C::Animal, 60.0, 27.8)), Action::BrakeHard);
+        // Far and slow: nothing yet.
+        assert_eq!(decide(&at(C::Pedestrian, 80.0, 8.0)), Action::Continue);
+    }
+
+    #[test]
+    fn required_decel_is_physical() {
+        assert!((required_decel(54.0, 10.0) - 1.0).abs() < 1e-9);
+        assert_eq!(required_decel(50.0, -3.0), 0.0, "receding");
+        assert_eq!(required_decel(50.0, f64::NAN), 0.0);
+        assert!(required_decel(3.0, 5.0) > 100.0, "inside the standoff");
+        assert_eq!(caution(required_decel(140.0, 36.1)), Action::Brake);
+        assert_eq!(caution(required_decel(130.0, 27.0)), Action::SlowDown);
+        assert_eq!(caution(required_decel(100.0, 13.9)), Action::Continue);
     }
 
     #[test]
@@ -192,6 +278,14 @@ mod tests {
                 let a = decide(&s(class, k as f64 * 0.1, 0.0, false, false));
                 assert!(rank(a) >= last, "{class} at {} s: {a:?}", k as f64 * 0.1);
                 last = rank(a);
+            }
+            for closing in [5.0, 15.0, 36.0] {
+                let mut last = 0;
+                for range in (1..300).rev() {
+                    let a = decide(&Situation { left_lane_free: false, ..at(class, range as f64 * 0.5, closing) });
+                    assert!(rank(a) >= last, "{class} at {} m, {closing} m/s: {a:?}", range as f64 * 0.5);
+                    last = rank(a);
+                }
             }
         }
     }

@@ -251,6 +251,9 @@ pub struct RunReport {
     pub fused: u64,
     /// Threats that fell back at once: no fresh camera frame or no camera box.
     pub no_camera_fallbacks: u64,
+    /// Slow-downs and brakes for believed radar-only objects in the path (the radar watch).
+    pub cautions: u64,
+    pub caution_brakes: u64,
     /// The telemetry spool between the actors and the log.
     pub telemetry: crate::process::TelemetryReport,
     pub tasks: Tasks,
@@ -409,6 +412,8 @@ pub(crate) fn build(i: Inputs<'_>) -> RunReport {
         threats: Threats { seen: get(&s.threats_seen), raised: get(&s.threats_raised) },
         fused: get(&s.fused),
         no_camera_fallbacks: get(&s.no_camera),
+        cautions: get(&s.cautions),
+        caution_brakes: get(&s.caution_brakes),
         telemetry: crate::process::TelemetryReport::of(s),
         tasks: Tasks::of(s, &q, i.cfg.queue_capacity),
         recommendations: Recommendations { count: get(&s.completed), by_action },

@@ -239,6 +239,7 @@ mod tests {
             detect_to_brake_s: Some(0.1),
             brake: 0,
             brake_hard,
+            cautions: 0,
             fallback_brakes: 0,
             stopped,
             distance_m: 500.0,

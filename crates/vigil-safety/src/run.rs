@@ -23,8 +23,11 @@ pub struct Drive {
     pub first_detection_m: Option<f64>,
     /// From the first detection to the first command to stop, seconds.
     pub detect_to_brake_s: Option<f64>,
+    /// BRAKE commands: a worker's recommendations and radar-only cautions.
     pub brake: u64,
     pub brake_hard: u64,
+    /// Cautions for radar-only objects (slow down or brake).
+    pub cautions: u64,
     /// Fallback brakes (no answer in time, or no camera).
     pub fallback_brakes: u64,
     pub stopped: bool,
@@ -42,8 +45,9 @@ impl Drive {
             min_gap_m: o.min_gap_m,
             first_detection_m: r.first_detection.map(|d| d.distance_m),
             detect_to_brake_s: r.first_detection.zip(o.first_brake_s).map(|(d, b)| b - d.t_s),
-            brake: action("BRAKE"),
+            brake: action("BRAKE") + r.caution_brakes,
             brake_hard: action("BRAKE_HARD"),
+            cautions: r.cautions,
             fallback_brakes: r.tasks.fallback_braked,
             stopped: o.ego_stopped,
             distance_m: o.distance_m,

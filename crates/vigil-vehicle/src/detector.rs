@@ -96,10 +96,18 @@ fn pose(p: &Option<v1::Pose>) -> (f64, f64, f64) {
     p.as_ref().map_or((0.0, 0.0, 0.0), |p| (p.x, p.y, p.z))
 }
 
-/// Fuses one radar scan with the lidar sweep nearest in time.
-pub fn detect(radar: &v1::RadarScan, lidar: &v1::LidarScan, camera: Option<&CameraGeometry>) -> Vec<Candidate> {
+/// A cluster of radar detections in the vehicle frame: position and mean closing speed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RadarObject {
+    pub x: f64,
+    pub y: f64,
+    /// m/s, positive = closing.
+    pub closing: f64,
+}
+
+/// The radar scan's detections grouped into objects (greedy, [`CLUSTER_M`]).
+pub fn radar_objects(radar: &v1::RadarScan) -> Vec<RadarObject> {
     let (rx, ry, _) = pose(&radar.sensor_pose);
-    // Radar detections in the vehicle frame, with closing speed.
     let mut dets: Vec<(f64, f64, f64)> = radar
         .detections
         .iter()
@@ -110,7 +118,6 @@ pub fn detect(radar: &v1::RadarScan, lidar: &v1::LidarScan, camera: Option<&Came
         })
         .collect();
     dets.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
-    // Greedy clustering.
     let mut clusters: Vec<Vec<(f64, f64, f64)>> = Vec::new();
     for d in dets {
         match clusters.iter_mut().find(|c| c.iter().any(|e| (e.0 - d.0).hypot(e.1 - d.1) < CLUSTER_M)) {
@@ -118,6 +125,45 @@ pub fn detect(radar: &v1::RadarScan, lidar: &v1::LidarScan, camera: Option<&Came
             None => clusters.push(vec![d]),
         }
     }
+    clusters
+        .into_iter()
+        .map(|c| {
+            let n = c.len() as f64;
+            let (x, y, closing) = c.iter().fold((0.0, 0.0, 0.0), |a, e| (a.0 + e.0 / n, a.1 + e.1 / n, a.2 + e.2 / n));
+            RadarObject { x, y, closing }
+        })
+        .collect()
+}
+
+/// Lidar points this close to the support join it (one body), metres.
+pub const JOIN_M: f64 = 0.8;
+/// How far across the support may grow from the radar object, metres.
+const GROW_ACROSS_M: f64 = 3.0;
+
+/// The lidar support of a radar object at (x, y): the points in its gate, grown by
+/// neighbours to the whole body, so the extent does not depend on where the noisy radar
+/// azimuth put the gate (a car cut in half by it jitters across by half its width).
+fn grow(points: &[(f64, f64, f64)], x: f64, y: f64) -> Vec<(f64, f64, f64)> {
+    let (mut support, mut rest): (Vec<_>, Vec<_>) = points
+        .iter()
+        .filter(|p| (p.0 - x).abs() < CONFIRM_ALONG_M + JOIN_M && (p.1 - y).abs() < GROW_ACROSS_M)
+        .partition(|p| (p.0 - x).abs() < CONFIRM_ALONG_M && (p.1 - y).abs() < CONFIRM_ACROSS_M);
+    if support.len() < MIN_LIDAR_POINTS {
+        return support;
+    }
+    let mut next = 0;
+    while next < support.len() && !rest.is_empty() {
+        let q = support[next];
+        let (near, far): (Vec<_>, Vec<_>) = rest.into_iter().partition(|p| (p.0 - q.0).hypot(p.1 - q.1) < JOIN_M);
+        support.extend(near);
+        rest = far;
+        next += 1;
+    }
+    support
+}
+
+/// Fuses one radar scan's objects with the lidar sweep nearest in time.
+pub fn detect(objects: &[RadarObject], lidar: &v1::LidarScan, camera: Option<&CameraGeometry>) -> Vec<Candidate> {
     // Above-ground lidar points in the vehicle frame.
     let (lx, ly, lz) = pose(&lidar.sensor_pose);
     let points: Vec<(f64, f64, f64)> = vigil_proto::unpack_points(&lidar.points)
@@ -125,19 +171,23 @@ pub fn detect(radar: &v1::RadarScan, lidar: &v1::LidarScan, camera: Option<&Came
         .filter(|p| p.2 > MIN_POINT_HEIGHT_M)
         .collect();
     let mut out = Vec::new();
-    for c in clusters {
-        let n = c.len() as f64;
-        let (x, y, closing) = c.iter().fold((0.0, 0.0, 0.0), |a, e| (a.0 + e.0 / n, a.1 + e.1 / n, a.2 + e.2 / n));
-        let support: Vec<&(f64, f64, f64)> =
-            points.iter().filter(|p| (p.0 - x).abs() < CONFIRM_ALONG_M && (p.1 - y).abs() < CONFIRM_ACROSS_M).collect();
+    for &RadarObject { x, y, closing } in objects {
+        let support = grow(&points, x, y);
         if support.len() < MIN_LIDAR_POINTS {
             continue;
         }
         let (ymin, ymax) = support.iter().fold((f64::MAX, f64::MIN), |a, p| (a.0.min(p.1), a.1.max(p.1)));
         let height = support.iter().fold(0f64, |a, p| a.max(p.2));
-        // Centre on the lidar support: radar scatters over the visible face.
-        let (sx, sy) = support.iter().fold((0.0, 0.0), |a, p| (a.0 + p.0, a.1 + p.1));
-        let (x, y) = (sx / support.len() as f64, sy / support.len() as f64);
+        // Centre on the lidar support (radar scatters over the visible face): along the
+        // range its mean, the near face; across it the middle of its extent, since the
+        // mean drifts toward the side facing the ego as a passing car shows more of it
+        // (a false lateral speed toward the path).
+        let x = support.iter().map(|p| p.0).sum::<f64>() / support.len() as f64;
+        let y = (ymin + ymax) / 2.0;
+        // Two radar clusters on one body grow to the same support: one object.
+        if out.iter().any(|c: &Candidate| (c.x - x).abs() < 0.5 && (c.y - y).abs() < 0.5) {
+            continue;
+        }
         let ttc = if closing > 0.3 { (x.hypot(y) / closing).max(0.0) } else { f64::INFINITY };
         let width = (ymax - ymin).max(0.3);
         let threat = y.abs() < CORRIDOR_HALF_WIDTH_M + width / 2.0 && ttc < TTC_HORIZON_S && x > 0.0;

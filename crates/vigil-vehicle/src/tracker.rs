@@ -14,8 +14,11 @@ pub const GATE_M: f64 = 2.5;
 pub const MAX_AGE_NS: Nanos = 1_000_000_000;
 /// Observations kept per track (10 Hz sweeps: 0.6 s).
 const HISTORY: usize = 6;
-/// Lateral speeds below this are centroid jitter, m/s.
+/// Lateral speeds below this are centroid jitter, m/s, plus this much per metre of
+/// range: a lidar column is 0.35° wide, so the extent of a car 80 m out moves in 0.5 m
+/// steps and a fit over 0.6 s reads ±0.8 m/s that is not there.
 pub const LATERAL_DEADBAND: f64 = 0.4;
+pub const LATERAL_DEADBAND_PER_M: f64 = 0.012;
 /// Plausible relative speeds; an association jump beyond these is noise, m/s.
 const MAX_SPEED: f64 = 60.0;
 const MAX_LATERAL: f64 = 5.0;
@@ -30,9 +33,17 @@ pub struct Pose {
 }
 
 impl Pose {
-    fn to_world(self, x: f64, y: f64) -> (f64, f64) {
+    /// Vehicle frame to road frame.
+    pub fn to_world(self, x: f64, y: f64) -> (f64, f64) {
         let (s, c) = self.yaw.sin_cos();
         (self.x + c * x - s * y, self.y + s * x + c * y)
+    }
+
+    /// Road frame to vehicle frame.
+    pub fn to_vehicle(self, wx: f64, wy: f64) -> (f64, f64) {
+        let (s, c) = self.yaw.sin_cos();
+        let (dx, dy) = (wx - self.x, wy - self.y);
+        (c * dx + s * dy, -s * dx + c * dy)
     }
 }
 
@@ -59,8 +70,8 @@ pub struct Track {
 
 /// Least-squares velocity over the history (robust to the jitter of a lidar centroid
 /// where a frame-to-frame difference is not); lateral speeds under
-/// [`LATERAL_DEADBAND`] count as zero.
-fn fit_velocity(h: &VecDeque<(Nanos, f64, f64)>) -> (f64, f64) {
+/// the deadband count as zero.
+fn fit_velocity(h: &VecDeque<(Nanos, f64, f64)>, deadband: f64) -> (f64, f64) {
     if h.len() < 2 {
         return (0.0, 0.0);
     }
@@ -78,7 +89,7 @@ fn fit_velocity(h: &VecDeque<(Nanos, f64, f64)>) -> (f64, f64) {
     };
     let vx = slope(&|p| p.1).clamp(-MAX_SPEED, MAX_SPEED);
     let vy = slope(&|p| p.2).clamp(-MAX_LATERAL, MAX_LATERAL);
-    (vx, if vy.abs() < LATERAL_DEADBAND { 0.0 } else { vy })
+    (vx, if vy.abs() < deadband { 0.0 } else { vy })
 }
 
 #[derive(Debug, Default)]
@@ -121,7 +132,8 @@ impl Tracker {
                     while tr.history.len() > HISTORY {
                         tr.history.pop_front();
                     }
-                    (tr.wvx, tr.vy) = fit_velocity(&tr.history);
+                    let deadband = LATERAL_DEADBAND + LATERAL_DEADBAND_PER_M * c.x.abs();
+                    (tr.wvx, tr.vy) = fit_velocity(&tr.history, deadband);
                     tr.vx = tr.wvx - pose.speed * pose.yaw.cos();
                     (tr.x, tr.y, tr.last_ns) = (c.x, c.y, t);
                     tr.hits += 1;

@@ -27,7 +27,11 @@ fn run(
                 Some(Payload::Camera(c)) => camera = CameraGeometry::from_frame(&c),
                 Some(Payload::Radar(r)) => {
                     if let Some(l) = &lidar {
-                        out.push(((m.capture_ns - start) as f64 * 1e-9, detect(&r, l, camera.as_ref()), Vec::new()));
+                        out.push((
+                            (m.capture_ns - start) as f64 * 1e-9,
+                            detect(&vigil_vehicle::detector::radar_objects(&r), l, camera.as_ref()),
+                            Vec::new(),
+                        ));
                     }
                 }
                 // Each frame's ground truth follows it: attach the radar scan's.

@@ -134,7 +134,14 @@ impl Rig {
             reply_to: reply_address(&self.vehicle),
             ..Default::default()
         };
-        self.dispatcher().do_send(RaiseTask { task, capture_ns: now, detected_ns: now, track_id: n as u32, ttc_s });
+        self.dispatcher().do_send(RaiseTask {
+            task,
+            capture_ns: now,
+            detected_ns: now,
+            track_id: n as u32,
+            ttc_s,
+            offset_m: 0.0,
+        });
         self.stats.outstanding.fetch_add(1, Ordering::SeqCst);
         self.stats.tasks_raised.fetch_add(1, Ordering::SeqCst);
         id
@@ -258,9 +265,21 @@ fn a_task_past_its_deadline_falls_back_and_its_late_answer_is_stale() {
 fn a_threat_with_no_camera_brakes_when_close() {
     let rig = Rig::start(16);
     let handler = rig.handle.handler.clone().unwrap();
-    handler.do_send(NoCamera { track_id: 7, ttc_s: 1.5 });
+    handler.do_send(NoCamera { track_id: 7, ttc_s: 1.5, offset_m: 0.4 });
     let c = rig.control.recv_timeout(Duration::from_secs(5)).expect("a fallback command");
     assert_eq!((c.action, c.fallback), (Action::Brake, true));
     assert!(c.task_id.ends_with("/no-camera/7"), "{}", c.task_id);
     assert_eq!(Rig::get(&rig.stats.no_camera), 1);
+}
+
+#[test]
+fn a_threat_beside_the_path_with_no_camera_is_counted_but_not_braked_for() {
+    let rig = Rig::start(16);
+    let handler = rig.handle.handler.clone().unwrap();
+    // A car parked on the shoulder leaves the camera's view as the ego passes it.
+    handler.do_send(NoCamera { track_id: 8, ttc_s: 0.8, offset_m: 2.9 });
+    handler.do_send(NoCamera { track_id: 9, ttc_s: 0.8, offset_m: 0.2 });
+    let c = rig.control.recv_timeout(Duration::from_secs(5)).expect("a fallback command");
+    assert!(c.task_id.ends_with("/no-camera/9"), "only the one in the path brakes: {}", c.task_id);
+    assert_eq!(Rig::get(&rig.stats.no_camera), 2);
 }

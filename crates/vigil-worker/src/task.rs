@@ -3,7 +3,7 @@
 
 use vigil_bus::{FrameStore, TaskDelivery, TransportError};
 use vigil_core::ObstacleClass;
-use vigil_core::policy::{Situation, decide, path_offset};
+use vigil_core::policy::{Situation, decide, path_offset, required_decel};
 use vigil_proto::v1::{self, envelope::Payload};
 use vigil_proto::{action_to_proto, class_to_proto};
 use vigil_vision::preprocess::{Crop, crop};
@@ -97,10 +97,14 @@ pub fn recommend(
 ) -> v1::Recommendation {
     let track = task.track.unwrap_or_default();
     let ttc = if track.closing { track.time_to_collision_s } else { f64::INFINITY };
+    // The closing speed fusion's time to collision was made from.
+    let range = track.x.hypot(track.y);
+    let closing = if ttc.is_finite() { range / ttc.max(1e-3) } else { 0.0 };
     let situation = Situation {
         class,
         time_to_collision_s: ttc,
         lateral_offset_m: path_offset(track.y, track.vy, ttc),
+        required_decel_mps2: required_decel(range, closing),
         left_lane_free: task.left_lane_free,
         right_lane_free: task.right_lane_free,
         confidence,

@@ -11,7 +11,9 @@
 //!
 //! Every hazard is placed so that, unbraked, the ego meets it: a static target at
 //! 6 s time to reach (at least 30 m), a crossing one timed to be in the ego's path when
-//! the ego gets there. Small jitter per seed moves where and when.
+//! the ego gets there. And so that a car could avoid it: a crossing hazard is in view
+//! and moving before the ego is closer than it needs to stop. Small jitter per seed
+//! moves where and when.
 
 use serde::Serialize;
 

@@ -15,6 +15,13 @@ fn crossing_start(x: f64, v_ego: f64, y0: f64, speed: f64) -> f64 {
     ((x - 2.5) / v_ego - y0.abs() / speed).max(0.0)
 }
 
+/// How far from the ego's lane centre a crossing hazard starts to move, metres: at least
+/// `min_abs`, and far enough that it is moving for the time a car needs to stop from
+/// `v_ego` at 8 m/s² plus a second and a fifth to see it move and decide.
+fn approach(min_abs: f64, speed: f64, v_ego: f64) -> f64 {
+    min_abs.max(speed * (v_ego / 8.0 + 1.2))
+}
+
 pub(super) struct Toml(String);
 
 impl Toml {
@@ -153,14 +160,15 @@ fn pedestrian_near_side(c: &Ctx) -> String {
     if c.family == Family::NightPedestrian {
         t.section("[environment]\nlight = [0.15, 0.25]");
     }
-    let start = crossing_start(c.x, c.v, c.right_walk, speed);
-    t.obstacle("pedestrian", [c.x, c.right_walk], &[[c.x, LANE_W + 3.0]], speed, start, 0.0, c.moving);
+    let from = -approach(-c.right_walk, speed, c.v);
+    let start = crossing_start(c.x, c.v, from, speed);
+    t.obstacle("pedestrian", [c.x, from], &[[c.x, LANE_W + 3.0]], speed, start, 0.0, c.moving);
     t.0
 }
 
 fn pedestrian_far_side(c: &Ctx) -> String {
     let speed = 8.0 / 3.6;
-    let from = c.left_walk;
+    let from = approach(c.left_walk, speed, c.v);
     let mut t = Toml::head(c.family, c.speed_kmh, c.reach + 4.0);
     t.section(&c.ego);
     t.obstacle(
@@ -205,7 +213,7 @@ fn pedestrian_along(c: &Ctx) -> String {
 
 fn cyclist_crossing(c: &Ctx) -> String {
     let speed = 15.0 / 3.6;
-    let from = -LANE_W / 2.0 - 3.0;
+    let from = -approach(LANE_W / 2.0 + 3.0, speed, c.v);
     let mut t = Toml::head(c.family, c.speed_kmh, c.reach + 4.0);
     t.section(&c.ego);
     t.obstacle(
@@ -241,9 +249,12 @@ fn highway(c: &Ctx) -> String {
     t.0
 }
 
+/// A deer trots out of the verge at 9 km/h (one darting at 25 km/h from the shoulder
+/// would be in the path 0.8 s after it moved, closer than any car stops from 80 km/h: a
+/// cell no perception could pass).
 fn animal(c: &Ctx) -> String {
-    let speed = 25.0 / 3.6;
-    let from = -LANE_W / 2.0 - 4.0;
+    let speed = 2.5;
+    let from = -approach(6.0, speed, c.v);
     let mut t = Toml::head(c.family, c.speed_kmh, c.reach + 4.0);
     t.section(&c.ego);
     t.section("[environment]\nlight = [0.5, 0.9]");

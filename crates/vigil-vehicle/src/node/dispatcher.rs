@@ -59,6 +59,8 @@ pub struct Outstanding {
     pub deadline_ns: Nanos,
     pub detected_ns: Nanos,
     pub ttc_s: f64,
+    /// Closest the track comes to the ego path centre, metres.
+    pub offset_m: f64,
     pub priority: u8,
     /// The publish was refused: resolve by fallback now.
     pub refused: bool,
@@ -100,6 +102,7 @@ impl Handler<RaiseTask> for Dispatcher {
             deadline_ns: r.task.deadline_ns,
             detected_ns: r.detected_ns,
             ttc_s: r.ttc_s,
+            offset_m: r.offset_m,
             priority: (r.task.priority as u8).min(9),
             refused: false,
         };

@@ -67,3 +67,25 @@ impl InternalEvent for NoCameraFallback {
         tracing::debug!(track = self.track, ttc = self.ttc_s, "threat with no fresh camera crop: fallback");
     }
 }
+
+/// A believed radar-only object in the path made the node slow down or brake.
+pub(crate) struct CautionApplied<'a> {
+    pub caution: &'a super::fusion::Caution,
+}
+
+impl InternalEvent for CautionApplied<'_> {
+    fn emit(self, stats: &NodeStats) {
+        inc(&stats.cautions);
+        let c = self.caution;
+        if c.action == vigil_core::policy::Action::Brake {
+            inc(&stats.caution_brakes);
+        }
+        tracing::debug!(
+            watch = c.watch_id,
+            action = c.action.name(),
+            range = c.range_m,
+            needed_decel = c.required_decel_mps2,
+            "radar-only object in the path: caution"
+        );
+    }
+}

@@ -1,11 +1,11 @@
 //! Fusion: radar, lidar and camera into tracks; threats into obstacle tasks.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use actix::prelude::*;
-use vigil_core::policy::{PATH_HALF_WIDTH_M, path_offset};
+use vigil_core::policy::{Action, PATH_HALF_WIDTH_M, caution, path_offset};
 use vigil_core::{Clock, Nanos, RunId, VehicleId};
 use vigil_proto::v1::{self, envelope::Payload};
 
@@ -13,8 +13,9 @@ use super::dispatcher::Dispatcher;
 use super::handler::RecommendationHandler;
 use super::stats::{NodeStats, inc};
 use super::{Frame, NodeConfig, NodeDeps, Stream};
-use crate::detector::{CORRIDOR_HALF_WIDTH_M, CameraGeometry, TTC_HORIZON_S, detect};
+use crate::detector::{CORRIDOR_HALF_WIDTH_M, CameraGeometry, TTC_HORIZON_S, detect, radar_objects};
 use crate::tracker::{Pose, Track, Tracker};
+use crate::watch::{RadarWatch, Watched};
 
 #[derive(Debug, Clone)]
 struct CameraRef {
@@ -35,6 +36,11 @@ pub struct Fusion {
     dispatcher: Addr<Dispatcher>,
     handler: Addr<RecommendationHandler>,
     tracker: Tracker,
+    /// Radar-only objects the lidar cannot confirm yet, and the caution last sent for each.
+    watch: RadarWatch,
+    cautioned: HashMap<u32, (Action, Nanos)>,
+    /// The confirmed tracks of the latest scan (a watched object among them is theirs).
+    tracks: Vec<Track>,
     lidar: Option<Arc<v1::Envelope>>,
     camera: Option<CameraRef>,
     /// Capture interval of the camera, as last seen (a slow camera is not a stale one).
@@ -69,11 +75,30 @@ impl Handler<TrackSettled> for Fusion {
 pub struct NoCamera {
     pub track_id: u32,
     pub ttc_s: f64,
+    /// Closest the track comes to the ego path centre ([`path_offset`]), metres.
+    pub offset_m: f64,
 }
 
 impl Message for NoCamera {
     type Result = ();
 }
+
+/// Fusion to the handler: a believed radar-only object in the path asks for `action`
+/// ([`vigil_core::policy::caution`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Caution {
+    pub watch_id: u32,
+    pub action: Action,
+    pub range_m: f64,
+    pub required_decel_mps2: f64,
+}
+
+impl Message for Caution {
+    type Result = ();
+}
+
+/// A caution is sent again for the same object only this often unless it escalates.
+const CAUTION_REPEAT_NS: Nanos = 500_000_000;
 
 /// A task the fusion actor wants answered.
 #[derive(Debug, Clone)]
@@ -83,6 +108,9 @@ pub struct RaiseTask {
     pub detected_ns: Nanos,
     pub track_id: u32,
     pub ttc_s: f64,
+    /// Closest the track comes to the ego path centre, metres (a fallback brakes only
+    /// for what is in the path).
+    pub offset_m: f64,
 }
 
 impl Message for RaiseTask {
@@ -99,6 +127,9 @@ impl Actor for Fusion {
 /// A track younger than [`MIN_HITS_FOR_VELOCITY`] raises a task only when it is in the
 /// path and closer than this, seconds (low debris is seen late and intermittently).
 pub const EARLY_TTC_S: f64 = 3.0;
+
+/// A lane is free only of what could be in it within this long, seconds.
+pub const LANE_CHANGE_LOOKAHEAD_S: f64 = 5.0;
 
 /// Lidar sweeps a track needs before its velocity is trusted and it may raise a task.
 pub const MIN_HITS_FOR_VELOCITY: u32 = 3;
@@ -125,6 +156,9 @@ impl Fusion {
             dispatcher,
             handler,
             tracker: Tracker::default(),
+            watch: RadarWatch::default(),
+            cautioned: HashMap::new(),
+            tracks: Vec::new(),
             lidar: None,
             camera: None,
             camera_period_ns: 0,
@@ -152,26 +186,64 @@ impl Fusion {
             return false;
         }
         let centre = side * w;
-        !tracks.iter().any(|t| t.x > -15.0 && t.x < 70.0 && (t.y - centre).abs() < w / 2.0 + 0.8)
+        // Near, or closing fast enough to be alongside before the lane change ends (an
+        // oncoming car 100 m out at a combined 44 m/s is 2.3 s away).
+        let blocks = |t: &Track| t.x > -15.0 && (t.x < 70.0 || -t.vx * LANE_CHANGE_LOOKAHEAD_S > t.x - 15.0);
+        !tracks.iter().any(|t| blocks(t) && (t.y - centre).abs() < w / 2.0 + 0.8)
     }
 
     fn on_radar(&mut self, f: &Frame) {
-        let (Some(Payload::Radar(radar)), Some(lidar_env)) = (f.envelope.payload.as_ref(), self.lidar.as_ref()) else {
-            return;
-        };
+        let Some(Payload::Radar(radar)) = f.envelope.payload.as_ref() else { return };
+        let objects = radar_objects(radar);
+        let capture = f.capture_ns();
+        self.track(capture, &objects);
+        let watched = self.watch.update(capture, self.pose_at(capture), &objects);
+        self.caution(capture, watched);
+    }
+
+    /// Sends the handler a caution for each believed radar-only object in the path that
+    /// no confirmed track accounts for.
+    fn caution(&mut self, capture: Nanos, watched: Vec<Watched>) {
+        self.cautioned.retain(|_, (_, at)| capture - *at < 4 * CAUTION_REPEAT_NS);
+        for w in watched {
+            let confirmed = self.tracks.iter().any(|t| (t.x - w.x).hypot(t.y - w.y) < 3.0 + 0.02 * w.range_m);
+            let action = caution(w.required_decel_mps2);
+            if confirmed || action == Action::Continue {
+                continue;
+            }
+            if let Some((last, at)) = self.cautioned.get(&w.id)
+                && (*last == action || *last == Action::Brake)
+                && capture - at < CAUTION_REPEAT_NS
+            {
+                continue;
+            }
+            self.cautioned.insert(w.id, (action, capture));
+            self.stats.first_task.get_or_init(|| (capture, w.x));
+            self.handler.do_send(Caution {
+                watch_id: w.id,
+                action,
+                range_m: w.range_m,
+                required_decel_mps2: w.required_decel_mps2,
+            });
+        }
+    }
+
+    /// Lidar-confirmed candidates into tracks; threats into tasks.
+    fn track(&mut self, capture: Nanos, objects: &[crate::detector::RadarObject]) {
+        let Some(lidar_env) = self.lidar.as_ref() else { return };
         let Some(Payload::Lidar(lidar)) = lidar_env.payload.as_ref() else { return };
         let camera = self.camera.clone();
-        let candidates = detect(radar, lidar, camera.as_ref().map(|c| &c.geometry));
-        let capture = f.capture_ns();
+        let candidates = detect(objects, lidar, camera.as_ref().map(|c| &c.geometry));
         // Positions come from the lidar support, so the tracker runs on lidar time: a
         // radar scan that reuses the last sweep adds no velocity evidence.
         let lidar_ns = lidar_env.header.as_ref().map_or(capture, |h| h.capture_time_ns);
         let pose = self.pose_at(lidar_ns);
         let tracks = self.tracker.update(lidar_ns, pose, candidates);
+        self.tracks.clone_from(&tracks);
         self.threats.retain(|id| tracks.iter().any(|t| t.id == *id));
         let lanes = (self.lane_free(&tracks, 1.0), self.lane_free(&tracks, -1.0));
         for t in &tracks {
-            let Some(ttc) = self.actionable(t) else { continue };
+            let Some((ttc, offset)) = self.actionable(t) else { continue };
             let on_time = self.clock.now_ns() - capture < self.cfg.task_budget_ns;
             if self.threats.insert(t.id) {
                 inc(&self.stats.threats_seen);
@@ -186,15 +258,15 @@ impl Fusion {
             let max_age = self.cfg.max_camera_age_ns.max(self.camera_period_ns.saturating_mul(3) / 2);
             let fresh = camera.as_ref().filter(|cam| capture - cam.capture_ns <= max_age);
             match (fresh, t.candidate.camera_box) {
-                (Some(cam), Some(b)) => self.raise(t, ttc, capture, cam, b, lanes),
-                _ => self.handler.do_send(NoCamera { track_id: t.id, ttc_s: ttc }),
+                (Some(cam), Some(b)) => self.raise(t, (ttc, offset), capture, cam, b, lanes),
+                _ => self.handler.do_send(NoCamera { track_id: t.id, ttc_s: ttc, offset_m: offset }),
             }
         }
     }
 
     /// The time to collision of a track fusion may act on: a threat in the ego corridor,
     /// old enough for its velocity to be trusted unless it is in the path and close now.
-    fn actionable(&self, t: &Track) -> Option<f64> {
+    fn actionable(&self, t: &Track) -> Option<(f64, f64)> {
         let c = &t.candidate;
         // Radar range rate averages every detection in the cluster (clutter beside a
         // receding car closes at ego speed); once tracked, the track's own motion decides.
@@ -216,11 +288,20 @@ impl Fusion {
             "track"
         );
         let urgent_now = t.y.abs() < PATH_HALF_WIDTH_M + c.width_m / 2.0 && ttc < EARLY_TTC_S;
-        (threat && (t.hits >= MIN_HITS_FOR_VELOCITY || urgent_now)).then_some(ttc)
+        (threat && (t.hits >= MIN_HITS_FOR_VELOCITY || urgent_now)).then_some((ttc, offset))
     }
 
     /// Sends the dispatcher a task on the track's camera crop.
-    fn raise(&mut self, t: &Track, ttc: f64, capture: Nanos, cam: &CameraRef, b: [f32; 4], lanes: (bool, bool)) {
+    fn raise(
+        &mut self,
+        t: &Track,
+        risk: (f64, f64),
+        capture: Nanos,
+        cam: &CameraRef,
+        b: [f32; 4],
+        lanes: (bool, bool),
+    ) {
+        let (ttc, offset_m) = risk;
         self.next_task += 1;
         let task = v1::ObstacleTask {
             task_id: task_id(&self.cfg.vehicle, &self.cfg.run, self.next_task),
@@ -251,8 +332,14 @@ impl Fusion {
         inc(&self.stats.tasks_raised);
         inc(&self.stats.raised_by_priority[priority_for_ttc(ttc).min(9) as usize]);
         self.stats.outstanding.fetch_add(1, Ordering::SeqCst);
-        let raise =
-            RaiseTask { task, capture_ns: capture, detected_ns: self.clock.now_ns(), track_id: t.id, ttc_s: ttc };
+        let raise = RaiseTask {
+            task,
+            capture_ns: capture,
+            detected_ns: self.clock.now_ns(),
+            track_id: t.id,
+            ttc_s: ttc,
+            offset_m,
+        };
         self.stats.first_task.get_or_init(|| (capture, t.x));
         // The dispatcher never waits on the broker, so its mailbox stays short.
         self.dispatcher.do_send(raise);

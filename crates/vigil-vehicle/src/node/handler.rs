@@ -9,15 +9,15 @@ use std::time::Duration;
 use actix::prelude::*;
 use vigil_bus::transport::reply_stream;
 use vigil_bus::{Reply, TaskTransport, TransportError, topics};
-use vigil_core::policy::Action;
+use vigil_core::policy::{Action, PATH_HALF_WIDTH_M};
 use vigil_core::{Clock, Nanos};
 use vigil_proto::action_from_proto;
 use vigil_proto::v1::{self, envelope::Payload};
 
 use super::control::ControlCommand;
 use super::dispatcher::Outstanding;
-use super::events::{InternalEvent, NoCameraFallback};
-use super::fusion::{NoCamera, TrackSettled, reply_address};
+use super::events::{CautionApplied, InternalEvent, NoCameraFallback};
+use super::fusion::{Caution, NoCamera, TrackSettled, reply_address};
 use super::stats::{NodeStats, inc};
 use super::{NodeConfig, NodeDeps, TelemetrySpool, ToLog};
 
@@ -32,6 +32,13 @@ fn urgency(a: Action) -> u8 {
         Action::SlowDown => 1,
         Action::Continue => 0,
     }
+}
+
+/// The fallback with no recommendation: brake for what is close in time and in the path
+/// (the policy's own geometry: a car parked beside the lane leaves the camera's view as
+/// the ego passes it, and is no reason to stop).
+fn brakes(ttc_s: f64, offset_m: f64, fallback_ttc_s: f64) -> bool {
+    ttc_s < fallback_ttc_s && (offset_m.is_nan() || offset_m <= PATH_HALF_WIDTH_M)
 }
 
 /// Applies recommendations (deduplicated, deadline-guarded) and the fallback policy.
@@ -174,7 +181,7 @@ impl RecommendationHandler {
         self.stats.fallback_after_deadline.record((self.clock.now_ns() - o.deadline_ns).max(0));
         inc(&self.stats.fallback);
         inc(&self.stats.fallback_by_priority[o.priority as usize]);
-        if o.ttc_s < self.cfg.fallback_ttc_s {
+        if brakes(o.ttc_s, o.offset_m, self.cfg.fallback_ttc_s) {
             inc(&self.stats.fallback_braked);
             self.apply(&o.task_id, Action::Brake, true);
         }
@@ -199,10 +206,18 @@ impl Handler<NoCamera> for RecommendationHandler {
     type Result = ();
     fn handle(&mut self, m: NoCamera, _: &mut Self::Context) {
         NoCameraFallback { track: m.track_id, ttc_s: m.ttc_s }.emit(&self.stats);
-        if m.ttc_s < self.cfg.fallback_ttc_s {
+        if brakes(m.ttc_s, m.offset_m, self.cfg.fallback_ttc_s) {
             self.apply(&format!("{}/{}/no-camera/{}", self.cfg.vehicle, self.cfg.run, m.track_id), Action::Brake, true);
         }
         self.fusion.do_send(TrackSettled(m.track_id));
+    }
+}
+
+impl Handler<Caution> for RecommendationHandler {
+    type Result = ();
+    fn handle(&mut self, m: Caution, _: &mut Self::Context) {
+        CautionApplied { caution: &m }.emit(&self.stats);
+        self.apply(&format!("{}/{}/caution/{}", self.cfg.vehicle, self.cfg.run, m.watch_id), m.action, false);
     }
 }
 

@@ -10,8 +10,8 @@ use vigil_core::Nanos;
 #[derive(Debug, Default)]
 pub struct NodeStats {
     pub ingested: [AtomicU64; 4],
-    /// The first task raised: its frame's capture time and the track's distance ahead
-    /// (m), how far out the node first asked about an obstacle.
+    /// The first task raised or caution sent: its frame's capture time and the object's
+    /// distance ahead (m), how far out the node first acted on an obstacle.
     pub first_task: std::sync::OnceLock<(Nanos, f64)>,
     /// Frames that failed strict decoding or arrived on the wrong stream.
     pub rejected: AtomicU64,
@@ -56,6 +56,10 @@ pub struct NodeStats {
     pub telemetry_log_waits: AtomicU64,
     /// Threats that fell back at once because the camera had no fresh frame or no box.
     pub no_camera: AtomicU64,
+    /// Cautions (slow down or brake) for believed radar-only objects in the path.
+    pub cautions: AtomicU64,
+    /// Of those, how many braked (the rest slowed down).
+    pub caution_brakes: AtomicU64,
     /// Tracks that became a threat fusion may act on, and of those, how many it first
     /// acted on (a task or an immediate fallback) from a scan younger than the task
     /// budget. A threat first seen on an older scan was left unraised while the vehicle

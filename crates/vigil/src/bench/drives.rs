@@ -60,7 +60,7 @@ pub(super) fn soak(a: SoakBenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&b)?);
     }
     let summary = format!(
-        "{} tasks at {:.0}/s: RSS {:.1} -> {:.1} MB {:+.1}% (bound {:.0}%), p99 {:.2} -> {:.2} ms {:+.1}% (bound {:.0}%), end against start ({} windows each); every task ended answered or fallen back: {}",
+        "{} tasks at {:.0}/s: RSS {:.1} -> {:.1} MB {:+.1}% (bound {:.0}%), p99 {:.2} -> {:.2} ms {:+.1}% (bound {:.0}%), end median against start (RSS: the start's peak; {} windows each); every task ended answered or fallen back: {}",
         b.tasks,
         b.tasks_per_s,
         b.start_rss_mb,
