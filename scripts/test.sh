@@ -87,8 +87,8 @@ test -x "$vigil" || cargo build --release --workspace -q
 # median against the start's peak (allocator arenas step RSS by a few MB).
 "$vigil" bench soak --tasks 100000 --window 5000 --max-rss-growth 0.10 --max-p99-growth 0.20
 
-# The safety matrix's representative subset (12 cells, 10 seeds, perception on and off;
-# about 100 s here), gated: no collision up to 80 km/h, the control collides in every
+# The safety matrix's representative subset (15 cells, 10 seeds, perception on and off;
+# about 2 minutes here), gated: no collision up to 80 km/h, the control collides in every
 # hazardous cell, no hard brake and no stop in a nuisance cell.
 "$vigil" safety --quick --seeds 10 --gate --png "${CARGO_TARGET_DIR:-target}/safety-quick.png"
 

@@ -9,7 +9,7 @@
 //! | pedestrian, cyclist, animal | in path | 1.5–3 s | ≥ `FIRM_DECEL_MPS2` | BRAKE |
 //! | pedestrian, cyclist, animal | in path | 3–6 s | ≥ `CAUTION_DECEL_MPS2` | SLOW_DOWN |
 //! | vehicle, debris | in path | < 1.5 s | ≥ `HARD_DECEL_MPS2` | BRAKE_HARD |
-//! | vehicle, debris | in path | 1.5–4 s | ≥ `FIRM_DECEL_MPS2` | STEER_LEFT if the left lane is free, else STEER_RIGHT if the right lane is free, else BRAKE; BRAKE too when the recogniser is less than `STEER_MIN_CONFIDENCE` sure |
+//! | vehicle, debris | in path | 1.5–4 s | ≥ `FIRM_DECEL_MPS2` | steer into a free lane on the side away from the object (either when it is within `OFF_CENTRE_M` of the centre, left first) when closing at `STEER_MIN_CLOSING_MPS` or more, else BRAKE; BRAKE too when the recogniser is less than `STEER_MIN_CONFIDENCE` sure |
 //! | vehicle, debris | in path | 4–8 s | ≥ `CAUTION_DECEL_MPS2` | SLOW_DOWN |
 //! | any | in path | beyond those | below those | CONTINUE |
 //!
@@ -116,6 +116,11 @@ pub struct Situation {
     pub lateral_offset_m: f64,
     /// Deceleration needed to stop short of it ([`required_decel`]), m/s².
     pub required_decel_mps2: f64,
+    /// Where it is now, metres left (+) or right (−) of the path centre: a lane change
+    /// goes the other way first.
+    pub lateral_position_m: f64,
+    /// How fast the gap closes, m/s (0 when it does not).
+    pub closing_mps: f64,
     pub left_lane_free: bool,
     pub right_lane_free: bool,
     /// The recogniser's probability for `class`.
@@ -124,6 +129,13 @@ pub struct Situation {
 
 /// A "none" less sure than this is an unknown obstacle, not a false alarm.
 pub const NONE_MIN_CONFIDENCE: f32 = 0.9;
+
+/// Slower than this, braking stops in a few metres and a lane change (2 s sideways)
+/// would end in the object: brake, m/s.
+pub const STEER_MIN_CLOSING_MPS: f64 = 8.0;
+
+/// An object further than this from the path centre is on one side of it, metres.
+pub const OFF_CENTRE_M: f64 = 0.5;
 
 /// Vigil steers around an obstacle only when this sure it is a vehicle or debris.
 pub const STEER_MIN_CONFIDENCE: f32 = 0.8;
@@ -154,14 +166,22 @@ pub fn decide(s: &Situation) -> Action {
         match ttc {
             t if t < 1.5 || a >= HARD_DECEL_MPS2 => Action::BrakeHard,
             t if t < 4.0 || a >= FIRM_DECEL_MPS2 => {
-                if s.confidence < STEER_MIN_CONFIDENCE {
-                    Action::Brake
-                } else if s.left_lane_free {
-                    Action::SteerLeft
-                } else if s.right_lane_free {
-                    Action::SteerRight
-                } else {
-                    Action::Brake
+                let left = (s.left_lane_free, Action::SteerLeft);
+                let right = (s.right_lane_free, Action::SteerRight);
+                // Never toward the side the object sticks out to: the lane change would
+                // cross in front of it.
+                let order: &[(bool, Action)] = match s.lateral_position_m {
+                    y if y > OFF_CENTRE_M => &[right],
+                    y if y < -OFF_CENTRE_M => &[left],
+                    _ => &[left, right],
+                };
+                match order.iter().find(|(free, _)| *free) {
+                    Some((_, steer))
+                        if s.confidence >= STEER_MIN_CONFIDENCE && s.closing_mps >= STEER_MIN_CLOSING_MPS =>
+                    {
+                        *steer
+                    }
+                    _ => Action::Brake,
                 }
             }
             t if t < 8.0 || a >= CAUTION_DECEL_MPS2 => Action::SlowDown,
@@ -181,6 +201,8 @@ mod tests {
             time_to_collision_s: ttc,
             lateral_offset_m: offset,
             required_decel_mps2: 0.0,
+            lateral_position_m: 0.0,
+            closing_mps: 10.0,
             left_lane_free: left,
             right_lane_free: right,
             confidence: 0.95,
@@ -204,6 +226,10 @@ mod tests {
             (s(C::Vehicle, 3.0, 0.0, true, true), Action::SteerLeft),
             (s(C::Debris, 3.0, 0.5, false, true), Action::SteerRight),
             (s(C::Debris, 3.0, 0.5, false, false), Action::Brake),
+            (Situation { lateral_position_m: 0.9, ..s(C::Vehicle, 3.0, 0.9, true, true) }, Action::SteerRight),
+            (Situation { lateral_position_m: 0.9, ..s(C::Vehicle, 3.0, 0.9, true, false) }, Action::Brake),
+            (Situation { lateral_position_m: -0.9, ..s(C::Vehicle, 3.0, 0.9, true, true) }, Action::SteerLeft),
+            (Situation { closing_mps: 1.4, ..s(C::Vehicle, 3.0, 0.0, true, true) }, Action::Brake),
             (Situation { confidence: 0.5, ..s(C::Vehicle, 3.0, 0.0, true, true) }, Action::Brake),
             (s(C::Vehicle, 6.0, 0.0, true, true), Action::SlowDown),
             (s(C::Vehicle, f64::INFINITY, 0.0, true, true), Action::Continue),
@@ -217,7 +243,7 @@ mod tests {
 
     fn at(class: ObstacleClass, range: f64, closing: f64) -> Situation {
         let a = required_decel(range, closing);
-        Situation { required_decel_mps2: a, ..s(class, range / closing, 0.0, true, true) }
+        Situation { required_decel_mps2: a, closing_mps: closing, ..s(class, range / closing, 0.0, true, true) }
     }
 
     #[test]

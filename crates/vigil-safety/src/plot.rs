@@ -72,8 +72,19 @@ pub fn heatmap(r: &SafetyReport, path: &Path) -> Result<(), SafetyError> {
     Ok(c.write_png(path)?)
 }
 
-/// First-detection distance per hazardous cell (dots) against the stopping distance the
-/// speed needs (the line): a dot under the line was seen too late to stop.
+/// Dot colours of the detection plot, by class.
+const CLASSES: [(&str, [u8; 3]); 6] = [
+    ("vehicle", [40, 90, 200]),
+    ("pedestrian", [230, 130, 20]),
+    ("cyclist", [140, 60, 180]),
+    ("animal", [120, 80, 40]),
+    ("debris", [20, 150, 150]),
+    ("other", [120, 120, 120]),
+];
+
+/// First-detection distance per hazardous cell (dots, coloured by the hazard's class)
+/// against the stopping distance the speed needs (the line): a dot under the line, ringed
+/// in red, was seen too late to stop.
 pub fn detection_range(r: &SafetyReport, path: &Path) -> Result<(), SafetyError> {
     let (w, h, left, bottom, top) = (900usize, 520usize, 70.0, 460.0, 50.0);
     let right = w as f64 - 20.0;
@@ -81,7 +92,7 @@ pub fn detection_range(r: &SafetyReport, path: &Path) -> Result<(), SafetyError>
     let x_of = |kmh: f64| left + kmh / 140.0 * (right - left);
     let y_of = |m: f64| bottom - (m / max_m).clamp(0.0, 1.0) * (bottom - top);
     let mut c = Canvas::new(w, h, [255, 255, 255]);
-    c.text(10, 10, "FIRST DETECTION DISTANCE (DOTS) VS STOPPING DISTANCE (LINE), M", [0, 0, 0], 2);
+    c.text(10, 10, "FIRST DETECTION DISTANCE BY CLASS (DOTS) VS STOPPING DISTANCE (LINE), M", [0, 0, 0], 2);
     c.line(left, top, left, bottom, [0, 0, 0]);
     c.line(left, bottom, right, bottom, [0, 0, 0]);
     for k in 0..=5 {
@@ -90,6 +101,11 @@ pub fn detection_range(r: &SafetyReport, path: &Path) -> Result<(), SafetyError>
     }
     for v in (0..=140).step_by(20) {
         c.text(x_of(v as f64) as i64 - 8, bottom as i64 + 10, &format!("{v}"), [0, 0, 0], 2);
+    }
+    for (i, (name, colour)) in CLASSES.iter().enumerate() {
+        let y = top + 8.0 + 18.0 * i as f64;
+        c.disc(left + 20.0, y, 5.0, *colour);
+        c.text((left + 32.0) as i64, y as i64 - 5, &name.to_uppercase(), [0, 0, 0], 2);
     }
     let mut prev = None;
     for v in 0..=140 {
@@ -101,8 +117,13 @@ pub fn detection_range(r: &SafetyReport, path: &Path) -> Result<(), SafetyError>
     }
     for cell in r.cells.iter().filter(|c| c.hazardous) {
         let Some(d) = cell.first_detection_m else { continue };
-        let colour = if d >= cell.stopping_distance_m { [60, 170, 80] } else { [210, 50, 50] };
-        c.disc(x_of(cell.speed_kmh as f64), y_of(d), 4.0, colour);
+        let class = cell.family.class().unwrap_or("other");
+        let colour = CLASSES.iter().find(|(n, _)| *n == class).map_or([0, 0, 0], |(_, c)| *c);
+        let (x, y) = (x_of(cell.speed_kmh as f64), y_of(d));
+        if d < cell.stopping_distance_m {
+            c.disc(x, y, 7.0, [210, 50, 50]);
+        }
+        c.disc(x, y, 5.0, colour);
     }
     c.text((w / 2) as i64 - 40, bottom as i64 + 32, "EGO KM/H", [0, 0, 0], 2);
     Ok(c.write_png(path)?)

@@ -136,6 +136,8 @@ pub struct SafetyReport {
     pub wall_seconds: f64,
     /// What the gates found wrong; empty: every gate holds.
     pub failures: Vec<String>,
+    /// How far out each class of hazard was first acted on, against what stopping needs.
+    pub detection_by_class: Vec<ClassRange>,
     pub drives: Vec<CellRun>,
 }
 
@@ -147,17 +149,68 @@ impl SafetyReport {
         // Hazards weigh 80 %, nuisance 20 %: braking for nothing is a safety problem too.
         let score = 100.0 * (0.8 * hazard_points + 0.2 * nuisance_points);
         let failures = gates(&cells);
-        Self { seeds, cells, score, hazard_points, nuisance_points, wall_seconds, failures, drives: runs }
+        let detection_by_class = ClassRange::of(&cells);
+        Self {
+            seeds,
+            cells,
+            score,
+            hazard_points,
+            nuisance_points,
+            wall_seconds,
+            failures,
+            detection_by_class,
+            drives: runs,
+        }
     }
 }
 
-/// The gates: no collision up to 80 km/h; the control collides in every hazardous cell
-/// (else the cell proves nothing); no hard brake and no stop in a nuisance cell.
+/// Detection range of one class of hazard over its cells.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassRange {
+    pub class: &'static str,
+    pub cells: usize,
+    /// Mean first-detection distance over the cells, metres.
+    pub mean_m: f64,
+    /// The smallest first-detection distance over stopping distance (< 1: seen too late).
+    pub min_margin: f64,
+}
+
+impl ClassRange {
+    fn of(cells: &[CellSummary]) -> Vec<Self> {
+        let mut out: Vec<ClassRange> = Vec::new();
+        for c in cells.iter().filter(|c| c.hazardous) {
+            let (Some(class), Some(d)) = (c.family.class(), c.first_detection_m) else { continue };
+            let margin = d / c.stopping_distance_m.max(1e-9);
+            match out.iter_mut().find(|r| r.class == class) {
+                Some(r) => {
+                    r.mean_m += (d - r.mean_m) / (r.cells + 1) as f64;
+                    r.cells += 1;
+                    r.min_margin = r.min_margin.min(margin);
+                }
+                None => out.push(ClassRange { class, cells: 1, mean_m: d, min_margin: margin }),
+            }
+        }
+        out
+    }
+}
+
+/// Above 80 km/h a collision is allowed only this slow, km/h.
+pub const MAX_IMPACT_KMH_ABOVE_80: f64 = 20.0;
+
+/// The gates: no collision up to 80 km/h, and none faster than 20 km/h above; the
+/// control collides in every hazardous cell (else the cell proves nothing); no hard
+/// brake and no stop in a nuisance cell.
 fn gates(cells: &[CellSummary]) -> Vec<String> {
     let mut f = Vec::new();
     for c in cells {
         if c.hazardous && c.speed_kmh <= 80 && c.collisions > 0 {
             f.push(format!("{}: {} of {} drives collided (none allowed up to 80 km/h)", c.id, c.collisions, c.seeds));
+        }
+        if let Some(v) = c.impact_kmh_max.filter(|v| c.hazardous && c.speed_kmh > 80 && *v > MAX_IMPACT_KMH_ABOVE_80) {
+            f.push(format!(
+                "{}: an impact at {v:.0} km/h (at most {MAX_IMPACT_KMH_ABOVE_80} allowed above 80 km/h)",
+                c.id
+            ));
         }
         if c.hazardous && c.control_collisions < c.seeds {
             f.push(format!(
@@ -216,6 +269,12 @@ pub fn table(r: &SafetyReport) -> String {
             c.stops,
             c.brakes_per_10km,
             c.points
+        ));
+    }
+    for k in &r.detection_by_class {
+        out.push_str(&format!(
+            "detection {:<10} {:>2} cells: first seen {:>5.1} m on average, at least {:.1}x the stopping distance\n",
+            k.class, k.cells, k.mean_m, k.min_margin
         ));
     }
     out.push_str(&format!(
@@ -300,6 +359,12 @@ mod tests {
                     vec![drive(true, Some(15.0), 1, true)],
                     vec![drive(true, Some(130.0), 0, false)],
                 ),
+                cell(
+                    Family::HighwayDebris,
+                    115,
+                    vec![drive(true, Some(35.0), 1, true)],
+                    vec![drive(true, Some(115.0), 0, false)],
+                ),
             ],
             1,
             1.0,
@@ -309,6 +374,9 @@ mod tests {
         assert!(f.contains("ped-near-20kmh: the control"), "{f}");
         assert!(f.contains("nuisance-parked-30kmh: 1 BRAKE_HARD and 1 stops"), "{f}");
         assert!(!f.contains("highway-car"), "above 80 km/h an impact under 20 km/h is allowed: {f}");
+        assert!(f.contains("highway-debris-115kmh: an impact at 35 km/h"), "{f}");
+        let vehicles = r.detection_by_class.iter().find(|k| k.class == "vehicle").expect("a vehicle row");
+        assert_eq!(vehicles.cells, 2);
         assert!(r.score < 100.0 && r.score > 0.0, "{}", r.score);
     }
 }

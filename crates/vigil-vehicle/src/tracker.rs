@@ -12,8 +12,12 @@ use crate::detector::Candidate;
 pub const GATE_M: f64 = 2.5;
 /// Tracks not seen for this long are dropped.
 pub const MAX_AGE_NS: Nanos = 1_000_000_000;
-/// Observations kept per track (10 Hz sweeps: 0.6 s).
-const HISTORY: usize = 6;
+/// Observations kept per track (10 Hz sweeps: 1 s), and the recent ones a crossing
+/// object's lateral speed is read from (0.6 s).
+const HISTORY: usize = 10;
+const SHORT_HISTORY: usize = 6;
+/// Faster than this along the road (m/s, road frame), a track is a car driving.
+const ALONG_MPS: f64 = 5.0;
 /// Lateral speeds below this are centroid jitter, m/s, plus this much per metre of
 /// range: a lidar column is 0.35° wide, so the extent of a car 80 m out moves in 0.5 m
 /// steps and a fit over 0.6 s reads ±0.8 m/s that is not there.
@@ -64,32 +68,48 @@ pub struct Track {
     pub hits: u32,
     pub last_ns: Nanos,
     pub candidate: Candidate,
-    /// The last few (time, x, y) observations, road frame.
-    pub history: VecDeque<(Nanos, f64, f64)>,
+    /// The last few (time, x, y, near-edge y) observations, road frame.
+    pub history: VecDeque<Obs>,
 }
+
+/// One observation: (time, x, y of the centre, y of the edge nearest the ego's path).
+/// The lateral speed is read from the near edge: as the ego passes a parked car its far
+/// side drops out of view and the centre of what is seen slides toward the path, but
+/// the near side stays where it is.
+pub type Obs = (Nanos, f64, f64, f64);
 
 /// Least-squares velocity over the history (robust to the jitter of a lidar centroid
 /// where a frame-to-frame difference is not); lateral speeds under
 /// the deadband count as zero.
-fn fit_velocity(h: &VecDeque<(Nanos, f64, f64)>, deadband: f64) -> (f64, f64) {
-    if h.len() < 2 {
-        return (0.0, 0.0);
-    }
-    let t0 = h[0].0;
+fn fit_velocity(h: &VecDeque<Obs>, deadband: f64) -> (f64, f64) {
+    let all: Vec<_> = h.iter().copied().collect();
+    let Some((vx, _)) = slopes(&all) else { return (0.0, 0.0) };
+    // A car driving along the road turns slowly: its lateral speed is read over the whole
+    // history. Anything else may start to cross at any moment: over the last few sweeps.
+    // Until it has a whole history, a driving car's lateral speed is not known (0).
+    let vy = match vx.abs() > ALONG_MPS {
+        true if all.len() < HISTORY => 0.0,
+        true => slopes(&all).map_or(0.0, |(_, vy)| vy),
+        false => slopes(&all[all.len().saturating_sub(SHORT_HISTORY)..]).map_or(0.0, |(_, vy)| vy),
+    };
+    (vx.clamp(-MAX_SPEED, MAX_SPEED), if vy.abs() < deadband { 0.0 } else { vy.clamp(-MAX_LATERAL, MAX_LATERAL) })
+}
+
+/// Least-squares slopes of x and the near edge's y over time, or none with fewer than two instants.
+fn slopes(h: &[Obs]) -> Option<(f64, f64)> {
+    let t0 = h.first()?.0;
     let n = h.len() as f64;
     let ts: Vec<f64> = h.iter().map(|p| (p.0 - t0) as f64 * 1e-9).collect();
     let tm = ts.iter().sum::<f64>() / n;
     let var: f64 = ts.iter().map(|t| (t - tm).powi(2)).sum();
     if var < 1e-9 {
-        return (0.0, 0.0);
+        return None;
     }
-    let slope = |f: &dyn Fn(&(Nanos, f64, f64)) -> f64| {
+    let slope = |f: fn(&Obs) -> f64| {
         let m = h.iter().map(f).sum::<f64>() / n;
         h.iter().zip(&ts).map(|(p, t)| (t - tm) * (f(p) - m)).sum::<f64>() / var
     };
-    let vx = slope(&|p| p.1).clamp(-MAX_SPEED, MAX_SPEED);
-    let vy = slope(&|p| p.2).clamp(-MAX_LATERAL, MAX_LATERAL);
-    (vx, if vy.abs() < deadband { 0.0 } else { vy })
+    Some((slope(|p| p.1), slope(|p| p.3)))
 }
 
 #[derive(Debug, Default)]
@@ -106,6 +126,9 @@ impl Tracker {
         let mut seen = Vec::new();
         for c in candidates {
             let (wx, wy) = pose.to_world(c.x, c.y);
+            let half = c.width_m / 2.0;
+            let near = if c.y.abs() > half { c.y - c.y.signum() * half } else { c.y };
+            let wnear = pose.to_world(c.x, near).1;
             let best = self
                 .tracks
                 .iter()
@@ -128,7 +151,7 @@ impl Tracker {
                         seen.push(tr.clone());
                         continue;
                     }
-                    tr.history.push_back((t, wx, wy));
+                    tr.history.push_back((t, wx, wy, wnear));
                     while tr.history.len() > HISTORY {
                         tr.history.pop_front();
                     }
@@ -141,7 +164,7 @@ impl Tracker {
                 }
                 None => {
                     self.next_id += 1;
-                    let history = std::iter::once((t, wx, wy)).collect();
+                    let history = std::iter::once((t, wx, wy, wnear)).collect();
                     let tr = Track {
                         id: self.next_id,
                         x: c.x,
@@ -199,5 +222,42 @@ mod tests {
         let seen = t.update(20 * 50_000_000, pose, vec![cand(30.0, -2.5)]);
         assert!((seen[0].vy - 1.5).abs() < 0.2, "vy {}", seen[0].vy);
         assert!((seen[0].vx + 10.0).abs() < 0.5, "vx {}", seen[0].vx);
+    }
+
+    #[test]
+    fn a_driving_car_shows_lateral_speed_only_over_a_whole_history() {
+        // Oncoming at a combined 44 m/s, 3.5 m left, its lidar extent jittering by a column.
+        let jitter = [0.0, 0.3, -0.2, 0.35, -0.3, 0.25, 0.3, -0.25, 0.2, -0.3, 0.1, 0.3];
+        let mut t = Tracker::default();
+        for (k, j) in jitter.iter().enumerate() {
+            let s = k as f64 * 0.1;
+            let pose = Pose { x: 22.0 * s, y: 0.0, yaw: 0.0, speed: 22.0 };
+            let seen = t.update(k as i64 * 100_000_000, pose, vec![cand(95.0 - 44.0 * s, 3.5 + j)]);
+            assert_eq!(seen[0].vy, 0.0, "sweep {k}: {}", seen[0].vy);
+        }
+        // One really drifting across at 1.5 m/s is seen once the history is whole.
+        let mut t = Tracker::default();
+        let mut vy = 0.0;
+        for k in 0..12 {
+            let s = k as f64 * 0.1;
+            let pose = Pose { x: 22.0 * s, y: 0.0, yaw: 0.0, speed: 22.0 };
+            vy = t.update(k * 100_000_000, pose, vec![cand(60.0 - 44.0 * s, 3.5 - 1.5 * s)])[0].vy;
+        }
+        assert!((vy + 1.5).abs() < 0.1, "vy {vy}");
+    }
+
+    #[test]
+    fn passing_a_parked_car_does_not_make_it_move() {
+        // Its near side stays at -2.05 m while its far side drops out of view: the centre
+        // of what is seen slides from -2.95 toward the path.
+        let mut t = Tracker::default();
+        for k in 0..10 {
+            let s = k as f64 * 0.1;
+            let pose = Pose { x: 8.0 * s, y: 0.0, yaw: 0.0, speed: 8.0 };
+            let width = 1.8 - 0.15 * k as f64;
+            let c = Candidate { width_m: width, ..cand(14.0 - 8.0 * s, -2.05 - width / 2.0) };
+            let seen = t.update(k as i64 * 100_000_000, pose, vec![c]);
+            assert_eq!(seen[0].vy, 0.0, "sweep {k}");
+        }
     }
 }

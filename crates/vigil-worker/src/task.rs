@@ -105,6 +105,8 @@ pub fn recommend(
         time_to_collision_s: ttc,
         lateral_offset_m: path_offset(track.y, track.vy, ttc),
         required_decel_mps2: required_decel(range, closing),
+        lateral_position_m: track.y,
+        closing_mps: closing,
         left_lane_free: task.left_lane_free,
         right_lane_free: task.right_lane_free,
         confidence,

@@ -105,6 +105,24 @@ impl Family {
         }
     }
 
+    /// The class of the hazard the cell is about (none for the nuisance set).
+    pub fn class(self) -> Option<&'static str> {
+        Some(match self {
+            Family::CcrStationary(_) | Family::CcrMoving | Family::HighwayStoppedCar | Family::LowLightStoppedCar => {
+                "vehicle"
+            }
+            Family::PedestrianNearSide
+            | Family::PedestrianFarSide
+            | Family::ChildBehindCar
+            | Family::PedestrianAlongLane
+            | Family::NightPedestrian => "pedestrian",
+            Family::CyclistCrossing | Family::CyclistAlongLane => "cyclist",
+            Family::HighwayDebris => "debris",
+            Family::Animal => "animal",
+            _ => return None,
+        })
+    }
+
     /// Whether the ego meets something it must avoid (else: nothing should make it brake).
     pub fn hazardous(self) -> bool {
         if let Family::Added { hazardous } = self {
@@ -186,8 +204,11 @@ pub fn quick() -> Vec<Cell> {
         (Family::ChildBehindCar, 20),
         (Family::CyclistCrossing, 40),
         (Family::HighwayStoppedCar, 115),
+        (Family::HighwayDebris, 130),
         (Family::Animal, 80),
+        (Family::NightPedestrian, 50),
         (Family::SidewalkPedestrians, 50),
+        (Family::ParkedCars, 30),
         (Family::OncomingTraffic, 80),
         (Family::RailsAndClutter, 130),
     ]
