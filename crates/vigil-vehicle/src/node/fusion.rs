@@ -39,8 +39,8 @@ pub struct Fusion {
     /// Radar-only objects the lidar cannot confirm yet, and the caution last sent for each.
     watch: RadarWatch,
     cautioned: HashMap<u32, (Action, Nanos)>,
-    /// The confirmed tracks of the latest scan (a watched object among them is theirs).
-    tracks: Vec<Track>,
+    /// Where the confirmed tracks of the latest scan are (a watched object among them is theirs).
+    confirmed: Vec<(f64, f64)>,
     lidar: Option<Arc<v1::Envelope>>,
     camera: Option<CameraRef>,
     /// Capture interval of the camera, as last seen (a slow camera is not a stale one).
@@ -158,7 +158,7 @@ impl Fusion {
             tracker: Tracker::default(),
             watch: RadarWatch::default(),
             cautioned: HashMap::new(),
-            tracks: Vec::new(),
+            confirmed: Vec::new(),
             lidar: None,
             camera: None,
             camera_period_ns: 0,
@@ -206,7 +206,7 @@ impl Fusion {
     fn caution(&mut self, capture: Nanos, watched: Vec<Watched>) {
         self.cautioned.retain(|_, (_, at)| capture - *at < 4 * CAUTION_REPEAT_NS);
         for w in watched {
-            let confirmed = self.tracks.iter().any(|t| (t.x - w.x).hypot(t.y - w.y) < 3.0 + 0.02 * w.range_m);
+            let confirmed = self.confirmed.iter().any(|(x, y)| (x - w.x).hypot(y - w.y) < 3.0 + 0.02 * w.range_m);
             let action = caution(w.required_decel_mps2);
             if confirmed || action == Action::Continue {
                 continue;
@@ -239,7 +239,7 @@ impl Fusion {
         let lidar_ns = lidar_env.header.as_ref().map_or(capture, |h| h.capture_time_ns);
         let pose = self.pose_at(lidar_ns);
         let tracks = self.tracker.update(lidar_ns, pose, candidates);
-        self.tracks.clone_from(&tracks);
+        self.confirmed = tracks.iter().map(|t| (t.x, t.y)).collect();
         self.threats.retain(|id| tracks.iter().any(|t| t.id == *id));
         let lanes = (self.lane_free(&tracks, 1.0), self.lane_free(&tracks, -1.0));
         for t in &tracks {
