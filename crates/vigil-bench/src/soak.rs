@@ -97,10 +97,7 @@ pub fn soak_bench(cfg: &SoakConfig, mut progress: impl FnMut(&SoakWindow)) -> Re
         start_node(cfg)?;
     let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::SeqCst);
     let settled = |stats: &NodeStats| {
-        let waited = Instant::now();
-        while stats.outstanding.load(Ordering::SeqCst) > 0 && waited.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_micros(100));
-        }
+        stats.progress.wait_until(Duration::from_secs(10), || stats.outstanding.load(Ordering::SeqCst) <= 0);
     };
     let started = Instant::now();
     let mut windows = Vec::new();
@@ -108,9 +105,10 @@ pub fn soak_bench(cfg: &SoakConfig, mut progress: impl FnMut(&SoakWindow)) -> Re
     let (mut answered0, mut fallback0) = (0, 0);
     let mut controls = 0u64;
     for n in 1..=cfg.tasks {
-        while stats.outstanding.load(Ordering::SeqCst) >= cfg.in_flight {
-            std::thread::sleep(Duration::from_micros(50));
-        }
+        while !stats
+            .progress
+            .wait_until(Duration::from_secs(1), || stats.outstanding.load(Ordering::SeqCst) < cfg.in_flight)
+        {}
         controls += control_rx.try_iter().count() as u64;
         let now = clock.now_ns();
         let task = soak_task(&vehicle, &run, n, now + cfg.budget_ns, &blob, layout, bbox);

@@ -13,8 +13,10 @@ pub mod actors;
 pub mod clock;
 pub mod control;
 mod drive;
+pub mod feed;
 pub mod metrics;
 pub mod process;
+pub mod publish;
 pub mod report;
 
 use std::path::PathBuf;
@@ -36,7 +38,7 @@ use vigil_worker::{Faults, WorkerStats};
 pub use actors::{ActorSystem, Pipeline, Transports, spawn_system, subscribe_node};
 pub use clock::{LockstepClock, PacedClock};
 pub use control::{apply_due, control_for};
-use drive::Drive;
+use drive::{Driven, drive};
 pub use report::{Outcome, RunReport};
 
 /// Everything `vigil run` can be told.
@@ -123,6 +125,8 @@ pub enum RunError {
     Transport(#[from] vigil_bus::TransportError),
     #[error("actor system: {0}")]
     Actors(String),
+    #[error("feeding the drive: {0}")]
+    Feed(#[from] feed::FeedError),
 }
 
 /// How long a process waits at its end for the telemetry spool to reach the log (a log
@@ -176,10 +180,7 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
 
     // Drive. Real time starts now, whatever setting up took.
     paced.restart();
-    let mut drive = Drive::new(&cfg, sims, &lockstep, &publisher, &stats, control_rx);
-    drive.run(Instant::now())?;
-    drive.finish(duration_ns);
-    let Drive { produced, sims, .. } = drive;
+    let Driven { produced, sims } = drive(&cfg, sims, &lockstep, &publisher, &stats, control_rx, duration_ns)?;
 
     let (log_counts, queue) =
         stop(&transports, &stats, (system, actor_thread), start_ns + duration_ns, cfg.task_budget_ns)?;

@@ -172,10 +172,14 @@ pub fn run_vehicle(cfg: VehicleProcess) -> Result<VehicleReport, RunError> {
     serve(&cfg, &control_rx, &forward, &stats, &report)?;
     // Let what is in flight resolve (answered or fallen back), within one budget.
     let grace = Duration::from_nanos(cfg.task_budget_ns.max(0) as u64) + Duration::from_millis(200);
-    let waited = Instant::now();
-    while stats.outstanding.load(Ordering::SeqCst) > 0 && waited.elapsed() < grace {
+    let until = Instant::now() + grace;
+    // Commands are forwarded while waiting: each settled task may have sent one.
+    while Instant::now() < until {
         forward.pending(&control_rx)?;
-        std::thread::sleep(Duration::from_millis(5));
+        let left = until.saturating_duration_since(Instant::now()).min(Duration::from_millis(5));
+        if stats.progress.wait_until(left, || stats.outstanding.load(Ordering::SeqCst) <= 0) {
+            break;
+        }
     }
     forward.pending(&control_rx)?;
     let _ = bus.flush();
@@ -342,6 +346,8 @@ pub struct WorkerAmqp {
     pub retry_failed: u64,
     /// Deliveries handed back to the broker because nothing could be published for them.
     pub settle_requeued: u64,
+    /// Acks and nacks the broker did not take (it redelivers those tasks).
+    pub settle_failed: u64,
     /// Tasks waiting in the queue at the last sample.
     pub queue_depth: u64,
 }
@@ -474,6 +480,7 @@ fn worker_report(
             publish_errors: g(&a.publish_errors),
             retry_failed: g(&a.retry_failed),
             settle_requeued: g(&a.settle_requeued),
+            settle_failed: g(&a.settle_failed),
             queue_depth: g(&a.queued),
         },
     }

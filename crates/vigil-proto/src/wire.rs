@@ -100,7 +100,8 @@ impl Stream {
     }
 }
 
-/// The zenoh key of a vehicle's control channel (vehicle node → the ego's controller).
+/// The zenoh key of a vehicle's control channel (vehicle node → the ego's controller);
+/// `control_key("*")` subscribes to every vehicle's.
 pub fn control_key(vehicle: &str) -> String {
     format!("vigil/{vehicle}/control")
 }

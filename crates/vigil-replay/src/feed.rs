@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use vigil_bus::embedded::{EmbeddedTasks, MemoryFrameStore, TaskQueue};
 use vigil_bus::{LogRecord, Publisher, TaskTransport, TelemetryLog, TransportError, ZenohBus, ZenohConfig, topics};
 use vigil_core::{Clock, ManualClock, Nanos, VehicleId};
+use vigil_pipeline::feed::{Feeder, Lockstep, Outgoing, Pace, Source};
 use vigil_pipeline::{Pipeline, Transports, subscribe_node};
 use vigil_vehicle::node::{ControlCommand, NodeStats, Stream};
 use vigil_vision::model::Recogniser;
@@ -74,8 +75,7 @@ pub(crate) fn feed(drive: &Drive, cfg: &ReplayConfig, model: Recogniser) -> Resu
         .stats(stats.clone(), Arc::new(WorkerStats::default()))
         .start()?;
 
-    let lockstep = Lockstep { clock: &clock, stats: &stats, publisher: &publisher, produced: [0; 4] };
-    let (produced, last) = lockstep.run(drive, cfg, start_ns, &control_rx)?;
+    let (produced, last) = lockstep(drive, cfg, (&clock, &stats, &publisher), start_ns, &control_rx)?;
     let _ = tasks.sweep_expired(clock.now_ns() + cfg.task_budget_ns)?;
     if !stats.drain_telemetry(SETTLE_TIMEOUT) {
         return Err(ReplayError::Replay("the replayed recommendations did not all reach the log within 30 s".into()));
@@ -100,77 +100,62 @@ fn instants(drive: &Drive) -> Vec<(Nanos, Vec<(Stream, &Recorded)>)> {
     instants
 }
 
-/// The feed loop: publish an instant, wait until the actors have ingested it and
-/// answered what it raised, move the clock on.
-struct Lockstep<'a> {
-    clock: &'a ManualClock,
-    stats: &'a NodeStats,
-    publisher: &'a Publisher,
-    produced: [u64; 4],
+/// A recorded drive as a source: its instants, ns from the drive's start.
+struct Recording<'a> {
+    instants: Vec<(Nanos, Vec<(Stream, &'a Recorded)>)>,
+    next: usize,
+    start_ns: Nanos,
+    control_rx: &'a std::sync::mpsc::Receiver<ControlCommand>,
+    controls: u64,
+    progress: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
-impl Lockstep<'_> {
-    /// Feeds every instant; returns the frames fed per stream and the last instant.
-    fn run(
-        mut self,
-        drive: &Drive,
-        cfg: &ReplayConfig,
-        start_ns: Nanos,
-        control_rx: &std::sync::mpsc::Receiver<ControlCommand>,
-    ) -> Result<([u64; 4], Nanos), ReplayError> {
-        let instants = instants(drive);
-        let paced_from = Instant::now();
-        let mut controls = 0u64;
-        for (t, group) in &instants {
-            if let Some(speed) = cfg.speed {
-                let due = paced_from + Duration::from_secs_f64(((t - start_ns).max(0) as f64 * 1e-9) / speed);
-                let now = Instant::now();
-                if due > now {
-                    std::thread::sleep(due - now);
-                }
-            }
-            self.clock.set(*t);
-            // As in a lockstep run: the other frames of the instant first, then the radar
-            // scans that trigger fusion.
-            let (radar, rest): (Vec<_>, Vec<_>) = group.iter().partition(|(k, _)| *k == Stream::Radar);
-            for part in [rest, radar] {
-                for (k, m) in part {
-                    let h = header_of(&m.envelope).unwrap_or_default();
-                    self.produced[k.index()] += 1;
-                    self.publisher.put_blocking(&k.key(&h.vehicle_id, &h.sensor_id), m.envelope.clone())?;
-                    if let Some(p) = &cfg.progress {
-                        p.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                self.settle()?;
-            }
-            controls += control_rx.try_iter().count() as u64;
-        }
-        self.settle()?;
-        tracing::debug!(controls, "replay: commands decided");
-        Ok((self.produced, instants.last().map_or(start_ns, |(t, _)| *t)))
+impl Source for Recording<'_> {
+    fn next_ns(&self) -> Option<Nanos> {
+        self.instants.get(self.next).map(|(t, _)| t - self.start_ns)
     }
 
-    fn quiet(&self) -> bool {
-        let (s, produced) = (self.stats, &self.produced);
-        Stream::ALL.iter().all(|k| NodeStats::get(&s.ingested[k.index()]) >= produced[k.index()])
-            && NodeStats::get(&s.fused) >= produced[Stream::Radar.index()]
-            && s.outstanding.load(Ordering::SeqCst) <= 0
+    fn step(&mut self, _: Nanos, out: &mut Vec<Outgoing>) {
+        let Some((_, group)) = self.instants.get_mut(self.next) else { return };
+        self.next += 1;
+        for (k, m) in std::mem::take(group) {
+            let h = header_of(&m.envelope).unwrap_or_default();
+            out.push(Outgoing { stream: k, key: k.key(&h.vehicle_id, &h.sensor_id).into(), bytes: m.envelope.clone() });
+            if let Some(p) = &self.progress {
+                p.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
-    fn settle(&self) -> Result<(), ReplayError> {
-        let waited = Instant::now();
-        while !self.quiet() {
-            if waited.elapsed() > SETTLE_TIMEOUT {
-                return Err(ReplayError::Replay(format!(
-                    "the pipeline did not settle within 30 s at {} ns (ingested {:?} of {:?})",
-                    self.clock.now_ns(),
-                    Stream::ALL.map(|k| NodeStats::get(&self.stats.ingested[k.index()])),
-                    self.produced
-                )));
-            }
-            std::thread::sleep(Duration::from_micros(50));
-        }
-        Ok(())
+    fn published(&mut self) {
+        self.controls += self.control_rx.try_iter().count() as u64;
     }
+}
+
+/// Feeds every instant in lockstep (paced to `cfg.speed` if set); returns the frames fed
+/// per stream and the last instant.
+fn lockstep(
+    drive: &Drive,
+    cfg: &ReplayConfig,
+    (clock, stats, publisher): (&ManualClock, &NodeStats, &Publisher),
+    start_ns: Nanos,
+    control_rx: &std::sync::mpsc::Receiver<ControlCommand>,
+) -> Result<([u64; 4], Nanos), ReplayError> {
+    let mut source = Recording {
+        instants: instants(drive),
+        next: 0,
+        start_ns,
+        control_rx,
+        controls: 0,
+        progress: cfg.progress.clone(),
+    };
+    let set_clock = |t: Nanos| clock.set(t);
+    let lockstep =
+        Lockstep { set_clock: &set_clock, stats, perception: true, limit: SETTLE_TIMEOUT, fail_unsettled: true };
+    let pace = Pace { real: cfg.speed.map(|s| (Instant::now(), s)), lockstep: Some(lockstep) };
+    let mut feeder = Feeder::new(publisher, start_ns, pace);
+    let last = feeder.run(&mut source, &mut |_, _| {})?;
+    feeder.settle(last)?;
+    tracing::debug!(controls = source.controls, "replay: commands decided");
+    Ok((feeder.produced, start_ns + last))
 }

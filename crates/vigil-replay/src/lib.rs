@@ -55,6 +55,8 @@ pub enum ReplayError {
     Bus(#[from] vigil_bus::BusError),
     #[error("transport: {0}")]
     Transport(#[from] vigil_bus::TransportError),
+    #[error("replay: {0}")]
+    Feed(#[from] vigil_pipeline::feed::FeedError),
 }
 
 fn bad(what: impl Into<String>) -> ReplayError {

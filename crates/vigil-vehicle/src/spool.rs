@@ -217,6 +217,7 @@ impl Spooler {
         self.stats.telemetry_queued_bytes.fetch_sub(len, Ordering::SeqCst);
         self.stats.telemetry_queued.fetch_sub(1, Ordering::SeqCst);
         inc(&self.stats.telemetry_dropped);
+        self.stats.progress.moved();
         // One warning per spell of drops, not one per record.
         if !self.warned_full {
             self.warned_full = true;
@@ -254,6 +255,7 @@ impl Spooler {
                     tracing::error!(error = %e, dir = %d.dir.display(), lost, "telemetry spool unreadable; its records are dropped and counted");
                     self.stats.telemetry_dropped.fetch_add(lost, Ordering::SeqCst);
                     self.stats.telemetry_queued.fetch_sub(lost, Ordering::SeqCst);
+                    self.stats.progress.moved();
                     d.remove_all();
                     self.stats.telemetry_disk_bytes.store(0, Ordering::SeqCst);
                     break;
@@ -372,6 +374,7 @@ impl Forwarder {
     }
 
     fn tell(&self, bytes: u64, done: bool) {
+        self.stats.progress.moved();
         if let Some(s) = &self.spooler {
             s.do_send(Forwarded { bytes, done });
         }

@@ -1,21 +1,18 @@
 //! `vigil scenarios` and `vigil sim`.
 
-use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
 use serde::Serialize;
+use vigil_bus::ZenohConfig;
 use vigil_bus::embedded::recorder::McapRecorder;
-use vigil_bus::{ZenohBus, ZenohConfig};
-use vigil_core::{Clock, Digest, VehicleId, WallClock};
-use vigil_pipeline::apply_due;
+use vigil_pipeline::publish::{Controls, PublishConfig, publish};
 use vigil_sim::scenario::BUILTINS;
 use vigil_sim::sim::frame_count;
 use vigil_sim::snapshot::Snapshotter;
-use vigil_sim::{Scenario, SimMessage, SimStats, VehicleSim, run_fleet};
-use vigil_vehicle::node::ControlCommand;
+use vigil_sim::{Scenario, SimMessage, run_fleet};
 
 #[derive(Debug, Args)]
 pub struct SimArgs {
@@ -95,18 +92,6 @@ struct SimReport {
     controls: Option<Controls>,
 }
 
-/// Commands received on the control channels (`--control`).
-#[derive(Debug, Default, Serialize)]
-struct Controls {
-    received: u64,
-    /// Fallbacks among them (no recommendation in time).
-    fallback: u64,
-    /// Commands for a task that had a command already (each was applied): must be 0.
-    applied_twice: u64,
-    /// Undecodable, or for a vehicle this simulator does not run (counted, not applied).
-    rejected: u64,
-}
-
 pub fn list_scenarios() -> anyhow::Result<()> {
     for (name, _) in BUILTINS {
         let s = Scenario::builtin(name).with_context(|| format!("built-in scenario {name} does not parse"))?;
@@ -166,9 +151,9 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let mut closed_loop = None;
     let (stats, digest) = if args.publish {
-        let (stats, digest, outcome) = publish(&args, &scenario, duration_ns, &mut observe)?;
-        closed_loop = outcome;
-        (stats, digest)
+        let published = publish(&publish_config(&args, duration_ns), &scenario, &mut observe)?;
+        closed_loop = published.closed_loop;
+        (published.stats, published.digest)
     } else {
         // Recording keeps one thread so the file is in a reproducible order.
         let default =
@@ -233,117 +218,15 @@ fn print_report(report: &SimReport, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the commands did to the simulated egos (`--control`).
-type ClosedLoop = (vigil_pipeline::Outcome, Controls);
-
-/// How long a closed-loop publisher listens for late commands after its last frame.
-const CONTROL_GRACE: Duration = Duration::from_millis(500);
-
-/// The commands coming back to a closed-loop publisher, checked and counted.
-struct ControlInbox<'a> {
-    rx: Option<tokio::sync::mpsc::Receiver<vigil_bus::BusSample>>,
-    index_of: &'a HashMap<VehicleId, usize>,
-    controls: Controls,
-    seen: HashSet<(VehicleId, String)>,
-}
-
-impl ControlInbox<'_> {
-    /// Moves every command received so far to `pending`.
-    fn take(&mut self, pending: &mut Vec<ControlCommand>) {
-        let Some(rx) = self.rx.as_mut() else { return };
-        while let Ok(sample) = rx.try_recv() {
-            match ControlCommand::decode(&sample.payload) {
-                Ok(c) if self.index_of.contains_key(&c.vehicle) => {
-                    self.controls.received += 1;
-                    self.controls.fallback += u64::from(c.fallback);
-                    if !self.seen.insert((c.vehicle.clone(), c.task_id.clone())) {
-                        self.controls.applied_twice += 1;
-                        tracing::warn!(task = %c.task_id, "a second command for the same task");
-                    }
-                    pending.push(c);
-                }
-                Ok(c) => {
-                    self.controls.rejected += 1;
-                    tracing::warn!(vehicle = %c.vehicle, "command for a vehicle this simulator does not run");
-                }
-                Err(e) => {
-                    self.controls.rejected += 1;
-                    tracing::warn!(key = %sample.key, error = %e, "undecodable command; dropped and counted");
-                }
-            }
-        }
+fn publish_config(args: &SimArgs, duration_ns: i64) -> PublishConfig {
+    PublishConfig {
+        bus: ZenohConfig { listen: args.listen.clone(), connect: args.connect.clone(), ..ZenohConfig::default() },
+        vehicles: args.vehicles,
+        seed: args.seed,
+        duration_ns,
+        control: args.control,
+        wait_peers: args.wait_peers,
+        wait_timeout: Duration::from_secs_f64(args.wait_timeout.max(0.0)),
+        wall_clock: args.wall_clock,
     }
-}
-
-/// Runs the fleet in lockstep, paced to real time, publishing on zenoh; with `--control`
-/// it applies the commands that come back and reports the outcome.
-fn publish(
-    args: &SimArgs,
-    scenario: &Scenario,
-    duration_ns: i64,
-    observe: &mut impl FnMut(usize, &SimMessage, &[u8]),
-) -> anyhow::Result<(SimStats, String, Option<ClosedLoop>)> {
-    let cfg = ZenohConfig { listen: args.listen.clone(), connect: args.connect.clone(), ..ZenohConfig::default() };
-    let bus = ZenohBus::open(&cfg)?;
-    let control_rx = if args.control { Some(bus.subscribe("vigil/*/control", 1024)?) } else { None };
-    if args.wait_peers > 0 {
-        bus.wait_for_peers(args.wait_peers, Duration::from_secs_f64(args.wait_timeout.max(0.0)))?;
-    }
-    let publisher = bus.publisher()?;
-    let mut scenario = scenario.clone();
-    if args.wall_clock {
-        scenario.environment.start_time_ns = WallClock.now_ns();
-    }
-    let start_ns = scenario.environment.start_time_ns;
-    let mut sims: Vec<VehicleSim> =
-        (0..args.vehicles).map(|i| VehicleSim::new(&scenario, i, args.seed, duration_ns)).collect();
-    let index_of: HashMap<VehicleId, usize> = sims.iter().enumerate().map(|(i, s)| (s.vehicle.clone(), i)).collect();
-    let mut digests: Vec<Digest> = (0..args.vehicles).map(|_| Digest::new()).collect();
-    let mut stats = SimStats::default();
-    let mut inbox =
-        ControlInbox { rx: control_rx, index_of: &index_of, controls: Controls::default(), seen: HashSet::new() };
-    let mut pending = Vec::new();
-    let road = scenario.road.clone();
-    let mut batch = Vec::new();
-    let start = Instant::now();
-    loop {
-        let next = sims.iter().enumerate().filter_map(|(i, s)| s.next_event_ns().map(|t| (t, i))).min();
-        let Some((t, i)) = next else { break };
-        let due = Duration::from_nanos(t.max(0) as u64);
-        if let Some(wait) = due.checked_sub(start.elapsed()) {
-            std::thread::sleep(wait);
-        }
-        inbox.take(&mut pending);
-        apply_due(&mut sims, &mut pending, &index_of, start_ns + t, start_ns, &road);
-        sims[i].step(&mut batch);
-        for msg in batch.drain(..) {
-            let bytes = msg.encode();
-            digests[i].update(&bytes);
-            stats.count(&msg, bytes.len());
-            observe(i, &msg, &bytes);
-            publisher.put_blocking(&msg.key, bytes)?;
-        }
-    }
-    let outcome = if inbox.rx.is_some() {
-        let until = Instant::now() + CONTROL_GRACE;
-        while Instant::now() < until {
-            inbox.take(&mut pending);
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        apply_due(&mut sims, &mut pending, &index_of, start_ns + duration_ns, start_ns, &road);
-        for s in sims.iter_mut() {
-            s.world.advance_to(duration_ns);
-        }
-        Some((vigil_pipeline::Outcome::of(&sims), inbox.controls))
-    } else {
-        None
-    };
-    drop(inbox.rx);
-    drop(publisher);
-    bus.close()?;
-    let mut digest = Digest::new();
-    for d in &digests {
-        digest.update(d.hex().as_bytes());
-    }
-    Ok((stats, digest.hex(), outcome))
 }

@@ -19,6 +19,7 @@ impl AmqpAcker {
         match self.acker.ack(BasicAckOptions::default()).await {
             Ok(_) => Ok(()),
             Err(e) => {
+                self.tasks.inner.counts.settle_failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(task = %self.task.task_id, error = %e, "ack failed (the broker will redeliver)");
                 Ok(())
             }
@@ -35,6 +36,7 @@ impl AmqpAcker {
         self.tasks.inner.counts.settle_requeued.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(task = %self.task.task_id, error = %e, "retry or dead-letter publish failed; handed back to the broker");
         if let Err(n) = self.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await {
+            self.tasks.inner.counts.settle_failed.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(task = %self.task.task_id, error = %n, "nack failed too (the broker redelivers when the channel closes)");
         }
         e
@@ -84,7 +86,10 @@ impl Acker for AmqpAcker {
         let rt = self.tasks.inner.rt.clone();
         rt.spawn(async move {
             self.tasks.inner.counts.unacked.fetch_sub(1, Ordering::Relaxed);
-            let _ = self.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
+            if let Err(e) = self.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await {
+                self.tasks.inner.counts.settle_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(task = %self.task.task_id, error = %e, "abandoned delivery not handed back (the broker redelivers when the channel closes)");
+            }
         });
     }
 }

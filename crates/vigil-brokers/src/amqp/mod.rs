@@ -84,6 +84,8 @@ pub struct AmqpCounts {
     pub retry_failed: AtomicU64,
     /// Deliveries handed back to the broker because no retry or dead letter could be published.
     pub settle_requeued: AtomicU64,
+    /// Acks and nacks the broker did not take (logged; it redelivers when the channel closes).
+    pub settle_failed: AtomicU64,
 }
 
 /// The RabbitMQ task plane.

@@ -395,6 +395,7 @@ impl Handler<Frame> for Fusion {
                 // After any task it raised is counted as outstanding (lockstep runners
                 // wait for fused == radar frames and outstanding == 0).
                 inc(&self.stats.fused);
+                self.stats.progress.moved();
             }
         }
     }

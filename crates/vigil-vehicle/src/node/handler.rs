@@ -154,6 +154,7 @@ impl RecommendationHandler {
     fn finish(&mut self, o: &Outstanding) {
         self.fusion.do_send(TrackSettled(o.track_id));
         self.stats.outstanding.fetch_sub(1, Ordering::SeqCst);
+        self.stats.progress.moved();
     }
 
     fn apply(&mut self, task_id: &str, action: Action, fallback: bool) {

@@ -124,6 +124,7 @@ impl StreamHandler<BusSample> for Ingest {
         // Counted once the log has it: a runner that waits for every frame to be
         // ingested then waits for the spool, and so finds every record there.
         inc(&self.stats.ingested[self.kind.index()]);
+        self.stats.progress.moved();
         let Some(fusion) = self.fusion.clone() else { return };
         let frame = Frame { kind: self.kind, envelope: Arc::new(envelope), ingest_ns: self.clock.now_ns(), frame_ref };
         ctx.wait(

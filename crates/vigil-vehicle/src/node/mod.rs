@@ -27,7 +27,7 @@ use actix::prelude::*;
 use vigil_bus::{FrameStore, TaskTransport, TelemetryLog};
 use vigil_core::{Clock, Nanos, RunId, VehicleId};
 use vigil_proto::v1;
-pub use vigil_proto::wire::{DEFAULT_TASK_BUDGET_NS, Stream};
+pub use vigil_proto::wire::{DEFAULT_TASK_BUDGET_NS, Stream, control_key};
 
 pub use self::control::ControlCommand;
 pub use self::dispatcher::{Dispatcher, Outstanding};

@@ -1,8 +1,8 @@
 //! The counters and latency histograms every actor of a node records into.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use vigil_core::Nanos;
 
@@ -76,6 +76,47 @@ pub struct NodeStats {
     /// Worker-side time of each completed task (take → reply), from the recommendation.
     pub worker: Latencies,
     pub last_recommendation: Mutex<String>,
+    /// Told each time a frame is ingested or fused, a task settles or a telemetry record
+    /// leaves the spool: what a runner waiting for the node to catch up waits on.
+    pub progress: Progress,
+}
+
+/// A wake-up for runners that wait on the node's counters: the actors call
+/// [`Progress::moved`] after each change a runner may wait for, so a waiter sleeps until
+/// something moved instead of polling.
+#[derive(Debug, Default)]
+pub struct Progress {
+    moves: Mutex<u64>,
+    moved: Condvar,
+}
+
+impl Progress {
+    pub fn moved(&self) {
+        // Taking the lock orders this wake-up after a waiter's check: none is lost.
+        if let Ok(mut m) = self.moves.lock() {
+            *m = m.wrapping_add(1);
+        }
+        self.moved.notify_all();
+    }
+
+    /// Waits until `done()` holds or `limit` passes; returns whether it holds.
+    pub fn wait_until(&self, limit: Duration, done: impl Fn() -> bool) -> bool {
+        let deadline = Instant::now() + limit;
+        let Ok(mut guard) = self.moves.lock() else { return done() };
+        loop {
+            if done() {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            match self.moved.wait_timeout(guard, left) {
+                Ok((g, _)) => guard = g,
+                Err(_) => return done(),
+            }
+        }
+    }
 }
 
 /// A bounded latency store: an HDR histogram (3 significant digits, 1 µs to 1 h), so a
@@ -166,14 +207,20 @@ impl NodeStats {
     /// Waits until the telemetry spool has handed everything to the log, or `limit`
     /// passes; returns whether it drained.
     pub fn drain_telemetry(&self, limit: Duration) -> bool {
-        let started = std::time::Instant::now();
-        while self.telemetry_pending() > 0 {
-            if started.elapsed() > limit {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        true
+        self.progress.wait_until(limit, || self.telemetry_pending() == 0)
+    }
+
+    /// Every frame of `produced` (per stream) ingested, with `perception` every radar
+    /// scan fused, and no task outstanding: the node has taken all it was fed.
+    pub fn settled(&self, produced: &[u64; 4], perception: bool) -> bool {
+        vigil_proto::wire::Stream::ALL.iter().all(|k| Self::get(&self.ingested[k.index()]) >= produced[k.index()])
+            && (!perception || Self::get(&self.fused) >= produced[vigil_proto::wire::Stream::Radar.index()])
+            && self.outstanding.load(Ordering::SeqCst) <= 0
+    }
+
+    /// Waits until [`NodeStats::settled`] holds or `limit` passes; returns whether it does.
+    pub fn wait_settled(&self, produced: &[u64; 4], perception: bool, limit: Duration) -> bool {
+        self.progress.wait_until(limit, || self.settled(produced, perception))
     }
 }
 
