@@ -68,6 +68,16 @@ test -x "$vigil" || cargo build --release --workspace -q
 "$vigil" bench replay --over-brokers --kafka 127.0.0.1:9092 --amqp "amqp://guest:guest@127.0.0.1:5672/%2f" \
   --duration 30 --min-speed-factor 20
 
+# Drives of 30, 120 and 600 s (urban-dense) recorded by `vigil run --fast --record` and
+# replayed by `vigil replay --max` in a process of their own: peak RSS flat (the longest
+# within 1.2x of the shortest, all under 500 MB), every replay at 20x real time or more
+# and deciding as the live run did. Compaction against the same drive stored the way it
+# was before (lz4 chunks, raw camera) is gated at what lossless storage reaches on these
+# noisy frames (measured in crates/vigil-replay/README.md); the near-lossless archival
+# row is reported: its size and what it changes.
+"$vigil" bench replay --scenario urban-dense --lengths 30,120,600 --min-speed-factor 20 \
+  --max-rss-ratio 1.2 --max-rss-mb 500 --min-compaction 1.8 --png "${CARGO_TARGET_DIR:-target}/bench-lengths.png"
+
 # Paced urban-dense drives of 1, 2, 4 and 8 vehicles, embedded and over the brokers in
 # one invocation (crates/vigil-pipeline/src/fleet_bench.rs). The target at 4 vehicles over
 # the brokers is 99 % of raised tasks answered inside their deadline, every frame fused,

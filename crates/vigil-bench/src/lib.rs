@@ -10,6 +10,7 @@
 
 pub mod fleet;
 pub mod ingest;
+pub mod lengths;
 pub mod pipeline;
 pub mod replay;
 pub mod soak;

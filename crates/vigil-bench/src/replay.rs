@@ -78,7 +78,7 @@ pub fn replay_bench(cfg: &ReplayBenchConfig) -> Result<ReplayBench, BenchError> 
             }
             d?
         }
-        None => Drive::from_mcap(&file, None)?,
+        None => Drive::from_mcap(std::slice::from_ref(&file), None, None, None)?,
     };
     let load_seconds = t0.elapsed().as_secs_f64();
     let road = &cfg.scenario.road;
@@ -95,20 +95,22 @@ pub fn replay_bench(cfg: &ReplayBenchConfig) -> Result<ReplayBench, BenchError> 
     };
     let mut best = 0f64;
     let mut digests = Vec::new();
-    let mut sim_seconds = 0.0;
+    let (mut sim_seconds, mut frames, mut id) = (0.0, 0, String::new());
     for _ in 0..3 {
         let r = vigil_replay::replay(&drive, &rc)?;
         best = best.max(r.speed_factor);
         sim_seconds = r.sim_seconds;
+        frames = r.frames.values().sum::<u64>() as usize;
+        id = r.drive;
         digests.push(r.recommendations_digest);
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(ReplayBench {
         source: if brokers.is_some() { "kafka" } else { "mcap" },
-        drive: drive.id.clone(),
+        drive: id,
         scenario: cfg.scenario.name.clone(),
         sim_seconds,
-        frames: drive.frames(),
+        frames,
         speed_factor: best,
         load_seconds,
         digests_equal: digests.windows(2).all(|w| w[0] == w[1]),

@@ -76,14 +76,23 @@ pub struct SoakBench {
     pub pass: bool,
 }
 
-/// Resident memory of this process, megabytes (0 where /proc is absent).
-pub fn rss_mb() -> f64 {
+fn status_mb(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Resident memory of this process, megabytes (0 where /proc is absent).
+pub fn rss_mb() -> f64 {
+    status_mb("VmRSS:")
+}
+
+/// Peak resident memory of this process so far, megabytes (0 where /proc is absent).
+pub fn peak_rss_mb() -> f64 {
+    status_mb("VmHWM:")
 }
 
 pub fn soak_bench(cfg: &SoakConfig, mut progress: impl FnMut(&SoakWindow)) -> Result<SoakBench, BenchError> {

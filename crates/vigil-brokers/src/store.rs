@@ -85,6 +85,11 @@ impl ObjectFrameStore {
     /// Stores `bytes` and returns `(uri, sha256)`.
     pub fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(String, String), TransportError> {
         let sha = sha256_hex(&bytes);
+        self.put_object(key, bytes, sha.clone()).map(|uri| (uri, sha))
+    }
+
+    /// Stores `object` whose content (once unpacked) hashes to `sha`; returns the URI.
+    fn put_object(&self, key: &str, bytes: Vec<u8>, sha: String) -> Result<String, TransportError> {
         let size = bytes.len() as u64;
         let location = self.location(key);
         let uri = self.uri_for(&location, &sha);
@@ -98,7 +103,7 @@ impl ObjectFrameStore {
         })?;
         self.stored.0.fetch_add(1, Ordering::Relaxed);
         self.stored.1.fetch_add(size, Ordering::Relaxed);
-        Ok((uri, sha))
+        Ok(uri)
     }
 
     /// Fetches by URI and verifies the sha256 carried in its fragment (if any).
@@ -115,6 +120,12 @@ impl ObjectFrameStore {
             let got = store.get(&loc).await.map_err(|e| err(format!("get {loc}: {e}")))?;
             got.bytes().await.map_err(|e| err(format!("read {loc}: {e}")))
         })?;
+        // A packed image comes back as its pixels; the hash is of the pixels.
+        let bytes = match vigil_proto::pixels::unpack_image(&bytes) {
+            Ok(Some(pixels)) => pixels,
+            Ok(None) => bytes.to_vec(),
+            Err(e) => return Err(err(format!("frame `{location}` is corrupt: {e}"))),
+        };
         if let Some(want) = want {
             let have = sha256_hex(&bytes);
             if have != want {
@@ -123,11 +134,48 @@ impl ObjectFrameStore {
                 )));
             }
         }
-        Ok(bytes.to_vec())
+        Ok(bytes)
     }
 }
 
+/// What a retention sweep of the frame store found and removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SweepReport {
+    /// Objects looked at, and their bytes.
+    pub objects: u64,
+    pub bytes: u64,
+    /// Objects older than the cut-off (removed unless a dry run), and their bytes.
+    pub expired: u64,
+    pub expired_bytes: u64,
+    pub dry_run: bool,
+}
+
 impl ObjectFrameStore {
+    /// Removes every object last modified before `cutoff_ms` (ms since the epoch): the
+    /// frames of drives whose log records Kafka's retention has removed.
+    pub fn sweep(&self, cutoff_ms: i64, dry_run: bool) -> Result<SweepReport, TransportError> {
+        use futures_util::TryStreamExt as _;
+        let store = self.store.clone();
+        let prefix = self.prefix.clone();
+        self.wait(async move {
+            let mut report = SweepReport { dry_run, ..SweepReport::default() };
+            let mut listing = store.list(Some(&prefix));
+            while let Some(meta) = listing.try_next().await.map_err(|e| err(format!("list {prefix}: {e}")))? {
+                report.objects += 1;
+                report.bytes += meta.size;
+                if meta.last_modified.timestamp_millis() >= cutoff_ms {
+                    continue;
+                }
+                report.expired += 1;
+                report.expired_bytes += meta.size;
+                if !dry_run {
+                    store.delete(&meta.location).await.map_err(|e| err(format!("delete {}: {e}", meta.location)))?;
+                }
+            }
+            Ok(report)
+        })
+    }
+
     /// The envelope with a claim-checked camera frame's pixels fetched (sha256 verified)
     /// and put back inline; other envelopes unchanged.
     pub fn inline_claim_checked(&self, envelope: Vec<u8>) -> Result<Vec<u8>, TransportError> {
@@ -161,6 +209,22 @@ impl FrameStore for ObjectFrameStore {
         self.put_bytes(key, bytes).map(|(uri, sha256)| vigil_proto::v1::BlobRef { uri, size, sha256 })
     }
 
+    /// Packed losslessly (`vigil_proto::pixels::pack_image`): about a third of the raw
+    /// size. The reference's size and sha256 are the pixels', so a reader checks what it
+    /// gets back whatever the object's encoding.
+    fn put_rgb8(
+        &self,
+        key: &str,
+        pixels: Vec<u8>,
+        width: u32,
+        height: u32,
+    ) -> Result<vigil_proto::v1::BlobRef, TransportError> {
+        let (size, sha256) = (pixels.len() as u64, sha256_hex(&pixels));
+        let packed = vigil_proto::pixels::pack_image(&pixels, width, height);
+        let uri = self.put_object(key, packed, sha256.clone())?;
+        Ok(vigil_proto::v1::BlobRef { uri, size, sha256 })
+    }
+
     fn durable(&self) -> bool {
         true
     }
@@ -176,6 +240,51 @@ mod tests {
 
     fn rt() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime")
+    }
+
+    #[test]
+    fn images_are_stored_packed_and_come_back_as_pixels() {
+        let rt = rt();
+        let dir = std::env::temp_dir().join(format!("vigil-store-packed-{}", std::process::id()));
+        let url = Url::from_directory_path(&dir).expect("abs").to_string();
+        let store = ObjectFrameStore::open(&url, rt.handle().clone()).expect("open");
+        let pixels: Vec<u8> = (0..64 * 48 * 3).map(|i| ((i / 3) % 64 + (i % 3) * 10) as u8).collect();
+        let blob = store.put_rgb8("veh-1/run/camera/1.rgb", pixels.clone(), 64, 48).expect("put");
+        assert_eq!(blob.size, pixels.len() as u64);
+        assert_eq!(blob.sha256, sha256_hex(&pixels));
+        let on_disk = std::fs::read(dir.join("veh-1/run/camera/1.rgb")).expect("object");
+        assert!(on_disk.starts_with(vigil_proto::pixels::PACKED_MAGIC) && on_disk.len() < pixels.len() / 2);
+        assert_eq!(*store.get(&blob.uri).expect("get"), pixels);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_sweep_removes_only_objects_older_than_the_cutoff() {
+        let rt = rt();
+        let dir = std::env::temp_dir().join(format!("vigil-store-sweep-{}", std::process::id()));
+        let url = Url::from_directory_path(&dir).expect("abs").to_string();
+        let store = ObjectFrameStore::open(&url, rt.handle().clone()).expect("open");
+        let old = store.put("veh-1/a/camera/1.rgb", vec![1; 100]).expect("put").uri;
+        let new = store.put("veh-1/b/camera/1.rgb", vec![2; 50]).expect("put").uri;
+        let day = std::time::Duration::from_secs(86_400);
+        let ten_days_ago = std::time::SystemTime::now() - 10 * day;
+        std::fs::File::options()
+            .write(true)
+            .open(dir.join("veh-1/a/camera/1.rgb"))
+            .and_then(|f| f.set_modified(ten_days_ago))
+            .expect("age the object");
+        let cutoff = (std::time::SystemTime::now() - 7 * day)
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis() as i64;
+        let dry = store.sweep(cutoff, true).expect("dry run");
+        assert_eq!((dry.objects, dry.expired, dry.expired_bytes), (2, 1, 100));
+        assert!(store.get(&old).is_ok(), "a dry run removes nothing");
+        let done = store.sweep(cutoff, false).expect("sweep");
+        assert_eq!((done.expired, done.expired_bytes), (1, 100));
+        assert!(store.get(&old).is_err(), "the expired frame is gone");
+        assert!(store.get(&new).is_ok(), "the recent frame stays");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -75,6 +75,17 @@ pub trait TelemetryLog: Send + Sync + fmt::Debug {
 pub trait FrameStore: Send + Sync + fmt::Debug {
     /// Stores `bytes` under `key`; returns the reference a task or a log record carries.
     fn put(&self, key: &str, bytes: Vec<u8>) -> Result<vigil_proto::v1::BlobRef, TransportError>;
+    /// Stores an RGB8 image's pixels under `key`; a durable store keeps them compactly
+    /// (losslessly) and [`FrameStore::get`] gives the RGB8 bytes back.
+    fn put_rgb8(
+        &self,
+        key: &str,
+        pixels: Vec<u8>,
+        _width: u32,
+        _height: u32,
+    ) -> Result<vigil_proto::v1::BlobRef, TransportError> {
+        self.put(key, pixels)
+    }
     fn get(&self, uri: &str) -> Result<Arc<Vec<u8>>, TransportError>;
     /// Whether a reference outlives this process, so that a durable log may carry it in
     /// place of the bytes (an object store) or must keep the bytes inline (memory).

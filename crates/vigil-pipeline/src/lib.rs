@@ -51,6 +51,8 @@ pub struct RunConfig {
     pub vehicles: usize,
     pub workers: usize,
     pub record: Option<PathBuf>,
+    /// How `record` is written: chunk compression, camera encoding, splitting.
+    pub record_options: vigil_bus::embedded::recorder::RecordOptions,
     pub perception: bool,
     pub fast: bool,
     pub model_dir: PathBuf,
@@ -86,6 +88,7 @@ impl RunConfig {
             vehicles: 1,
             workers: 2,
             record: None,
+            record_options: Default::default(),
             perception: true,
             fast: false,
             model_dir,
@@ -263,7 +266,7 @@ fn transports(
         });
     }
     let log: Arc<dyn TelemetryLog> = match &cfg.record {
-        Some(p) => Arc::new(EmbeddedLog::recording(p)?),
+        Some(p) => Arc::new(EmbeddedLog::recording(p, cfg.record_options)?),
         None => Arc::new(EmbeddedLog::new()),
     };
     let queue = TaskQueue::new(cfg.queue_capacity, cfg.max_attempts);

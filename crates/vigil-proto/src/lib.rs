@@ -10,6 +10,7 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/vigil.v1.rs"));
 }
 
+pub mod pixels;
 pub mod wire;
 
 use prost::Message;
@@ -70,6 +71,19 @@ pub enum DecodeError {
     InvalidField { field: &'static str, reason: String },
     #[error("field `{field}` is {size}, over the limit of {limit}")]
     Oversize { field: &'static str, size: usize, limit: usize },
+}
+
+/// An envelope's metadata, decoded without its payload.
+#[derive(Clone, PartialEq, prost::Message)]
+struct HeaderOnly {
+    #[prost(message, optional, tag = "1")]
+    header: Option<v1::Header>,
+}
+
+/// The header of an encoded envelope, read without decoding (or validating) its payload:
+/// cheap enough for every message a log or recorder passes on.
+pub fn header_of(bytes: &[u8]) -> Option<v1::Header> {
+    HeaderOnly::decode(bytes).ok()?.header
 }
 
 /// Encodes an envelope to bytes.
@@ -313,6 +327,8 @@ fn validate_camera(frame: &v1::CameraFrame, limits: &Limits) -> Result<(), Decod
             Ok(())
         }
         (Some(v1::camera_frame::Pixels::Data(_)), v1::PixelEncoding::Png) => Ok(()),
+        // Checked when decoded (`pixels::decode_rgb8` bounds the output).
+        (Some(v1::camera_frame::Pixels::Data(_)), v1::PixelEncoding::Rgb8Zstd) => Ok(()),
     }
 }
 

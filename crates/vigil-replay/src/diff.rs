@@ -34,9 +34,9 @@ fn label(r: &v1::Recommendation) -> String {
 pub(crate) fn diff(c: &Collected) -> ReplayDiff {
     let tasks_by_id: HashMap<&str, &(v1::Header, v1::ObstacleTask)> =
         c.replay_tasks.iter().map(|t| (t.1.task_id.as_str(), t)).collect();
-    let truth_for = |id: &str| tasks_by_id.get(id).and_then(|(h, t)| truth_of(t, &c.gt, &h.vehicle_id));
+    let truth_for = |id: &str| tasks_by_id.get(id).and_then(|(h, t)| truth_of(t, &c.side.gt, &h.vehicle_id));
     let mut diff = ReplayDiff {
-        recorded: c.recorded.len() as u64,
+        recorded: c.side.recorded.len() as u64,
         compared: 0,
         changed: 0,
         only_recorded: 0,
@@ -45,7 +45,7 @@ pub(crate) fn diff(c: &Collected) -> ReplayDiff {
         ground_truth: None,
     };
     let mut all_ids: Vec<(String, u64, String)> =
-        c.replayed.keys().cloned().chain(c.recorded.keys().map(|k| task_order(k))).collect();
+        c.replayed.keys().cloned().chain(c.side.recorded.keys().map(|k| task_order(k))).collect();
     all_ids.sort();
     all_ids.dedup();
     let mut gtd = GroundTruthDiff {
@@ -58,13 +58,13 @@ pub(crate) fn diff(c: &Collected) -> ReplayDiff {
     };
     for key in &all_ids {
         let id = key.2.as_str();
-        let (then, now) = (c.recorded.get(id), c.replayed.get(key));
+        let (then, now) = (c.side.recorded.get(id), c.replayed.get(key));
         compare(&mut diff, id, then, now, || truth_for(id));
         if let Some(truth) = truth_for(id) {
             against_truth(&mut gtd, &truth, then, now);
         }
     }
-    if !c.gt.is_empty() {
+    if !c.side.gt.is_empty() {
         diff.ground_truth = Some(gtd);
     }
     diff

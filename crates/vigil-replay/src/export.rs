@@ -10,6 +10,7 @@ use vigil_proto::v1::{self, envelope::Payload};
 use crate::ReplayError;
 use crate::drive::{Drive, Recorded, header_of};
 use crate::score::{class_name, truth_of};
+use vigil_core::Nanos;
 use vigil_vision::dataset::{Label, write};
 use vigil_vision::preprocess::Crop;
 
@@ -18,9 +19,11 @@ use vigil_vision::preprocess::Crop;
 const MIN_OBJECT_HEIGHT: f32 = vigil_sim::samples::MIN_BOX_HEIGHT;
 const MAX_OCCLUSION: f32 = 0.45;
 
-/// The camera frame a recorded message carries, when it carries its pixels inline.
+/// The camera frame a recorded message carries, when it carries its pixels inline
+/// (decoded to RGB8 when stored compactly).
 fn camera_of(m: &Recorded) -> Option<v1::CameraFrame> {
-    let env = vigil_proto::decode_envelope(&m.envelope).ok()?;
+    let expanded = vigil_proto::pixels::expand_camera(&m.envelope).ok()?;
+    let env = vigil_proto::decode_envelope(expanded.as_deref().unwrap_or(&m.envelope)).ok()?;
     match env.payload {
         Some(Payload::Camera(cam)) if matches!(cam.pixels, Some(v1::camera_frame::Pixels::Data(_))) => Some(cam),
         _ => None,
@@ -34,122 +37,129 @@ fn box_crop(cam: &v1::CameraFrame, b: &v1::Box2d) -> Option<vigil_vision::prepro
         .ok()
 }
 
+/// What the replay gives the export: the drive's name, its tasks and recommendations.
+pub(crate) struct Exported<'a> {
+    pub drive_id: &'a str,
+    pub tasks: &'a [(v1::Header, v1::ObstacleTask)],
+    pub replayed: &'a BTreeMap<(String, u64, String), v1::Recommendation>,
+}
+
+type FrameKey = (String, String, u64);
+
+/// A frame's object crops, with its capture time and key (the order they are written in).
+type ObjectCrops = (Nanos, FrameKey, Vec<(Crop, Label)>);
+
 /// Writes a labelled crop per replayed task: the label from ground truth where the drive
 /// has it, else from the replayed recommendation; misses, false alarms and fallbacks
 /// (deadline breaches) flagged and weighted up. With `objects_every > 0` and ground truth,
 /// also a crop of every visible object of every n-th camera frame (source
-/// `ground_truth`, flag `object`).
+/// `ground_truth`, flag `object`). The drive is read once more, a frame at a time.
 pub(crate) fn export(
     dir: &Path,
     drive: &Drive,
-    tasks: &[(v1::Header, v1::ObstacleTask)],
-    replayed: &BTreeMap<(String, u64, String), v1::Recommendation>,
-    gt: &HashMap<(String, String, u64), v1::GroundTruth>,
+    what: Exported<'_>,
+    gt: &HashMap<FrameKey, v1::GroundTruth>,
     objects_every: u64,
 ) -> Result<u64, ReplayError> {
-    // Camera frames by (vehicle, sensor, sequence).
-    let mut cameras: Cameras<'_> = HashMap::new();
-    for m in drive.messages.iter().filter(|m| m.topic == topics::CAMERA) {
-        if let Some(h) = header_of(&m.envelope) {
-            cameras.insert((h.vehicle_id, h.sensor_id, h.sequence), m);
+    let mut wanted: HashMap<FrameKey, Vec<usize>> = HashMap::new();
+    for (i, (h, t)) in what.tasks.iter().enumerate() {
+        wanted.entry((h.vehicle_id.clone(), t.frame_sensor_id.clone(), t.frame_sequence)).or_default().push(i);
+    }
+    let mut task_items: Vec<Option<(Crop, Label)>> = (0..what.tasks.len()).map(|_| None).collect();
+    let mut object_items: Vec<ObjectCrops> = Vec::new();
+    for m in drive.stream()? {
+        let m = m?;
+        if &*m.topic != topics::CAMERA {
+            continue;
+        }
+        let Some(h) = header_of(&m.envelope) else { continue };
+        let key = (h.vehicle_id, h.sensor_id, h.sequence);
+        let for_tasks = wanted.get(&key);
+        let for_objects = objects_every > 0 && key.2 % objects_every == 0 && gt.contains_key(&key);
+        if for_tasks.is_none() && !for_objects {
+            continue;
+        }
+        let Some(cam) = camera_of(&m) else { continue };
+        for &i in for_tasks.into_iter().flatten() {
+            task_items[i] = task_crop(&what, &cam, i, gt);
+        }
+        if let Some(g) = gt.get(&key).filter(|_| for_objects) {
+            object_items.push((m.capture_ns, key.clone(), object_crops(what.drive_id, &key, &cam, g)));
         }
     }
-    let mut items = task_crops(drive, &cameras, tasks, replayed, gt);
-    if objects_every > 0 {
-        items.extend(object_crops(drive, &cameras, gt, objects_every));
-    }
+    object_items.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let items: Vec<(Crop, Label)> =
+        task_items.into_iter().flatten().chain(object_items.into_iter().flat_map(|(_, _, i)| i)).collect();
     write(dir, &items)?;
     Ok(items.len() as u64)
 }
 
-type Cameras<'a> = HashMap<(String, String, u64), &'a Recorded>;
-
-/// A crop per replayed task whose frame the drive holds, labelled and flagged.
-fn task_crops(
-    drive: &Drive,
-    cameras: &Cameras<'_>,
-    tasks: &[(v1::Header, v1::ObstacleTask)],
-    replayed: &BTreeMap<(String, u64, String), v1::Recommendation>,
-    gt: &HashMap<(String, String, u64), v1::GroundTruth>,
-) -> Vec<(Crop, Label)> {
-    let mut items = Vec::new();
-    let by_id: HashMap<&str, &v1::Recommendation> = replayed.values().map(|r| (r.task_id.as_str(), r)).collect();
-    for (h, t) in tasks {
-        let key = (h.vehicle_id.clone(), t.frame_sensor_id.clone(), t.frame_sequence);
-        let Some(cam) = cameras.get(&key).and_then(|m| camera_of(m)) else { continue };
-        let Some(c) = t.camera_box.as_ref().and_then(|b| box_crop(&cam, b)) else { continue };
-        let rec = by_id.get(t.task_id.as_str());
-        let predicted = rec.map(|r| class_name(r.class()).to_string());
-        let truth = truth_of(t, gt, &h.vehicle_id);
-        let (class, source) = match (&truth, &predicted) {
-            (Some(c), _) => (c.clone(), "ground_truth"),
-            (None, Some(p)) => (p.clone(), "recommendation"),
-            (None, None) => continue,
-        };
-        let mut flags = Vec::new();
-        if rec.is_none() {
-            flags.push("deadline_breach".to_string());
-        }
-        if let (Some(tr), Some(p)) = (&truth, &predicted) {
-            if tr != "none" && p == "none" {
-                flags.push("miss".to_string());
-            } else if tr == "none" && p != "none" {
-                flags.push("false_alarm".to_string());
-            } else if tr != p {
-                flags.push("wrong_class".to_string());
-            }
-        }
-        let weight = if flags.is_empty() { 1.0 } else { 3.0 };
-        let mut provenance = serde_json::Map::new();
-        provenance.insert("drive".into(), drive.id.clone().into());
-        provenance.insert("vehicle".into(), h.vehicle_id.clone().into());
-        provenance.insert("task".into(), t.task_id.clone().into());
-        provenance.insert("frame".into(), format!("{}#{}", t.frame_sensor_id, t.frame_sequence).into());
-        if let Some(p) = &predicted {
-            provenance.insert("predicted".into(), p.clone().into());
-        }
-        items.push((c, Label { file: String::new(), class, source: source.into(), weight, flags, provenance }));
+/// The crop of task `i` in its frame, labelled and flagged.
+fn task_crop(
+    what: &Exported<'_>,
+    cam: &v1::CameraFrame,
+    i: usize,
+    gt: &HashMap<FrameKey, v1::GroundTruth>,
+) -> Option<(Crop, Label)> {
+    let (h, t) = &what.tasks[i];
+    let c = t.camera_box.as_ref().and_then(|b| box_crop(cam, b))?;
+    let rec = what.replayed.values().find(|r| r.task_id == t.task_id);
+    let predicted = rec.map(|r| class_name(r.class()).to_string());
+    let truth = truth_of(t, gt, &h.vehicle_id);
+    let (class, source) = match (&truth, &predicted) {
+        (Some(c), _) => (c.clone(), "ground_truth"),
+        (None, Some(p)) => (p.clone(), "recommendation"),
+        (None, None) => return None,
+    };
+    let mut flags = Vec::new();
+    if rec.is_none() {
+        flags.push("deadline_breach".to_string());
     }
-    items
+    if let (Some(tr), Some(p)) = (&truth, &predicted) {
+        if tr != "none" && p == "none" {
+            flags.push("miss".to_string());
+        } else if tr == "none" && p != "none" {
+            flags.push("false_alarm".to_string());
+        } else if tr != p {
+            flags.push("wrong_class".to_string());
+        }
+    }
+    let weight = if flags.is_empty() { 1.0 } else { 3.0 };
+    let mut provenance = serde_json::Map::new();
+    provenance.insert("drive".into(), what.drive_id.into());
+    provenance.insert("vehicle".into(), h.vehicle_id.clone().into());
+    provenance.insert("task".into(), t.task_id.clone().into());
+    provenance.insert("frame".into(), format!("{}#{}", t.frame_sensor_id, t.frame_sequence).into());
+    if let Some(p) = &predicted {
+        provenance.insert("predicted".into(), p.clone().into());
+    }
+    Some((c, Label { file: String::new(), class, source: source.into(), weight, flags, provenance }))
 }
 
-/// A crop of every visible ground-truth object of every `objects_every`-th camera frame.
-fn object_crops(
-    drive: &Drive,
-    cameras: &Cameras<'_>,
-    gt: &HashMap<(String, String, u64), v1::GroundTruth>,
-    objects_every: u64,
-) -> Vec<(Crop, Label)> {
+/// A crop of every visible ground-truth object of one camera frame.
+fn object_crops(drive_id: &str, key: &FrameKey, cam: &v1::CameraFrame, g: &v1::GroundTruth) -> Vec<(Crop, Label)> {
+    let (vehicle, sensor, seq) = key;
     let mut items = Vec::new();
-    let mut frames: Vec<(&(String, String, u64), &&Recorded)> = cameras.iter().collect();
-    frames.sort_by_key(|(k, m)| (m.capture_ns, (*k).clone()));
-    for ((vehicle, sensor, seq), m) in frames {
-        if seq % objects_every != 0 {
+    for o in &g.objects {
+        let Some(b) = o.camera_box.as_ref() else { continue };
+        if b.y_max - b.y_min < MIN_OBJECT_HEIGHT || o.occlusion > MAX_OCCLUSION {
             continue;
         }
-        let Some(g) = gt.get(&(vehicle.clone(), sensor.clone(), *seq)) else { continue };
-        let Some(cam) = camera_of(m) else { continue };
-        for o in &g.objects {
-            let Some(b) = o.camera_box.as_ref() else { continue };
-            if b.y_max - b.y_min < MIN_OBJECT_HEIGHT || o.occlusion > MAX_OCCLUSION {
-                continue;
-            }
-            let Some(c) = box_crop(&cam, b) else { continue };
-            let mut provenance = serde_json::Map::new();
-            provenance.insert("drive".into(), drive.id.clone().into());
-            provenance.insert("vehicle".into(), vehicle.clone().into());
-            provenance.insert("frame".into(), format!("{sensor}#{seq}").into());
-            provenance.insert("object".into(), o.object_id.into());
-            let label = Label {
-                file: String::new(),
-                class: class_name(o.class()).to_string(),
-                source: "ground_truth".into(),
-                weight: 1.0,
-                flags: vec!["object".into()],
-                provenance,
-            };
-            items.push((c, label));
-        }
+        let Some(c) = box_crop(cam, b) else { continue };
+        let mut provenance = serde_json::Map::new();
+        provenance.insert("drive".into(), drive_id.into());
+        provenance.insert("vehicle".into(), vehicle.clone().into());
+        provenance.insert("frame".into(), format!("{sensor}#{seq}").into());
+        provenance.insert("object".into(), o.object_id.into());
+        let label = Label {
+            file: String::new(),
+            class: class_name(o.class()).to_string(),
+            source: "ground_truth".into(),
+            weight: 1.0,
+            flags: vec!["object".into()],
+            provenance,
+        };
+        items.push((c, label));
     }
     items
 }

@@ -2,7 +2,6 @@
 //! time, on a clock that stands at the recorded capture time.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,8 +14,9 @@ use vigil_vehicle::node::{ControlCommand, NodeStats, Stream};
 use vigil_vision::model::Recogniser;
 use vigil_worker::WorkerStats;
 
-use crate::drive::{Drive, Recorded, header_of};
-use crate::{ReplayConfig, ReplayError};
+use crate::collect::RecordedSide;
+use crate::drive::{Drive, DriveStream, Identity, Recorded, StreamCounters, header_of};
+use crate::{ReplayConfig, ReplayError, bad};
 
 /// How long an instant may take to be ingested and answered before the replay gives up.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -43,18 +43,26 @@ impl TelemetryLog for CaptureLog {
 }
 
 /// What the actors did with a drive: the frames fed per stream, the records they logged,
-/// their counters, and the simulated seconds fed.
+/// their counters, the simulated seconds fed, and what the drive recorded.
 pub(crate) struct Fed {
     pub produced: [u64; 4],
     pub kept: Vec<(String, Vec<u8>)>,
     pub stats: Arc<NodeStats>,
     pub start_ns: Nanos,
     pub sim_seconds: f64,
+    pub side: RecordedSide,
+    pub drive_id: String,
+    pub counters: Arc<StreamCounters>,
 }
 
 /// Feeds `drive` through fresh actors serving `model`, in lockstep; see the crate docs.
 pub(crate) fn feed(drive: &Drive, cfg: &ReplayConfig, model: Recogniser) -> Result<Fed, ReplayError> {
-    let start_ns = drive.messages.first().map_or(0, |m| m.capture_ns);
+    let mut stream = drive.stream_counted(cfg.progress.clone().unwrap_or_default())?;
+    let first = match stream.next() {
+        Some(m) => m?,
+        None => return Err(bad("nothing to replay (no telemetry in that source or window)")),
+    };
+    let start_ns = first.capture_ns;
     let clock = Arc::new(ManualClock::new(start_ns));
     let log = Arc::new(CaptureLog::default());
     let tasks = Arc::new(EmbeddedTasks::new(TaskQueue::new(1024, 3), clock.clone()));
@@ -75,55 +83,115 @@ pub(crate) fn feed(drive: &Drive, cfg: &ReplayConfig, model: Recogniser) -> Resu
         .stats(stats.clone(), Arc::new(WorkerStats::default()))
         .start()?;
 
-    let (produced, last) = lockstep(drive, cfg, (&clock, &stats, &publisher), start_ns, &control_rx)?;
+    let counters = stream.counters.clone();
+    let mut source = Playback {
+        stream,
+        pending: None,
+        start_ns,
+        side: RecordedSide::new(drive.vehicles.first().cloned().unwrap_or_default(), start_ns),
+        identity: Identity::default(),
+        error: None,
+        control_rx: &control_rx,
+        controls: 0,
+    };
+    source.prime(first);
+    let fed = lockstep(&mut source, cfg, (&clock, &stats, &publisher), start_ns);
     let _ = tasks.sweep_expired(clock.now_ns() + cfg.task_budget_ns)?;
-    if !stats.drain_telemetry(SETTLE_TIMEOUT) {
-        return Err(ReplayError::Replay("the replayed recommendations did not all reach the log within 30 s".into()));
-    }
+    let drained = stats.drain_telemetry(SETTLE_TIMEOUT);
     system.stop();
     let _ = actor_thread.join();
     drop(publisher);
     let _ = bus.close();
-    let kept = log.kept.lock().map(|k| k.clone()).unwrap_or_default();
-    Ok(Fed { produced, kept, stats, start_ns, sim_seconds: (last - start_ns) as f64 * 1e-9 })
-}
-
-/// The drive's telemetry grouped by capture instant, in order.
-fn instants(drive: &Drive) -> Vec<(Nanos, Vec<(Stream, &Recorded)>)> {
-    let mut instants: Vec<(Nanos, Vec<(Stream, &Recorded)>)> = Vec::new();
-    for (k, m) in drive.messages.iter().filter_map(|m| Stream::of_topic(&m.topic).map(|k| (k, m))) {
-        match instants.last_mut() {
-            Some((t, group)) if *t == m.capture_ns => group.push((k, m)),
-            _ => instants.push((m.capture_ns, vec![(k, m)])),
-        }
+    let (produced, last) = fed?;
+    if let Some(e) = source.error.take() {
+        return Err(e);
     }
-    instants
+    if produced.iter().all(|n| *n == 0) {
+        return Err(bad("nothing to replay (no telemetry in that source or window)"));
+    }
+    if !drained {
+        return Err(ReplayError::Replay("the replayed recommendations did not all reach the log within 30 s".into()));
+    }
+    let kept = log.kept.lock().map(|k| k.clone()).unwrap_or_default();
+    let drive_id = source.identity.id(&drive.vehicles, drive.vehicle.as_deref());
+    Ok(Fed {
+        produced,
+        kept,
+        stats,
+        start_ns,
+        sim_seconds: (last - start_ns) as f64 * 1e-9,
+        side: source.side,
+        drive_id,
+        counters,
+    })
 }
 
-/// A recorded drive as a source: its instants, ns from the drive's start.
-struct Recording<'a> {
-    instants: Vec<(Nanos, Vec<(Stream, &'a Recorded)>)>,
-    next: usize,
+/// A drive as a source: its messages streamed, grouped by capture instant; what is not
+/// telemetry (and the telemetry too) is noted on the way for the comparison.
+struct Playback<'a> {
+    stream: DriveStream,
+    /// The first telemetry message of the next instant.
+    pending: Option<Recorded>,
     start_ns: Nanos,
+    side: RecordedSide,
+    identity: Identity,
+    error: Option<ReplayError>,
     control_rx: &'a std::sync::mpsc::Receiver<ControlCommand>,
     controls: u64,
-    progress: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
-impl Source for Recording<'_> {
+impl Playback<'_> {
+    /// Notes a message; keeps it as the next instant's first when it is telemetry.
+    fn take(&mut self, m: Recorded) -> Option<Recorded> {
+        self.identity.observe(&m);
+        self.side.observe(&m);
+        Stream::of_topic(&m.topic).is_some().then_some(m)
+    }
+
+    /// The next telemetry message (notes the others on the way).
+    fn pull(&mut self) -> Option<Recorded> {
+        while self.error.is_none() {
+            match self.stream.next()? {
+                Ok(m) => {
+                    if let Some(m) = self.take(m) {
+                        return Some(m);
+                    }
+                }
+                Err(e) => self.error = Some(e),
+            }
+        }
+        None
+    }
+
+    fn prime(&mut self, first: Recorded) {
+        self.pending = match self.take(first) {
+            Some(m) => Some(m),
+            None => self.pull(),
+        };
+    }
+}
+
+impl Source for Playback<'_> {
     fn next_ns(&self) -> Option<Nanos> {
-        self.instants.get(self.next).map(|(t, _)| t - self.start_ns)
+        self.pending.as_ref().map(|m| m.capture_ns - self.start_ns)
     }
 
     fn step(&mut self, _: Nanos, out: &mut Vec<Outgoing>) {
-        let Some((_, group)) = self.instants.get_mut(self.next) else { return };
-        self.next += 1;
-        for (k, m) in std::mem::take(group) {
-            let h = header_of(&m.envelope).unwrap_or_default();
-            out.push(Outgoing { stream: k, key: k.key(&h.vehicle_id, &h.sensor_id).into(), bytes: m.envelope.clone() });
-            if let Some(p) = &self.progress {
-                p.fetch_add(1, Ordering::Relaxed);
+        let Some(first) = self.pending.take() else { return };
+        let at = first.capture_ns;
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            if m.capture_ns != at {
+                self.pending = Some(m);
+                break;
             }
+            let Some(k) = Stream::of_topic(&m.topic) else {
+                next = self.pull();
+                continue;
+            };
+            let h = header_of(&m.envelope).unwrap_or_default();
+            out.push(Outgoing { stream: k, key: k.key(&h.vehicle_id, &h.sensor_id).into(), bytes: m.envelope });
+            next = self.pull();
         }
     }
 
@@ -135,26 +203,17 @@ impl Source for Recording<'_> {
 /// Feeds every instant in lockstep (paced to `cfg.speed` if set); returns the frames fed
 /// per stream and the last instant.
 fn lockstep(
-    drive: &Drive,
+    source: &mut Playback<'_>,
     cfg: &ReplayConfig,
     (clock, stats, publisher): (&ManualClock, &NodeStats, &Publisher),
     start_ns: Nanos,
-    control_rx: &std::sync::mpsc::Receiver<ControlCommand>,
 ) -> Result<([u64; 4], Nanos), ReplayError> {
-    let mut source = Recording {
-        instants: instants(drive),
-        next: 0,
-        start_ns,
-        control_rx,
-        controls: 0,
-        progress: cfg.progress.clone(),
-    };
     let set_clock = |t: Nanos| clock.set(t);
     let lockstep =
         Lockstep { set_clock: &set_clock, stats, perception: true, limit: SETTLE_TIMEOUT, fail_unsettled: true };
     let pace = Pace { real: cfg.speed.map(|s| (Instant::now(), s)), lockstep: Some(lockstep) };
     let mut feeder = Feeder::new(publisher, start_ns, pace);
-    let last = feeder.run(&mut source, &mut |_, _| {})?;
+    let last = feeder.run(source, &mut |_, _| {})?;
     feeder.settle(last)?;
     tracing::debug!(controls = source.controls, "replay: commands decided");
     Ok((feeder.produced, start_ns + last))

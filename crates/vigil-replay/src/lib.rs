@@ -27,14 +27,18 @@ mod diff;
 pub mod drive;
 mod export;
 mod feed;
+mod kafka;
 mod replay;
 pub mod report;
 mod score;
 pub mod timeline;
 
-pub use drive::{Drive, Recorded};
+pub use drive::{Drive, DriveStream, Recorded, StreamCounters};
+pub use kafka::Written;
 pub use replay::replay;
-pub use report::{Change, GroundTruthDiff, ReplayConfig, ReplayDiff, ReplayModel, ReplayReport, ReplayTasks, Score};
+pub use report::{
+    Change, GroundTruthDiff, ReadReport, ReplayConfig, ReplayDiff, ReplayModel, ReplayReport, ReplayTasks, Score,
+};
 
 /// Why a drive could not be read, replayed or drawn.
 #[derive(Debug, thiserror::Error)]

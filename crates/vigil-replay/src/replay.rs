@@ -10,7 +10,7 @@ use vigil_vision::model::{Recogniser, default_device};
 use crate::collect::{Collected, collect};
 use crate::diff::{diff, digest};
 use crate::drive::Drive;
-use crate::export::export;
+use crate::export::{Exported, export};
 use crate::feed::feed;
 use crate::score::{class_name, task_order, truth_of};
 use crate::timeline::{TaskMark, Timeline};
@@ -23,9 +23,6 @@ pub fn replay(drive: &Drive, cfg: &ReplayConfig) -> Result<ReplayReport, ReplayE
     {
         return Err(bad(format!("--speed must be a positive multiple of real time, got {s}")));
     }
-    if drive.frames() == 0 {
-        return Err(bad(format!("drive {}: nothing to replay (no telemetry in that source or window)", drive.id)));
-    }
     let wall_start = Instant::now();
     let model = Recogniser::load(&cfg.model_dir, &default_device())?;
     let model_info = ReplayModel {
@@ -36,13 +33,18 @@ pub fn replay(drive: &Drive, cfg: &ReplayConfig) -> Result<ReplayReport, ReplayE
     let fed = feed(drive, cfg, model)?;
     let wall_seconds = wall_start.elapsed().as_secs_f64();
 
-    let collected = collect(&fed.kept, drive, fed.start_ns);
+    let collected = collect(&fed.kept, fed.side);
     let (recommendations_digest, by_action) = digest(&collected.replayed);
+    let recorded: crate::collect::Replayed =
+        collected.side.recorded.values().map(|r| (task_order(&r.task_id), r.clone())).collect();
+    let (recorded_digest, _) = digest(&recorded);
     let diff = diff(&collected);
     let timeline = timeline(&collected, fed.sim_seconds, fed.start_ns);
     let exported = match &cfg.export_dataset {
         Some(dir) => {
-            export(dir, drive, &collected.replay_tasks, &collected.replayed, &collected.gt, cfg.export_objects_every)?
+            let what =
+                Exported { drive_id: &fed.drive_id, tasks: &collected.replay_tasks, replayed: &collected.replayed };
+            export(dir, drive, what, &collected.side.gt, cfg.export_objects_every)?
         }
         None => 0,
     };
@@ -53,7 +55,7 @@ pub fn replay(drive: &Drive, cfg: &ReplayConfig) -> Result<ReplayReport, ReplayE
         .collect();
     let stats = &fed.stats;
     Ok(ReplayReport {
-        drive: drive.id.clone(),
+        drive: fed.drive_id.clone(),
         vehicles: drive.vehicles.clone(),
         model: model_info,
         frames,
@@ -65,11 +67,13 @@ pub fn replay(drive: &Drive, cfg: &ReplayConfig) -> Result<ReplayReport, ReplayE
         recommendations: collected.replayed.len() as u64,
         by_action,
         recommendations_digest,
+        recorded_digest,
         sim_seconds: fed.sim_seconds,
         wall_seconds,
         speed_factor: if wall_seconds > 0.0 { fed.sim_seconds / wall_seconds } else { 0.0 },
         diff,
         exported,
+        read: crate::report::ReadReport::of(&fed.counters),
         timeline,
     })
 }
@@ -80,23 +84,24 @@ fn timeline(c: &Collected, sim_seconds: f64, start_ns: Nanos) -> Timeline {
     let secs = |ns: Nanos| (ns - start_ns) as f64 * 1e-9;
     Timeline {
         duration_s: sim_seconds,
-        objects: Timeline::spans(c.sightings.clone(), 0.25),
+        objects: Timeline::spans(c.side.sightings.clone(), 0.25),
         tasks: c
             .replay_tasks
             .iter()
             .map(|(h, t)| {
                 let rec = c.replayed.get(&task_order(&t.task_id));
                 let latency = c
+                    .side
                     .recorded_task_ns
                     .get(&t.task_id)
-                    .zip(c.recorded_answer_ns.get(&t.task_id))
+                    .zip(c.side.recorded_answer_ns.get(&t.task_id))
                     .map(|(from, to)| (to - from) as f64 * 1e-6);
                 TaskMark {
                     task_id: t.task_id.clone(),
                     t_s: secs(h.capture_time_ns),
                     action: rec.map(|r| vigil_proto::action_from_proto(r.action()).name().to_string()),
                     class: rec.map(|r| class_name(r.class()).to_string()),
-                    truth: truth_of(t, &c.gt, &h.vehicle_id),
+                    truth: truth_of(t, &c.side.gt, &h.vehicle_id),
                     recorded_latency_ms: latency,
                 }
             })

@@ -28,8 +28,8 @@ pub struct ReplayConfig {
     /// camera frame (0: tasks only). Tasks alone are few; the objects are the bulk of a
     /// training set.
     pub export_objects_every: u64,
-    /// Telemetry messages fed so far (of `Drive::frames`), for a progress bar.
-    pub progress: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// Counts the read as it goes (bytes, capture time reached), for a progress bar.
+    pub progress: Option<Arc<crate::drive::StreamCounters>>,
 }
 
 /// The model a replay ran.
@@ -59,6 +59,36 @@ pub struct Score {
     pub false_alarms: u64,
     /// An obstacle predicted as another obstacle class.
     pub wrong_class: u64,
+}
+
+/// How a drive was read: compressed bytes, messages passed on, and those left out.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ReadReport {
+    pub bytes: u64,
+    /// Records read from the source, the drive's or not (Kafka: with the bisection's probes).
+    pub records_read: u64,
+    /// Messages of the drive passed on to the replay.
+    pub messages: u64,
+    /// Re-sent copies dropped.
+    pub duplicates: u64,
+    /// Recorded further out of capture order than the look-ahead: left out.
+    pub late: u64,
+    /// Without a readable header: left out.
+    pub unreadable: u64,
+}
+
+impl ReadReport {
+    pub(crate) fn of(c: &crate::drive::StreamCounters) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        Self {
+            bytes: c.bytes_read(),
+            records_read: c.records_read.load(Relaxed),
+            messages: c.messages.load(Relaxed),
+            duplicates: c.duplicates.load(Relaxed),
+            late: c.late.load(Relaxed),
+            unreadable: c.unreadable.load(Relaxed),
+        }
+    }
 }
 
 /// One recommendation that changed.
@@ -111,6 +141,9 @@ pub struct ReplayReport {
     pub by_action: BTreeMap<String, u64>,
     /// Hash of the ordered (task id, action, class) list.
     pub recommendations_digest: String,
+    /// The same digest of the recommendations the drive recorded (the live run's): equal
+    /// to `recommendations_digest` when the replay decided as the drive did.
+    pub recorded_digest: String,
     pub sim_seconds: f64,
     pub wall_seconds: f64,
     /// sim_seconds / wall_seconds.
@@ -118,6 +151,8 @@ pub struct ReplayReport {
     pub diff: ReplayDiff,
     /// Crops written with `export_dataset`.
     pub exported: u64,
+    /// How the drive was read.
+    pub read: ReadReport,
     /// What `timeline_png` draws (not printed).
     #[serde(skip)]
     pub timeline: Timeline,

@@ -64,11 +64,18 @@ pub(crate) fn fetch_and_crop(delivery: &TaskDelivery, frames: &dyn FrameStore) -
     let b = task.camera_box.ok_or(TaskError::Malformed(task.task_id.clone(), "no camera box"))?;
     let bbox = [b.x_min, b.y_min, b.x_max, b.y_max];
     let crop = match task.frame_layout {
-        Some(layout) => {
-            if layout.encoding != v1::PixelEncoding::Rgb8 as i32 {
-                return Err(TaskError::Malformed(task.task_id.clone(), "frame pixels are not rgb8"));
-            }
+        Some(layout) if layout.encoding == v1::PixelEncoding::Rgb8 as i32 => {
             crop(&bytes, layout.width, layout.height, bbox, [0.0, 0.0], 1.0)?
+        }
+        // A replayed recording feeds frames as they were stored: decoded here, for the
+        // tasks that read them only.
+        Some(layout) if layout.encoding == v1::PixelEncoding::Rgb8Zstd as i32 => {
+            let rgb = vigil_proto::pixels::decode_rgb8(&bytes, layout.width, layout.height)
+                .map_err(|_| TaskError::Malformed(task.task_id.clone(), "frame pixels are damaged"))?;
+            crop(&rgb, layout.width, layout.height, bbox, [0.0, 0.0], 1.0)?
+        }
+        Some(_) => {
+            return Err(TaskError::Malformed(task.task_id.clone(), "frame pixels are neither rgb8 nor rgb8-zstd"));
         }
         None => crop_from_envelope(&task.task_id, &bytes, bbox)?,
     };

@@ -11,9 +11,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod config;
+mod frames;
 mod metrics;
 mod monitor;
 mod process;
+mod recording;
 mod replay;
 mod run;
 mod safety;
@@ -49,10 +51,13 @@ enum Command {
     /// Replay a recorded drive (Kafka window or MCAP file) through the vehicle actors
     /// and workers, deterministically; compare its recommendations with the recorded ones.
     Replay(Box<replay::ReplayArgs>),
-    /// Export a window of a drive from Kafka to an MCAP file, frames inlined.
+    /// Export a window of a drive from Kafka to a recording (MCAP, compressed, split on
+    /// request), frames inlined; or write a recording again (compress, split, re-encode).
     Record(Box<replay::RecordArgs>),
     /// List the drives in Kafka: drive (run) id, vehicle, capture times, messages per stream.
     Drives(Box<replay::DrivesArgs>),
+    /// The claim-check frame store: `gc` removes frames past Kafka's retention.
+    Frames(frames::FramesArgs),
     /// Train the obstacle recogniser on simulator crops or a dataset directory.
     Train(vision::TrainArgs),
     /// Evaluate a model on freshly simulated crops (with a colour-only baseline).
@@ -97,6 +102,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay::run(*args),
         Command::Record(args) => replay::record(*args),
         Command::Drives(args) => replay::drives(*args),
+        Command::Frames(args) => frames::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Safety(args) => safety::run(*args),
         Command::Train(args) => vision::train(args),

@@ -3,12 +3,12 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
 use clap::Args;
 use vigil_core::Nanos;
-use vigil_replay::{Drive, ReplayConfig, ReplayReport, replay};
+use vigil_replay::{Drive, ReplayConfig, ReplayReport, StreamCounters, replay};
 use vigil_sim::Scenario;
 use vigil_vehicle::node::RoadMap;
 
@@ -82,9 +82,10 @@ impl KafkaWindow {
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
-    /// `kafka`, or an MCAP file from `vigil record` / `vigil run --record`.
-    #[arg(long)]
-    source: String,
+    /// `kafka`, or a recording from `vigil record` / `vigil run --record`: an MCAP file,
+    /// a directory of parts, or parts one by one (repeat --source, or separate with commas).
+    #[arg(long, required = true, num_args = 1.., value_delimiter = ',')]
+    source: Vec<String>,
     #[command(flatten)]
     window: KafkaWindow,
     /// Pace the replay at this multiple of real time.
@@ -166,23 +167,54 @@ fn print_human(r: &ReplayReport) {
     }
 }
 
+/// Runs `work` with a progress bar on stderr (hidden when stderr is not a terminal):
+/// simulated seconds read of the drive's span, and compressed bytes read.
+fn with_bar<T>(drive: &Drive, what: &str, counters: &Arc<StreamCounters>, work: impl FnOnce() -> T) -> T {
+    let (from, to) = drive.span().unwrap_or((0, 0));
+    let bar = crate::vision::progress(((to - from).max(0) / 1_000_000) as u64, what);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {prefix} {elapsed}<{eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let done = AtomicBool::new(false);
+    let out = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                let at = counters.last_capture_ns.load(Ordering::Relaxed);
+                let ms = if at == 0 { 0 } else { ((at - from).max(0) / 1_000_000) as u64 };
+                bar.set_position(ms);
+                let mb = counters.bytes_read() as f64 / 1e6;
+                bar.set_prefix(format!("{:.1}/{:.1} s, {mb:.1} MB", ms as f64 / 1e3, (to - from) as f64 * 1e-9));
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        });
+        let out = work();
+        done.store(true, Ordering::Relaxed);
+        out
+    });
+    bar.finish_and_clear();
+    out
+}
+
+/// The drive `--source` names: Kafka by window, or a recording (files, directories).
+fn open_source(source: &[String], window: &KafkaWindow) -> anyhow::Result<Drive> {
+    if source.len() == 1 && source[0] == "kafka" {
+        return window.read();
+    }
+    let paths: Vec<PathBuf> = source.iter().map(PathBuf::from).collect();
+    let shown = source.join(", ");
+    Drive::from_mcap(&paths, window.vehicle.as_deref(), window.from, window.to)
+        .with_context(|| format!("--source {shown} (give `kafka`, an MCAP file, a directory of parts, or the parts)"))
+}
+
 pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
-    let drive = if args.source == "kafka" {
-        args.window.read()?
-    } else {
-        let path = PathBuf::from(&args.source);
-        if !path.exists() {
-            bail!("--source: no file {} (give an MCAP file, or `kafka`)", path.display());
-        }
-        let spinner = reading(&format!("reading {}", path.display()));
-        let drive = Drive::from_mcap(&path, args.window.vehicle.as_deref());
-        spinner.finish_and_clear();
-        drive.with_context(|| format!("reading {}", path.display()))?
-    };
+    let drive = open_source(&args.source, &args.window)?;
     if !args.budget_ms.is_finite() || args.budget_ms <= 0.0 {
         bail!("--budget-ms must be a positive number of milliseconds, got {}", args.budget_ms);
     }
     let scenario = Scenario::load(&args.scenario)?;
+    let counters = Arc::new(StreamCounters::default());
     let cfg = ReplayConfig {
         model_dir: args.model.clone(),
         road: RoadMap { lanes: scenario.road.lanes, lane_width_m: scenario.road.lane_width_m },
@@ -192,26 +224,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         task_budget_ns: (args.budget_ms * 1e6).round() as i64,
         export_dataset: args.export_dataset.clone(),
         export_objects_every: args.export_objects_every,
-        progress: Some(Arc::new(AtomicU64::new(0))),
+        progress: Some(counters.clone()),
     };
-    // A progress bar on stderr (hidden when stderr is not a terminal).
-    let bar = crate::vision::progress(drive.frames() as u64, "replay");
-    let done = AtomicBool::new(false);
-    let r = std::thread::scope(|s| {
-        s.spawn(|| {
-            while !done.load(Ordering::Relaxed) {
-                if let Some(p) = &cfg.progress {
-                    bar.set_position(p.load(Ordering::Relaxed));
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-        });
-        let r = replay(&drive, &cfg);
-        done.store(true, Ordering::Relaxed);
-        r
-    });
-    bar.finish_and_clear();
-    let r = r.context("replay failed")?;
+    let r = with_bar(&drive, "replay", &counters, || replay(&drive, &cfg)).context("replay failed")?;
     if let Some(p) = &args.timeline_png {
         let title = format!(
             "DRIVE {}  MODEL {} ({} V{})  {} TASKS  {} RECOMMENDATIONS",
@@ -225,7 +240,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         vigil_replay::timeline::timeline_png(&r.timeline, &title, p)?;
     }
     if args.json {
-        println!("{}", serde_json::to_string(&r)?);
+        let mut v = serde_json::to_value(&r)?;
+        v["peak_rss_mb"] = vigil_bench::soak::peak_rss_mb().into();
+        println!("{v}");
     } else {
         print_human(&r);
     }
@@ -234,32 +251,40 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
 
 #[derive(Debug, Args)]
 pub struct RecordArgs {
+    /// `kafka` (the default), or a recording to write again (to compress, split or
+    /// re-encode it): an MCAP file, a directory of parts, or the parts.
+    #[arg(long, default_value = "kafka", num_args = 1.., value_delimiter = ',')]
+    source: Vec<String>,
     #[command(flatten)]
     window: KafkaWindow,
-    /// The MCAP file to write.
+    /// The MCAP file to write (a directory of parts with --split-size or --split-duration).
     #[arg(long)]
     out: PathBuf,
+    #[command(flatten)]
+    recording: crate::recording::RecordingArgs,
     #[arg(long)]
     json: bool,
 }
 
 pub fn record(args: RecordArgs) -> anyhow::Result<()> {
-    let drive = args.window.read()?;
-    let n = drive.write_mcap(&args.out).with_context(|| format!("writing {}", args.out.display()))?;
-    let span = drive.span();
-    let summary = serde_json::json!({
-        "drive": drive.id,
-        "vehicles": drive.vehicles,
-        "messages": n,
-        "frames": drive.frames(),
-        "first_capture_ns": span.map(|s| s.0),
-        "last_capture_ns": span.map(|s| s.1),
-        "out": args.out.display().to_string(),
-    });
+    let drive = open_source(&args.source, &args.window)?;
+    let counters = Arc::new(StreamCounters::default());
+    let opts = args.recording.options();
+    let written = with_bar(&drive, "record", &counters, || drive.write_mcap(&args.out, opts, &counters))
+        .with_context(|| format!("writing {}", args.out.display()))?;
     if args.json {
-        println!("{summary}");
+        let mut v = serde_json::to_value(&written)?;
+        v["vehicles"] = serde_json::json!(drive.vehicles);
+        v["out"] = serde_json::json!(args.out.display().to_string());
+        println!("{v}");
     } else {
-        println!("drive {}: {n} messages to {}", drive.id, args.out.display());
+        println!(
+            "drive {}: {} messages to {} ({} part(s))",
+            written.drive,
+            written.messages,
+            args.out.display(),
+            written.parts
+        );
     }
     Ok(())
 }

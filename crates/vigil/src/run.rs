@@ -95,9 +95,12 @@ pub struct RunArgs {
     /// CPU default), batched (one batching thread for all; the GPU default).
     #[arg(long, value_enum, default_value_t = InferenceArg::Auto)]
     inference: InferenceArg,
-    /// Record telemetry, tasks and recommendations to this MCAP file.
+    /// Record telemetry, tasks and recommendations to this MCAP file (a directory of
+    /// parts with --split-size or --split-duration).
     #[arg(long)]
     record: Option<PathBuf>,
+    #[command(flatten)]
+    recording: crate::recording::RecordingArgs,
     /// Off: sensors are ingested and logged but nothing is detected or recognised.
     #[arg(long, value_enum, default_value_t = OnOff::On)]
     perception: OnOff,
@@ -214,6 +217,7 @@ pub fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
     cfg.workers = args.workers;
     cfg.batcher.serving = args.inference.serving();
     cfg.record = args.record.clone();
+    cfg.record_options = args.recording.options();
     cfg.perception = args.perception == OnOff::On;
     cfg.fast = args.fast;
     cfg.task_budget_ns = (args.budget_ms * 1e6).round() as i64;

@@ -37,9 +37,12 @@ pub struct SimArgs {
     /// Write camera frames with ground-truth boxes and a bird's-eye view as PNGs here.
     #[arg(long)]
     snapshot: Option<PathBuf>,
-    /// Record every message to this MCAP file (protobuf schema embedded).
+    /// Record every message to this MCAP file (protobuf schema embedded; a directory of
+    /// parts with --split-size or --split-duration).
     #[arg(long)]
     record: Option<PathBuf>,
+    #[command(flatten)]
+    recording: crate::recording::RecordingArgs,
     /// Worker threads for the fast mode (default: all cores; 1 when recording).
     #[arg(long)]
     threads: Option<usize>,
@@ -129,7 +132,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         .as_ref()
         .map(|_| Snapshotter::new(4, frames(cam.enabled, cam.rate_hz), frames(lidar.enabled, lidar.rate_hz)));
     let mut recorder = match &args.record {
-        Some(p) => Some(McapRecorder::create(p)?),
+        Some(p) => Some(McapRecorder::with_options(p, args.recording.options())?),
         None => None,
     };
     let mut record_error = None;

@@ -53,7 +53,7 @@ fn recording_holds_telemetry_tasks_and_recommendations_and_decodes_in_python() {
     assert!(log["vigil.tasks"].as_u64().unwrap() > 0, "{report}");
     assert!(log["vigil.recommendations"].as_u64().unwrap() > 0, "{report}");
 
-    let messages = vigil_bus::embedded::recorder::read_all(&file).unwrap();
+    let messages = vigil_bus::embedded::playback::read_all(&file).unwrap();
     assert_eq!(messages.len() as u64, total);
     for (_, _, bytes) in &messages {
         vigil_proto::decode_envelope(bytes).expect("strict decode");

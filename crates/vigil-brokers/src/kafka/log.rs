@@ -18,7 +18,7 @@ pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
 /// The Kafka headers of a telemetry record: the envelope's metadata (read from its
 /// header alone), with the capture and publish times.
 pub fn record_headers(envelope: &[u8], run: &str, capture_ns: i64, publish_ns: i64) -> OwnedHeaders {
-    let meta = HeaderOnly::decode(envelope).ok().and_then(|h| h.header).unwrap_or_default();
+    let meta = vigil_proto::header_of(envelope).unwrap_or_default();
     OwnedHeaders::new_with_capacity(9)
         .insert(Header { key: "run_id", value: Some(run) })
         .insert(Header { key: "vehicle_id", value: Some(meta.vehicle_id.as_str()) })
@@ -81,13 +81,6 @@ impl ProducerContext for LogContext {
     }
 }
 
-/// Metadata of an envelope, decoded without touching its payload.
-#[derive(Clone, PartialEq, prost::Message)]
-struct HeaderOnly {
-    #[prost(message, optional, tag = "1")]
-    header: Option<v1::Header>,
-}
-
 /// The Kafka telemetry log.
 pub struct KafkaLog {
     producer: ThreadedProducer<LogContext>,
@@ -147,9 +140,12 @@ impl KafkaLog {
             return Ok(None);
         };
         let key = vigil_bus::frame_key(&header.vehicle_id, run, &header.sensor_id, header.sequence);
-        let size = pixels.len() as u64;
-        let (uri, sha256) = store.put_bytes(&key, pixels)?;
-        cam.pixels = Some(v1::camera_frame::Pixels::Blob(v1::BlobRef { uri, size, sha256 }));
+        let blob = if cam.encoding == v1::PixelEncoding::Rgb8 as i32 {
+            store.put_rgb8(&key, pixels, cam.width, cam.height)?
+        } else {
+            store.put(&key, pixels)?
+        };
+        cam.pixels = Some(v1::camera_frame::Pixels::Blob(blob));
         self.stats.claim_checked.fetch_add(1, Ordering::Relaxed);
         Ok(Some(vigil_proto::encode_envelope(&env)))
     }

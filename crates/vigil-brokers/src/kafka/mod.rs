@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use prost::Message as _;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -25,7 +24,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use vigil_bus::{LogRecord, TelemetryLog, TransportError, topics};
+use vigil_bus::{FrameStore, LogRecord, TelemetryLog, TransportError, topics};
 use vigil_proto::v1;
 
 use crate::broker_err;
@@ -34,6 +33,7 @@ use crate::store::ObjectFrameStore;
 
 mod log;
 mod read;
+pub mod window;
 
 pub use self::log::{KafkaLog, KafkaLogStats, LogContext, producer_config, record_headers};
 pub use self::read::{ConsumedRecord, DriveSummary, list_drives, read_capture_window, read_window};

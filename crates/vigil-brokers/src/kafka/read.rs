@@ -51,7 +51,7 @@ fn start_offsets(
     Ok((tpl, ends))
 }
 
-fn consumed(topic: &str, m: &rdkafka::message::BorrowedMessage<'_>) -> ConsumedRecord {
+pub(super) fn consumed(topic: &str, m: &rdkafka::message::BorrowedMessage<'_>) -> ConsumedRecord {
     let headers = m
         .headers()
         .map(|h| {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
-use super::recorder::McapRecorder;
+use super::recorder::{McapRecorder, RecordOptions};
 use crate::transport::{LogRecord, TelemetryLog, TransportError};
 
 #[derive(Debug, Default)]
@@ -25,10 +25,10 @@ impl EmbeddedLog {
         Self::default()
     }
 
-    /// Counts and records to `path`.
-    pub fn recording(path: &Path) -> Result<Self, TransportError> {
-        let recorder =
-            McapRecorder::create(path).map_err(|e| TransportError::Log { topic: "*".into(), reason: e.to_string() })?;
+    /// Counts and records to `path` (a directory of parts when `opts` splits).
+    pub fn recording(path: &Path, opts: RecordOptions) -> Result<Self, TransportError> {
+        let recorder = McapRecorder::with_options(path, opts)
+            .map_err(|e| TransportError::Log { topic: "*".into(), reason: e.to_string() })?;
         Ok(Self(Mutex::new(State { recorder: Some(recorder), ..State::default() })))
     }
 }

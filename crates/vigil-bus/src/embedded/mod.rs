@@ -4,6 +4,7 @@
 
 pub mod frames;
 pub mod log;
+pub mod playback;
 pub mod recorder;
 pub mod task_queue;
 pub mod transport;

@@ -73,7 +73,12 @@ impl Ingest {
             }
         };
         let key = frame_key(self.vehicle.as_str(), self.run.as_str(), &h.sensor_id, h.sequence);
-        match self.frames.put(&key, pixels) {
+        let put = if cam.encoding == v1::PixelEncoding::Rgb8 as i32 {
+            self.frames.put_rgb8(&key, pixels, cam.width, cam.height)
+        } else {
+            self.frames.put(&key, pixels)
+        };
+        match put {
             Ok(blob) => {
                 cam.pixels = Some(v1::camera_frame::Pixels::Blob(blob.clone()));
                 Some(blob)

@@ -267,11 +267,97 @@ pub(super) struct ReplayBenchArgs {
     over_brokers: bool,
     #[command(flatten)]
     brokers: crate::process::BrokerArgs,
+    /// Instead: record drives of these lengths (simulated seconds, e.g. 30,120,600) and
+    /// replay each in a process of its own: file size, bytes per vehicle-second, peak RSS
+    /// and speed per row, against the same drive in the uncompacted format.
+    #[arg(long, value_delimiter = ',')]
+    lengths: Vec<f64>,
+    /// With --lengths: the longest replay's peak RSS over the shortest's at most this.
+    #[arg(long, default_value_t = 1.2)]
+    max_rss_ratio: f64,
+    /// With --lengths: every replay's peak RSS under this many MB.
+    #[arg(long, default_value_t = 500.0)]
+    max_rss_mb: f64,
+    /// With --lengths: bytes per vehicle-second at least this many times smaller than the
+    /// uncompacted format's.
+    #[arg(long, default_value_t = 3.0)]
+    min_compaction: f64,
+    /// With --lengths: also store the shortest drive near-lossless (every camera sample
+    /// within this many levels) and replay it: its size and what it changed (0: skip).
+    #[arg(long, default_value_t = 3)]
+    archival_near: u8,
+    /// With --lengths: write the rows as a PNG here.
+    #[arg(long)]
+    png: Option<std::path::PathBuf>,
     #[arg(long)]
     json: bool,
 }
 
+fn lengths(a: &ReplayBenchArgs) -> anyhow::Result<()> {
+    let cfg = vigil_bench::lengths::LengthsConfig {
+        scenario: Scenario::load(&a.scenario)?,
+        seed: a.seed,
+        durations: a.lengths.clone(),
+        model: a.model.clone(),
+        vigil: std::env::current_exe()?,
+        max_rss_ratio: a.max_rss_ratio,
+        max_rss_mb: a.max_rss_mb,
+        min_speed_factor: a.min_speed_factor,
+        min_compaction: a.min_compaction,
+        archival: (a.archival_near > 0).then_some(a.archival_near),
+    };
+    eprintln!(
+        "recording {} seed {} for {:?} s, and the shortest in the uncompacted format:",
+        a.scenario, a.seed, a.lengths
+    );
+    let b = vigil_bench::lengths::lengths_bench(&cfg, |r| {
+        eprintln!(
+            "  {:>5.0} s: {:>7.1} MB ({:.2} MB/vehicle-s), recorded in {:.1} s; replay {:.1}x real time, peak RSS {:.0} MB, digest {} live",
+            r.duration_s,
+            r.file_bytes as f64 / 1e6,
+            r.bytes_per_vehicle_s / 1e6,
+            r.record_wall_s,
+            r.speed_factor,
+            r.peak_rss_mb,
+            if r.digests_equal { "equal to" } else { "DIFFERS from" }
+        )
+    })?;
+    if let Some(p) = &a.png {
+        vigil_bench::lengths::lengths_png(&b, p, &cfg)?;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string(&b)?);
+    } else {
+        println!(
+            "baseline {:.2} MB/vehicle-s; stored {:.2}x smaller; peak RSS longest/shortest {:.2}x",
+            b.baseline_bytes_per_vehicle_s / 1e6,
+            b.compaction,
+            b.rss_ratio
+        );
+        if let Some(r) = &b.archival {
+            println!(
+                "near-lossless {}: {:.2} MB/vehicle-s ({:.2}x smaller), {:.1}x real time, {} recommendations changed, digest {}; ground truth (labelled, correct, misses, false alarms) lossless {:?}, near-lossless {:?}",
+                r.near,
+                r.bytes_per_vehicle_s / 1e6,
+                r.compaction,
+                r.speed_factor,
+                r.changed,
+                if r.digest_equal { "equal" } else { "differs" },
+                r.lossless_score,
+                r.archival_score
+            );
+        }
+    }
+    if !b.pass {
+        bail!("{}", b.failures.join("; "));
+    }
+    Ok(())
+}
+
 pub(super) fn replay(a: ReplayBenchArgs) -> anyhow::Result<()> {
+    if !a.lengths.is_empty() {
+        return lengths(&a);
+    }
     let cfg = vigil_bench::replay::ReplayBenchConfig {
         scenario: Scenario::load(&a.scenario)?,
         seed: a.seed,
