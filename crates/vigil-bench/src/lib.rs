@@ -15,6 +15,7 @@ pub mod pipeline;
 pub mod replay;
 pub mod soak;
 pub mod vision;
+pub mod window;
 pub mod workers;
 
 /// Why a benchmark could not run.

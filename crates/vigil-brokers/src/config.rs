@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Kafka (or any Kafka-protocol broker).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Kafka (or any Kafka-protocol broker). `Debug` hides secret properties.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
     /// `host:port[,host:port…]`.
@@ -70,8 +70,8 @@ pub enum Persistence {
     Persistent,
 }
 
-/// RabbitMQ.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// RabbitMQ. `Debug` hides the URL's password.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AmqpConfig {
     /// `amqp://user:pass@host:port/vhost` or `amqps://…` (TLS through the system's
@@ -145,4 +145,108 @@ pub struct BrokerConfig {
     pub kafka: KafkaConfig,
     pub amqp: AmqpConfig,
     pub frames: FramesConfig,
+}
+
+/// A URL with its password replaced by `***`, whatever the URL looks like: the userinfo
+/// runs from the scheme to the *last* `@` (a password may hold `@`, `#`, `/`, `?`, which
+/// make a URL parser fail or cut it elsewhere), so a password is never printed, at worst
+/// with some of the host hidden too.
+pub fn redact(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    let Some(at) = rest.rfind('@') else { return url.to_string() };
+    let (userinfo, host) = rest.split_at(at);
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}{user}:***{host}"),
+        None => url.to_string(),
+    }
+}
+
+/// Whether a librdkafka property holds a secret (`sasl.password`, `ssl.key.password`,
+/// `ssl.key.pem`, `sasl.oauthbearer.client.secret`, …).
+pub fn is_secret_property(key: &str) -> bool {
+    ["password", "secret", "key.pem", "private", "token", "sasl.jaas"].iter().any(|w| key.contains(w))
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let properties: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(k, v)| (k.as_str(), if is_secret_property(k) { "***" } else { v.as_str() }))
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &redact(&self.brokers))
+            .field("topic_prefix", &self.topic_prefix)
+            .field("partitions", &self.partitions)
+            .field("replication", &self.replication)
+            .field("retention_ms", &self.retention_ms)
+            .field("compression", &self.compression)
+            .field("queue_max_messages", &self.queue_max_messages)
+            .field("linger_ms", &self.linger_ms)
+            .field("claim_check_bytes", &self.claim_check_bytes)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("queue_full_timeout_ms", &self.queue_full_timeout_ms)
+            .field("properties", &properties)
+            .field("simulated", &self.simulated)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for AmqpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpConfig")
+            .field("url", &self.url.as_deref().map(redact))
+            .field("prefix", &self.prefix)
+            .field("prefetch", &self.prefetch)
+            .field("max_priority", &self.max_priority)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("max_attempts", &self.max_attempts)
+            .field("retry_base_ms", &self.retry_base_ms)
+            .field("urgent_priority", &self.urgent_priority)
+            .field("urgent", &self.urgent)
+            .field("routine", &self.routine)
+            .field("model", &self.model)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the password holds (`@ # / ? :`, spaces, unicode) and whatever
+        /// surrounds it, the redacted URL never contains it.
+        #[test]
+        fn redact_never_prints_the_password(
+            scheme in prop::sample::select(vec!["amqp://", "amqps://", "kafka://", ""]),
+            user in "[a-zA-Z0-9._-]{0,12}",
+            password in "[^\\x00]{6,24}",
+            host in "[a-z0-9.-]{1,20}(:[0-9]{1,5})?",
+            tail in "(/[a-zA-Z0-9%._-]{0,10})?(\\?[a-z=&0-9]{0,12})?",
+        ) {
+            prop_assume!(!format!("{scheme}{user}{host}{tail}").contains(&password));
+            let url = format!("{scheme}{user}:{password}@{host}{tail}");
+            let shown = redact(&url);
+            prop_assert!(!shown.contains(&password), "{url} shown as {shown}");
+            let amqp = AmqpConfig { url: Some(url.clone()), ..AmqpConfig::default() };
+            let mut kafka = KafkaConfig::default();
+            kafka.properties.insert("sasl.password".into(), password.clone());
+            kafka.properties.insert("ssl.key.password".into(), password.clone());
+            let debug = format!("{:?}", BrokerConfig { kafka, amqp, frames: FramesConfig::default() });
+            prop_assert!(!debug.contains(&password), "{debug}");
+        }
+    }
+
+    #[test]
+    fn redact_keeps_what_is_not_a_secret() {
+        assert_eq!(redact("amqp://guest:guest@127.0.0.1:5672/%2f"), "amqp://guest:***@127.0.0.1:5672/%2f");
+        assert_eq!(redact("amqp://u:p#a/s?s@h:1/v"), "amqp://u:***@h:1/v");
+        assert_eq!(redact("amqp://127.0.0.1:5672/%2f"), "amqp://127.0.0.1:5672/%2f");
+        assert_eq!(redact("amqp://token@host/"), "amqp://token@host/");
+    }
 }

@@ -140,8 +140,7 @@ impl TaskConsumer for AmqpConsumer {
                 let counts = &self.tasks.inner.counts;
                 counts.delivered.fetch_add(1, Ordering::Relaxed);
                 counts.unacked.fetch_add(1, Ordering::Relaxed);
-                let attempt =
-                    header_i64(&d.properties, H_ATTEMPT).unwrap_or(1).max(1) as u32 + u32::from(d.redelivered);
+                let attempt = attempt_of(header_i64(&d.properties, H_ATTEMPT), d.redelivered);
                 if attempt > 1 {
                     counts.redelivered.fetch_add(1, Ordering::Relaxed);
                 }
@@ -159,6 +158,13 @@ impl TaskConsumer for AmqpConsumer {
             }
         })
     }
+}
+
+/// The delivery's attempt: the attempt header (anyone who can publish sets it, so any
+/// value, clamped to `1..=u32::MAX`) plus one when the broker redelivered it.
+fn attempt_of(header: Option<i64>, redelivered: bool) -> u32 {
+    let sent = u32::try_from(header.unwrap_or(1).max(1)).unwrap_or(u32::MAX);
+    sent.saturating_add(u32::from(redelivered))
 }
 
 pub(super) struct AmqpReplies {
@@ -195,5 +201,20 @@ impl ReplyConsumer for AmqpReplies {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::attempt_of;
+
+    #[test]
+    fn an_attempt_header_of_any_value_gives_an_attempt_in_range() {
+        assert_eq!(attempt_of(None, false), 1);
+        assert_eq!(attempt_of(Some(2), true), 3);
+        assert_eq!(attempt_of(Some(-5), false), 1);
+        assert_eq!(attempt_of(Some(i64::MAX), true), u32::MAX);
+        assert_eq!(attempt_of(Some(i64::from(u32::MAX)), true), u32::MAX);
+        assert_eq!(attempt_of(Some(i64::from(u32::MAX) + 1), false), u32::MAX);
     }
 }

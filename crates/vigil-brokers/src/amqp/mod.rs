@@ -232,16 +232,7 @@ pub fn amqp_url(cfg: &AmqpConfig) -> Result<String, TransportError> {
     })
 }
 
-/// Redacts the password of an AMQP URL for messages and logs.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
-}
+pub use crate::config::redact;
 
 impl TaskTransport for AmqpTasks {
     fn publish(&self, task: QueuedTask) -> BoxFuture<'_, Result<(), TransportError>> {

@@ -79,7 +79,10 @@ fn consumer(cfg: &KafkaConfig, fetch_bytes: usize) -> Result<BaseConsumer, Trans
         .set("max.partition.fetch.bytes", fetch_bytes.to_string())
         // At least the largest message, which librdkafka requires.
         .set("fetch.max.bytes", (fetch_bytes * 4).max(cfg.max_message_bytes).max(2 << 20).to_string())
-        .set("queued.max.messages.kbytes", (fetch_bytes * 4 / 1024).max(1024).to_string());
+        .set("queued.max.messages.kbytes", (fetch_bytes * 8 / 1024).max(1024).to_string())
+        // librdkafka waits this long (default 1 s) before fetching again once the queue is
+        // full; a reader merged with others fills its queue and would stall the merge.
+        .set("fetch.queue.backoff.ms", "2");
     c.create().map_err(|e| broker_err("Kafka consumer", e))
 }
 
@@ -145,13 +148,37 @@ impl Probe<'_> {
 
     /// The first offset in `[lo, hi)` from which every record of the drive was captured
     /// at or after `target` (`hi` when none is).
+    ///
+    /// Each probe is a fetch at a new offset, dear on a big topic, so the search
+    /// interpolates between the records it has seen (a sensor's records are close to
+    /// evenly spaced in capture time: a few probes, not log2 of the range), and falls
+    /// back to halving whenever a guess did not at least halve the range.
     fn bisect(&mut self, mut lo: i64, mut hi: i64, target: i64) -> Result<i64, TransportError> {
+        // The nearest records seen before and at-or-after the target: (offset, capture).
+        let mut below: Option<(i64, i64)> = None;
+        let mut above: Option<(i64, i64)> = None;
+        let mut halve = true;
         while lo < hi {
-            let mid = lo + (hi - lo) / 2;
+            let mid = match (below, above) {
+                (Some((o1, c1)), Some((o2, c2))) if !halve && c2 > c1 && o2 > o1 => {
+                    let guess = o1 as f64 + (target - c1) as f64 / (c2 - c1) as f64 * (o2 - o1) as f64;
+                    (guess.round() as i64).clamp(lo, hi - 1)
+                }
+                _ => lo + (hi - lo) / 2,
+            };
+            let before = hi - lo;
             match self.first_ours(mid, hi)? {
-                Some((off, capture)) if capture < target => lo = off + 1,
-                _ => hi = mid,
+                Some((off, capture)) if capture < target => {
+                    lo = off + 1;
+                    below = Some((off, capture));
+                }
+                Some((off, capture)) => {
+                    hi = mid;
+                    above = Some((off, capture));
+                }
+                None => hi = mid,
             }
+            halve = !halve && (hi - lo) * 2 > before;
         }
         Ok(lo)
     }
@@ -236,7 +263,7 @@ impl std::fmt::Debug for RangeReader {
 
 impl RangeReader {
     pub fn open(cfg: &KafkaConfig, located: &Located, timeout: Duration) -> Result<Self, TransportError> {
-        let c = consumer(cfg, 1 << 20)?;
+        let c = consumer(cfg, 2 << 20)?;
         let mut tpl = TopicPartitionList::new();
         let mut remaining = BTreeMap::new();
         for r in &located.ranges {
