@@ -87,17 +87,7 @@ pub fn read_window(
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false");
     let consumer: BaseConsumer = c.create().map_err(|e| broker_err("Kafka consumer", e))?;
-    let meta =
-        consumer.fetch_metadata(Some(topic), timeout).map_err(|e| broker_err(format!("metadata of `{topic}`"), e))?;
-    let partitions: Vec<i32> = meta
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic)
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    if partitions.is_empty() {
-        return Err(broker_err(format!("topic `{topic}`"), crate::BrokerError::NoSuchTopic));
-    }
+    let partitions = super::window::partitions(&consumer, topic, timeout)?;
     let (tpl, ends) = start_offsets(&consumer, topic, &partitions, from_ms, timeout)?;
     let mut remaining: BTreeMap<i32, i64> = BTreeMap::new();
     for el in tpl.elements() {

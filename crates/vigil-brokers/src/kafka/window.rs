@@ -86,7 +86,8 @@ fn consumer(cfg: &KafkaConfig, fetch_bytes: usize) -> Result<BaseConsumer, Trans
     c.create().map_err(|e| broker_err("Kafka consumer", e))
 }
 
-fn partitions(c: &BaseConsumer, topic: &str, timeout: Duration) -> Result<Vec<i32>, TransportError> {
+/// The partitions of `topic`; `NoSuchTopic` when it has none.
+pub(crate) fn partitions(c: &BaseConsumer, topic: &str, timeout: Duration) -> Result<Vec<i32>, TransportError> {
     let meta = c.fetch_metadata(Some(topic), timeout).map_err(|e| broker_err(format!("metadata of `{topic}`"), e))?;
     let ps: Vec<i32> = meta
         .topics()
