@@ -5,6 +5,11 @@
 #   scripts/brokers.sh down     stop the Kafka-protocol broker (RabbitMQ belongs to the machine)
 #   scripts/brokers.sh status   say whether each answers; exit 1 if one does not
 #   scripts/brokers.sh restart-kafka   stop and start the Kafka broker, keeping its data
+#   scripts/brokers.sh secure-kafka DIR PORT USER PASSWORD
+#                       a second Kafka-protocol broker on 127.0.0.1:PORT that serves only
+#                       TLS (a self-signed certificate for 127.0.0.1, DIR/ca.pem) and
+#                       requires SASL/SCRAM-SHA-512 as USER; its data and pid in DIR
+#                       (`kill $(cat DIR/nisshi.pid)` stops it)
 #
 # Settings (environment):
 #   VIGIL_CACHE        where the nisshi binary is cached      (~/.cache/vigil)
@@ -98,6 +103,35 @@ rabbit_ensure_app() {
   fi
 }
 
+secure_kafka() { # dir port user password
+  local dir=$1 port=$2 user=$3 password=$4 pid
+  install_nisshi
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
+    -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -keyout "$dir/key.pem" -out "$dir/ca.pem" 2>/dev/null
+  # Users are created over the protocol, which a TLS-only, authenticating listener
+  # refuses to an anonymous client: create it on a plain start, then restart secured.
+  start() {
+    (
+      cd "$dir" || exit 1
+      nohup "$nisshi" broker --listener-url "tcp://127.0.0.1:$port" \
+        --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine sqlite://kafka.db "$@" \
+        >>"$dir/nisshi.log" 2>&1 &
+      echo $! >"$dir/nisshi.pid"
+    )
+    wait_for "secured Kafka-protocol broker (log $dir/nisshi.log)" "$port" 30
+  }
+  start
+  "$nisshi" user create --broker "tcp://127.0.0.1:$port" --mechanism scram512 "$user" "$password" >/dev/null
+  pid=$(cat "$dir/nisshi.pid")
+  kill "$pid"
+  for _ in $(seq 50); do answers 127.0.0.1 "$port" || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do answers 127.0.0.1 "$port" || break; sleep 0.1; done
+  start --cert "$dir/ca.pem" --key "$dir/key.pem" --authentication
+}
+
 case ${1:-status} in
   up)
     rabbit_ensure_app
@@ -111,6 +145,10 @@ case ${1:-status} in
     kafka_up
     ;;
   install) install_nisshi; echo "$nisshi" ;;
+  secure-kafka)
+    [[ $# -eq 5 ]] || { echo "usage: scripts/brokers.sh secure-kafka DIR PORT USER PASSWORD" >&2; exit 2; }
+    secure_kafka "$2" "$3" "$4" "$5"
+    ;;
   path) echo "$nisshi" ;;
   status)
     ok=0
@@ -119,7 +157,7 @@ case ${1:-status} in
     exit $ok
     ;;
   *)
-    echo "usage: scripts/brokers.sh up|down|status|restart-kafka|install|path" >&2
+    echo "usage: scripts/brokers.sh up|down|status|restart-kafka|install|path|secure-kafka" >&2
     exit 2
     ;;
 esac

@@ -239,7 +239,7 @@ impl Scenario {
             let known = BUILTINS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
             return Err(ScenarioError::Unknown { name: name_or_path.to_string(), known });
         }
-        let text = std::fs::read_to_string(path)
+        let text = vigil_core::bounded::read_text(path, vigil_core::bounded::MAX_TEXT_BYTES)
             .map_err(|source| ScenarioError::Io { path: name_or_path.to_string(), source })?;
         Self::from_toml(&text, name_or_path)
     }

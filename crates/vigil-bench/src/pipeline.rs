@@ -228,7 +228,7 @@ fn queue_hop(tasks: &EmbeddedTasks, reps: usize, gap: Duration) -> Result<Percen
                 let mut consumer = tasks.consume("bench").await?;
                 for _ in 0..total {
                     let d = consumer.next().await?;
-                    let reply = Reply { correlation_id: d.task.task_id.clone(), payload: vec![9u8; 160] };
+                    let reply = Reply::new(d.task.task_id.clone(), vec![9u8; 160]);
                     tasks.reply("bench.replies", reply).await?;
                     d.settle(Settle::Ack).await?;
                 }

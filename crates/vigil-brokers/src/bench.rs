@@ -144,10 +144,7 @@ async fn vigil_round_trips(
     let worker_t = t.clone();
     let worker = tokio::spawn(async move {
         while let Ok(d) = consumer.next().await {
-            let reply = Reply {
-                correlation_id: d.task.task_id.clone(),
-                payload: d.task.payload[..64.min(d.task.payload.len())].to_vec(),
-            };
+            let reply = Reply::new(d.task.task_id.clone(), d.task.payload[..64.min(d.task.payload.len())].to_vec());
             if worker_t.reply("bench-veh", reply).await.is_err() {
                 break;
             }

@@ -3,8 +3,10 @@
 //! come from the file or the environment (`VIGIL_AMQP_URL`, `VIGIL_KAFKA_BROKERS`, …).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use vigil_bus::trust::{ReplyKey, ReplyTrust};
 
 /// Kafka (or any Kafka-protocol broker). `Debug` hides secret properties.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -101,6 +103,38 @@ pub struct AmqpConfig {
     pub routine: Persistence,
     /// The model name in routing keys (`task.<model>.p<priority>`).
     pub model: String,
+    /// A file holding the URL, used when `url` is unset: credentials stay out of the
+    /// command line, the process list and the config file.
+    pub url_file: Option<PathBuf>,
+    /// RabbitMQ users a vehicle takes recommendations from, as the broker vouches for
+    /// them (the `user_id` it validates); empty: any publisher. Give workers their own
+    /// user (`scripts/rabbitmq-roles.sh`) and list it here.
+    pub reply_publishers: Vec<String>,
+    /// A file holding the reply key (hex, 32+ bytes): workers sign replies with it and
+    /// vehicles take only replies it verifies. `VIGIL_REPLY_KEY` may hold the key instead.
+    pub reply_key_file: Option<PathBuf>,
+}
+
+impl AmqpConfig {
+    /// The reply key: from `reply_key_file`, else `VIGIL_REPLY_KEY`, else none.
+    pub fn reply_key(&self) -> Result<Option<ReplyKey>, vigil_bus::TransportError> {
+        let bad = |e: vigil_bus::trust::KeyError| vigil_bus::TransportError::Invalid {
+            what: "reply key".into(),
+            reason: e.to_string(),
+        };
+        if let Some(path) = &self.reply_key_file {
+            return ReplyKey::from_file(path).map(Some).map_err(bad);
+        }
+        match std::env::var("VIGIL_REPLY_KEY") {
+            Ok(hex) => ReplyKey::from_hex(&hex, "VIGIL_REPLY_KEY").map(Some).map_err(bad),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// What a vehicle requires of a reply over this broker.
+    pub fn reply_trust(&self) -> Result<ReplyTrust, vigil_bus::TransportError> {
+        Ok(ReplyTrust { publishers: self.reply_publishers.clone(), key: self.reply_key()? })
+    }
 }
 
 impl Default for AmqpConfig {
@@ -120,6 +154,9 @@ impl Default for AmqpConfig {
             urgent: Persistence::Transient,
             routine: Persistence::Transient,
             model: "obstacle-classifier".into(),
+            url_file: None,
+            reply_publishers: Vec::new(),
+            reply_key_file: None,
         }
     }
 }
@@ -209,6 +246,9 @@ impl std::fmt::Debug for AmqpConfig {
             .field("urgent", &self.urgent)
             .field("routine", &self.routine)
             .field("model", &self.model)
+            .field("url_file", &self.url_file)
+            .field("reply_publishers", &self.reply_publishers)
+            .field("reply_key_file", &self.reply_key_file)
             .finish()
     }
 }

@@ -128,20 +128,20 @@ impl ObjectFrameStore {
     /// plainly (no escapes: `%2F` or `%2E%2E` could climb out of the prefix once a
     /// local store decodes them; the store never writes one).
     fn confined(&self, uri: &str) -> Result<(Path, String), TransportError> {
-        let u = Url::parse(uri).map_err(|e| err(format!("bad frame URI `{uri}`: {e}")))?;
-        let foreign = || err(format!("frame URI `{uri}` is outside this frame store ({}); refused", self.base));
+        let u = Url::parse(uri).map_err(|e| refused(format!("bad frame URI `{uri}`: {e}")))?;
+        let foreign = || refused(format!("frame URI `{uri}` is outside this frame store ({}); refused", self.base));
         if u.scheme() != self.base.scheme() || u.host_str() != self.base.host_str() {
             return Err(foreign());
         }
         if u.path().contains(['%', '\\']) {
-            return Err(err(format!("frame URI `{uri}` has an escaped path; refused")));
+            return Err(refused(format!("frame URI `{uri}` has an escaped path; refused")));
         }
-        let location = Path::parse(u.path().trim_start_matches('/')).map_err(|e| err(format!("`{uri}`: {e}")))?;
+        let location = Path::parse(u.path().trim_start_matches('/')).map_err(|e| refused(format!("`{uri}`: {e}")))?;
         if !location.prefix_matches(&self.prefix) || location == self.prefix {
             return Err(foreign());
         }
         let Some(sha) = u.fragment().and_then(|f| f.strip_prefix("sha256=")).filter(|h| h.len() == 64) else {
-            return Err(err(format!(
+            return Err(refused(format!(
                 "frame URI `{uri}` carries no `#sha256=<64 hex>`; every frame is checked against its hash"
             )));
         };
@@ -157,7 +157,7 @@ impl ObjectFrameStore {
         let bytes = self.wait(async move {
             let meta = store.head(&loc).await.map_err(|e| err(format!("get {loc}: {e}")))?;
             if meta.size > MAX_FRAME_BYTES {
-                return Err(err(format!(
+                return Err(refused(format!(
                     "frame `{loc}` holds {} bytes, over the limit of {MAX_FRAME_BYTES}; refused",
                     meta.size
                 )));
@@ -167,7 +167,7 @@ impl ObjectFrameStore {
         })?;
         let have = sha256_hex(&bytes);
         if have != want {
-            return Err(err(format!(
+            return Err(refused(format!(
                 "frame `{location}` is corrupt: sha256 {have}, expected {want} (the object was changed after it was stored)"
             )));
         }
@@ -183,6 +183,12 @@ impl ObjectFrameStore {
             Err(e) => Err(err(format!("frame `{uri}` is corrupt: {e}"))),
         }
     }
+}
+
+/// A frame reference that no retry can make good (outside the store, unhashed, too big,
+/// not what its hash says): whoever holds the task dead-letters it at once.
+fn refused(reason: String) -> TransportError {
+    TransportError::Invalid { what: "frame reference".into(), reason }
 }
 
 /// What a retention sweep of the frame store found and removed.
@@ -423,6 +429,8 @@ mod tests {
         for (uri, why) in &refused {
             let e = store.get(uri).expect_err(uri);
             assert!(e.to_string().contains(why), "{uri}: {e}");
+            // No retry can make it good: a worker dead-letters it at once.
+            assert!(matches!(e, TransportError::Invalid { .. }), "{uri}: {e:?}");
         }
         // In the store but with no hash, or a malformed one: refused.
         let uri = store.put("veh-1/run/cam/1.rgb", vec![4, 5, 6]).expect("put").uri;
@@ -437,6 +445,7 @@ mod tests {
         f.set_len(MAX_FRAME_BYTES + 1).expect("grow");
         let e = store.get(&big).expect_err("oversize");
         assert!(e.to_string().contains("over the limit"), "{e}");
+        assert!(matches!(e, TransportError::Invalid { .. }), "{e:?}");
         assert_eq!(*store.get(&uri).expect("a good reference still reads"), vec![4, 5, 6]);
         let _ = std::fs::remove_dir_all(root);
     }

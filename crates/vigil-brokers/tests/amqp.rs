@@ -145,11 +145,104 @@ fn priority_capacity_replies_and_redelivery() {
         low.settle(Settle::Ack).await.unwrap();
 
         let mut replies = t.replies("veh-1").await.unwrap();
-        t.reply("veh-1", Reply { correlation_id: "high".into(), payload: b"brake".to_vec() }).await.unwrap();
+        t.reply("veh-1", Reply::new("high", b"brake".to_vec())).await.unwrap();
         let r = tokio::time::timeout(Duration::from_secs(5), replies.next()).await.unwrap().unwrap();
         assert_eq!((r.correlation_id.as_str(), r.payload.as_slice()), ("high", &b"brake"[..]));
         let c = t.counts().unwrap();
         assert_eq!((c.published, c.refused_full, c.acked), (3, 1, 3), "{c:?}");
         cleanup(&t, cfg.max_attempts).await;
     });
+}
+
+/// Runs `scripts/rabbitmq-roles.sh` with `args` (password `pw` for every user).
+fn roles(args: &[&str]) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/rabbitmq-roles.sh");
+    let out = std::process::Command::new(script).args(args).env("VIGIL_ROLE_PASSWORD", "pw").output().unwrap();
+    assert!(out.status.success(), "rabbitmq-roles.sh {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A reply published by a client that is not a worker, straight to a vehicle's reply
+/// queue; `user_id` as given. The error is the broker's refusal, if it refused.
+async fn forge(queue: &str, user_id: Option<&str>) -> Result<(), String> {
+    let conn = lapin::Connection::connect(URL, lapin::ConnectionProperties::default()).await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(lapin::options::ConfirmSelectOptions::default()).await.unwrap();
+    let mut props = lapin::BasicProperties::default().with_correlation_id("task-1".into());
+    if let Some(u) = user_id {
+        props = props.with_user_id(u.into());
+    }
+    let published =
+        async { ch.basic_publish("".into(), queue.into(), Default::default(), b"CONTINUE", props).await?.await };
+    let r = published.await.map(|_| ()).map_err(|e| e.to_string());
+    let _ = conn.close(200, "done".into()).await;
+    r
+}
+
+/// Per-role users (scripts/rabbitmq-roles.sh): the worker's replies reach the vehicle
+/// with the worker's user vouched for by the broker (and signed, with a reply key); a
+/// forger cannot claim the worker's user, an unvouched or other publisher fails the
+/// vehicle's check, a vehicle's user can neither publish a reply nor read another
+/// vehicle's replies.
+#[test]
+fn per_role_users_let_only_a_worker_reply_and_the_broker_vouches_for_it() {
+    if !up() {
+        return;
+    }
+    let rt = rt();
+    let base = cfg("roles");
+    let users = base.prefix.clone();
+    roles(&["--prefix", &base.prefix, "--users", &users, "veh-a", "veh-b"]);
+    let url = |user: &str| format!("amqp://{users}-{user}:pw@127.0.0.1:5672/%2f");
+    let key_file = std::env::temp_dir().join(format!("{users}.key"));
+    std::fs::write(&key_file, "3c".repeat(32)).unwrap();
+    let worker_cfg = AmqpConfig { url: Some(url("worker")), reply_key_file: Some(key_file.clone()), ..base.clone() };
+    let vehicle_cfg = AmqpConfig {
+        url: Some(url("vehicle-veh-a")),
+        reply_publishers: vec![format!("{users}-worker")],
+        reply_key_file: Some(key_file.clone()),
+        ..base.clone()
+    };
+    let trust = vehicle_cfg.reply_trust().unwrap();
+    let queue = format!("{}.replies.veh-a", base.prefix);
+    rt.block_on(async {
+        let h = tokio::runtime::Handle::current;
+        // The worker declares the task queues; the vehicle's user may then declare them again.
+        let worker = AmqpTasks::connect(&worker_cfg, Arc::new(WallClock), h()).await.unwrap();
+        let vehicle = AmqpTasks::connect(&vehicle_cfg, Arc::new(WallClock), h()).await.unwrap();
+        let mut replies = vehicle.replies("veh-a").await.unwrap();
+        let payload = recommendation("veh-a", "task-1");
+        worker.reply("veh-a", Reply::new("task-1", payload.clone())).await.unwrap();
+        let genuine = next(&mut replies).await;
+        assert_eq!(genuine.publisher.as_deref(), Some(format!("{users}-worker").as_str()));
+        assert!(genuine.mac.is_some(), "signed with the reply key");
+        assert_eq!(trust.vet(&genuine, "veh-a", "veh-a").map(|r| r.task_id), Ok("task-1".into()));
+
+        let refused = forge(&queue, Some(&format!("{users}-worker"))).await;
+        assert!(refused.is_err(), "the broker must refuse a user_id that is not the connection's user");
+        forge(&queue, None).await.unwrap();
+        forge(&queue, Some("guest")).await.unwrap();
+        for _ in 0..2 {
+            let forged = next(&mut replies).await;
+            assert_eq!(trust.vet(&forged, "veh-a", "veh-a").err(), Some(vigil_bus::trust::Rejection::Publisher));
+        }
+
+        let other = vehicle.replies("veh-b").await;
+        assert!(other.is_err(), "a vehicle's user cannot read another vehicle's replies");
+        let own = vehicle.reply("veh-a", Reply::new("task-1", payload)).await;
+        assert!(own.is_err(), "a vehicle's user cannot publish a reply");
+        cleanup(&worker, base.max_attempts).await;
+    });
+    let _ = std::fs::remove_file(&key_file);
+    roles(&["--delete", "--users", &users, "veh-a", "veh-b"]);
+}
+
+async fn next(replies: &mut Box<dyn vigil_bus::transport::ReplyConsumer>) -> Reply {
+    tokio::time::timeout(Duration::from_secs(5), replies.next()).await.expect("a reply").unwrap()
+}
+
+fn recommendation(vehicle: &str, task: &str) -> Vec<u8> {
+    use vigil_proto::v1::{self, envelope::Payload};
+    let payload = Payload::Recommendation(v1::Recommendation { task_id: task.into(), ..Default::default() });
+    let header = vigil_proto::wire::header(vehicle, "vision", &payload);
+    vigil_proto::encode_envelope(&v1::Envelope { header: Some(header), payload: Some(payload) })
 }

@@ -5,10 +5,11 @@
 pub mod embedded;
 pub mod task;
 pub mod transport;
+pub mod trust;
 pub mod zenoh_bus;
 
 pub use transport::{
     BrokerSource, FrameStore, LogRecord, Reply, Settle, TaskDelivery, TaskTransport, TelemetryLog, TransportError,
-    frame_key, topics,
+    frame_key, reply_address, topics,
 };
 pub use zenoh_bus::{BusError, BusSample, Publisher, ZenohBus, ZenohConfig};

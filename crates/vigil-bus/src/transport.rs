@@ -152,6 +152,25 @@ pub struct Reply {
     /// The task id the reply answers.
     pub correlation_id: String,
     pub payload: Vec<u8>,
+    /// Who published it, as the transport vouches (RabbitMQ's `user_id`, which the broker
+    /// checks against the connection's user); `None` where it cannot vouch. Set by the
+    /// receiving side only: a sender's value is not carried.
+    pub publisher: Option<String>,
+    /// HMAC-SHA256 over the reply under the reply key (hex), where the sender holds one
+    /// ([`crate::trust::ReplyKey`]).
+    pub mac: Option<String>,
+}
+
+impl Reply {
+    pub fn new(correlation_id: impl Into<String>, payload: Vec<u8>) -> Self {
+        Self { correlation_id: correlation_id.into(), payload, publisher: None, mac: None }
+    }
+}
+
+/// Where a vehicle's recommendations come back: its reply queue is named by its id, and
+/// a worker replies to no other address than that of the vehicle that sent the task.
+pub fn reply_address(vehicle: &str) -> String {
+    vehicle.to_string()
 }
 
 /// A stream of deliveries for one consumer (one worker).

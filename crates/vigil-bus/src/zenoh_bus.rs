@@ -6,6 +6,8 @@
 //! (backpressure, never unbounded memory), from plain threads or from any async code.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -19,7 +21,9 @@ use zenoh::qos::CongestionControl;
 pub struct ZenohConfig {
     /// "peer" (default) or "client".
     pub mode: String,
-    /// Endpoints to listen on, e.g. `tcp/127.0.0.1:7447`.
+    /// Endpoints to listen on, e.g. `tcp/127.0.0.1:7447`. None given: a peer listens on
+    /// loopback only ([`DEFAULT_LISTEN`]), never on every interface, so no other machine
+    /// can reach the bus unless told to.
     pub listen: Vec<String>,
     /// Endpoints to connect to.
     pub connect: Vec<String>,
@@ -27,7 +31,18 @@ pub struct ZenohConfig {
     pub multicast_scouting: bool,
     /// Depth of the publish queue between callers and the session.
     pub queue_depth: usize,
+    /// The biggest sample taken off the bus, bytes: zenoh drops bigger messages while
+    /// reassembling them (before they are copied or queued), and a subscriber drops and
+    /// counts any bigger sample it still sees.
+    pub max_sample_bytes: usize,
 }
+
+/// Where a peer listens when no endpoint is given: loopback, any free port.
+pub const DEFAULT_LISTEN: &str = "tcp/127.0.0.1:0";
+
+/// The default [`ZenohConfig::max_sample_bytes`]: 64 MiB, room for a raw 4096 × 4096
+/// camera frame (the biggest the simulator makes), far below zenoh's own 1 GiB.
+pub const DEFAULT_MAX_SAMPLE_BYTES: usize = 64 << 20;
 
 impl Default for ZenohConfig {
     fn default() -> Self {
@@ -37,6 +52,7 @@ impl Default for ZenohConfig {
             connect: Vec::new(),
             multicast_scouting: false,
             queue_depth: 256,
+            max_sample_bytes: DEFAULT_MAX_SAMPLE_BYTES,
         }
     }
 }
@@ -78,6 +94,8 @@ enum Command {
 pub struct ZenohBus {
     tx: Option<mpsc::Sender<Command>>,
     thread: Option<JoinHandle<()>>,
+    /// Samples over `max_sample_bytes` that reached a subscriber and were dropped.
+    oversize: Arc<AtomicU64>,
 }
 
 /// A cloneable sender of puts onto the bus.
@@ -114,7 +132,13 @@ fn zenoh_config(cfg: &ZenohConfig) -> Result<zenoh::Config, BusError> {
     set(&mut z, "scouting/multicast/enabled", cfg.multicast_scouting.to_string())?;
     if !cfg.listen.is_empty() {
         set(&mut z, "listen/endpoints", list(&cfg.listen))?;
+    } else if cfg.mode == "peer" {
+        set(&mut z, "listen/endpoints", list(&[DEFAULT_LISTEN.to_string()]))?;
     }
+    if cfg.max_sample_bytes == 0 {
+        return Err(BusError::Config { key: "max_sample_bytes", message: "must be at least 1".into() });
+    }
+    set(&mut z, "transport/link/rx/max_message_size", cfg.max_sample_bytes.to_string())?;
     if !cfg.connect.is_empty() {
         set(&mut z, "connect/endpoints", list(&cfg.connect))?;
     }
@@ -126,6 +150,8 @@ impl ZenohBus {
     pub fn open(cfg: &ZenohConfig) -> Result<Self, BusError> {
         let zcfg = zenoh_config(cfg)?;
         let (tx, rx) = mpsc::channel(cfg.queue_depth.max(1));
+        let oversize = Arc::new(AtomicU64::new(0));
+        let limit = Limit { max: cfg.max_sample_bytes, dropped: oversize.clone() };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("vigil-zenoh".into())
@@ -137,11 +163,11 @@ impl ZenohBus {
                         return;
                     }
                 };
-                rt.block_on(serve(zcfg, rx, ready_tx));
+                rt.block_on(serve(zcfg, limit, rx, ready_tx));
             })
             .map_err(|e| BusError::Thread(e.to_string()))?;
         match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Self { tx: Some(tx), thread: Some(thread) }),
+            Ok(Ok(())) => Ok(Self { tx: Some(tx), thread: Some(thread), oversize }),
             Ok(Err(e)) => {
                 let _ = thread.join();
                 Err(e)
@@ -180,6 +206,11 @@ impl ZenohBus {
         let (done, wait) = oneshot::channel();
         self.sender()?.blocking_send(Command::Peers { done }).map_err(|_| BusError::Closed)?;
         wait.blocking_recv().map_err(|_| BusError::Closed)
+    }
+
+    /// Samples dropped by a subscriber for being over `max_sample_bytes`.
+    pub fn oversize_dropped(&self) -> u64 {
+        self.oversize.load(Ordering::Relaxed)
     }
 
     /// Waits until at least `n` peers are connected.
@@ -222,8 +253,16 @@ impl Drop for ZenohBus {
     }
 }
 
+/// The per-sample size limit a subscriber enforces, and its count of drops.
+#[derive(Clone)]
+struct Limit {
+    max: usize,
+    dropped: Arc<AtomicU64>,
+}
+
 async fn serve(
     cfg: zenoh::Config,
+    limit: Limit,
     mut rx: mpsc::Receiver<Command>,
     ready: std::sync::mpsc::Sender<Result<(), BusError>>,
 ) {
@@ -259,8 +298,15 @@ async fn serve(
             }
             Command::Subscribe { key_expr, tx, done } => match session.declare_subscriber(key_expr.clone()).await {
                 Ok(sub) => {
+                    let limit = limit.clone();
                     forwarders.push(tokio::spawn(async move {
                         while let Ok(sample) = sub.recv_async().await {
+                            if sample.payload().len() > limit.max {
+                                limit.dropped.fetch_add(1, Ordering::Relaxed);
+                                let (key, len) = (sample.key_expr().as_str(), sample.payload().len());
+                                tracing::warn!(%key, bytes = len, max = limit.max, "oversized sample dropped");
+                                continue;
+                            }
                             let msg = BusSample {
                                 key: sample.key_expr().as_str().to_string(),
                                 payload: sample.payload().to_bytes().into_owned(),
@@ -291,5 +337,60 @@ async fn serve(
     drop(publishers);
     if let Err(e) = session.close().await {
         tracing::warn!(error = %e, "zenoh session close failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_listens_on_loopback_unless_told_otherwise() {
+        let z = zenoh_config(&ZenohConfig::default()).unwrap();
+        let listen = z.get_json("listen/endpoints").unwrap();
+        assert!(listen.contains("127.0.0.1") && !listen.contains("[::]"), "{listen}");
+        let told = ZenohConfig { listen: vec!["tcp/0.0.0.0:7447".into()], ..ZenohConfig::default() };
+        assert!(zenoh_config(&told).unwrap().get_json("listen/endpoints").unwrap().contains("0.0.0.0"));
+        let max = z.get_json("transport/link/rx/max_message_size").unwrap();
+        assert_eq!(max, DEFAULT_MAX_SAMPLE_BYTES.to_string());
+    }
+
+    /// A peer sends a sample over the limit between two within it: the subscriber takes
+    /// the two, drops and counts the big one, and keeps going.
+    #[test]
+    fn a_sample_over_the_limit_is_dropped_and_counted() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let endpoint = format!("tcp/127.0.0.1:{port}");
+        let small = ZenohConfig { listen: vec![endpoint.clone()], max_sample_bytes: 1024, ..ZenohConfig::default() };
+        let sub = ZenohBus::open(&small).unwrap();
+        let mut rx = sub.subscribe("vigil/test/**", 16).unwrap();
+        let pub_bus = ZenohBus::open(&ZenohConfig { connect: vec![endpoint], ..ZenohConfig::default() }).unwrap();
+        pub_bus.wait_for_peers(1, Duration::from_secs(10)).unwrap();
+        let p = pub_bus.publisher().unwrap();
+        // Until the subscription has propagated, samples may not arrive: repeat the first.
+        let start = std::time::Instant::now();
+        let first = loop {
+            p.put_blocking("vigil/test/a", vec![1; 100]).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            if let Ok(s) = rx.try_recv() {
+                break s;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "no sample arrived");
+        };
+        assert_eq!(first.payload.len(), 100);
+        p.put_blocking("vigil/test/b", vec![2; 4096]).unwrap();
+        p.put_blocking("vigil/test/c", vec![3; 1024]).unwrap();
+        pub_bus.flush().unwrap();
+        let start = std::time::Instant::now();
+        let next = loop {
+            match rx.try_recv() {
+                Ok(s) if s.key == "vigil/test/a" => continue,
+                Ok(s) => break s,
+                Err(_) if start.elapsed() < Duration::from_secs(10) => std::thread::sleep(Duration::from_millis(5)),
+                Err(e) => panic!("no sample after the big one: {e}"),
+            }
+        };
+        assert_eq!((next.key.as_str(), next.payload.len()), ("vigil/test/c", 1024), "the big one never arrives");
+        assert_eq!(sub.oversize_dropped(), 1);
     }
 }

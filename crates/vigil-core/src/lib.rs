@@ -1,6 +1,8 @@
 //! Vigil's domain vocabulary, shared by every crate: obstacle classes, vehicle ids,
-//! clocks and the run digest. No I/O, no transports, no wire types here.
+//! clocks and the run digest. No transports and no wire types here; the only I/O is the
+//! bounded read of a user's file ([`bounded`]).
 
+pub mod bounded;
 mod clock;
 mod digest;
 pub mod policy;

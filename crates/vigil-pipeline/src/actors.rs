@@ -55,6 +55,7 @@ pub struct Pipeline {
     priority: PriorityMode,
     handles: Option<Sender<NodeHandle>>,
     spool: SpoolConfig,
+    trust: vigil_bus::trust::ReplyTrust,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -95,6 +96,7 @@ impl Pipeline {
             priority: PriorityMode::Off,
             handles: None,
             spool: SpoolConfig::default(),
+            trust: Default::default(),
         }
     }
 
@@ -148,6 +150,12 @@ impl Pipeline {
         self
     }
 
+    /// What each node requires of a reply before it applies the recommendation.
+    pub fn trust(mut self, trust: vigil_bus::trust::ReplyTrust) -> Self {
+        self.trust = trust;
+        self
+    }
+
     /// Starts the actor system on its own thread: the nodes' fusion/dispatch/handler on
     /// the system arbiter, ingest and telemetry on an I/O arbiter, the workers on theirs.
     /// Returns the system (stop it to end) and its thread.
@@ -171,6 +179,7 @@ impl Pipeline {
             node_cfg.perception = self.perception;
             node_cfg.task_budget_ns = self.task_budget_ns;
             node_cfg.spool = self.spool.clone();
+            node_cfg.trust = self.trust.clone();
             let deps = NodeDeps {
                 clock: t.clock.clone(),
                 log: t.log.clone(),

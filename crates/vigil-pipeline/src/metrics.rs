@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
+use vigil_brokers::monitor::prometheus::escape_label as escape;
 
 /// Histogram bucket bounds, seconds.
 const BUCKETS_S: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
@@ -43,10 +44,6 @@ impl MetricsText {
 
 fn sanitize(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect()
-}
-
-fn escape(label: &str) -> String {
-    label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// Every number under `v` as a gauge. The keys of the maps whose keys are data (`frames`

@@ -72,6 +72,8 @@ pub struct VehicleTasks {
     pub stale_replies: u64,
     pub duplicate_replies: u64,
     pub unknown_replies: u64,
+    /// Replies refused by the trust checks, by reason (publisher, signature, …).
+    pub rejected_replies: std::collections::BTreeMap<String, u64>,
 }
 
 /// What `vigil vehicle --json` prints when it stops.
@@ -140,6 +142,13 @@ pub fn run_vehicle(cfg: VehicleProcess) -> Result<VehicleReport, RunError> {
     tracing::info!(priority, "scheduling");
     let wall_start = Instant::now();
     let clock: Arc<dyn Clock> = Arc::new(WallClock);
+    let trust = cfg.brokers.amqp.reply_trust()?;
+    if !trust.authenticates() {
+        tracing::warn!(
+            "replies are not authenticated: any client that can publish to this vehicle's reply queue can command it; \
+             set [amqp] reply_publishers (per-role RabbitMQ users, scripts/rabbitmq-roles.sh) or a reply key"
+        );
+    }
     let brokers = Brokers::connect(&cfg.brokers, clock.clone())?;
     let log: Arc<dyn TelemetryLog> = brokers.log.clone();
     let frames: Arc<dyn FrameStore> = Arc::new(brokers.frames.clone());
@@ -164,6 +173,7 @@ pub fn run_vehicle(cfg: VehicleProcess) -> Result<VehicleReport, RunError> {
         .stats(stats.clone(), Arc::default())
         .priority(cfg.priority)
         .spool(cfg.spool.clone())
+        .trust(trust)
         .start()?;
     tracing::info!(vehicles = ?vehicles, "vehicle nodes up");
 
@@ -297,6 +307,7 @@ fn vehicle_report(
             stale_replies: get(&s.stale),
             duplicate_replies: get(&s.duplicate),
             unknown_replies: get(&s.unknown),
+            rejected_replies: s.rejected_replies_by_reason(),
         },
         recommendations: Recommendations {
             count: get(&s.completed),

@@ -67,6 +67,11 @@ impl ControlInbox<'_> {
     fn take(&mut self, pending: &mut Vec<ControlCommand>) {
         while let Ok(sample) = self.rx.try_recv() {
             match ControlCommand::decode(&sample.payload) {
+                // A command names its vehicle twice, in its key and its envelope: both must agree.
+                Ok(c) if sample.key != control_key(c.vehicle.as_str()) => {
+                    self.controls.rejected += 1;
+                    tracing::warn!(key = %sample.key, vehicle = %c.vehicle, "command's vehicle is not its key's; dropped");
+                }
                 Ok(c) if self.index_of.contains_key(&c.vehicle) => {
                     self.controls.received += 1;
                     self.controls.fallback += u64::from(c.fallback);

@@ -48,6 +48,8 @@ pub struct Tasks {
     pub stale_replies: u64,
     pub duplicate_replies: u64,
     pub unknown_replies: u64,
+    /// Replies refused by the trust checks, by reason (publisher, signature, …).
+    pub rejected_replies: std::collections::BTreeMap<String, u64>,
     pub queue_peak: u64,
     pub queue_capacity: usize,
     /// Per priority (1..9, higher is more urgent): [raised, completed, fallback].
@@ -347,6 +349,7 @@ impl Tasks {
             stale_replies: get(&s.stale),
             duplicate_replies: get(&s.duplicate),
             unknown_replies: get(&s.unknown),
+            rejected_replies: s.rejected_replies_by_reason(),
             queue_peak: q.peak_queued,
             queue_capacity,
             by_priority: (0..10u8)

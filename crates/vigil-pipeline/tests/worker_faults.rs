@@ -208,6 +208,33 @@ fn a_task_with_an_oversized_reply_to_is_dead_lettered_and_the_next_is_answered()
     assert_eq!(dead, 1, "the bad task is in the dead-letter queue");
 }
 
+/// A task that names another vehicle's reply queue, and one whose frame reference points
+/// outside the frame store: no retry can make either good, so each is dead-lettered at
+/// once (no retry round) and answers nobody; the next task is answered.
+#[test]
+fn a_task_replying_elsewhere_or_reading_outside_the_store_is_dead_lettered_at_once() {
+    if !up() {
+        return;
+    }
+    let b = Bench::start("hostile");
+    let mut replies = b.rt.block_on(b.tasks.replies("veh-test")).unwrap();
+    let mut other = b.rt.block_on(b.tasks.replies("veh-other")).unwrap();
+    let passwd = format!("file:///etc/passwd#sha256={}", "0".repeat(64));
+    b.publish(b.task("elsewhere-1", "veh-other", None));
+    b.publish(b.task("outside-1", "veh-test", Some(&passwd)));
+    b.publish(b.task("good-3", "veh-test", None));
+    let got = b.next_reply(&mut replies, Duration::from_secs(15));
+    let stray = b.next_reply(&mut other, Duration::from_millis(300));
+    eprintln!("{}", b.counts());
+    let dead = b.rt.block_on(b.tasks.dead_letter_depth()).unwrap();
+    let retried = b.tasks.amqp_counts().retried.load(Ordering::SeqCst);
+    b.stop();
+    assert_eq!(got.as_deref(), Some("good-3"));
+    assert_eq!(stray, None, "no reply went to the queue the task named");
+    assert_eq!(dead, 2, "both hostile tasks are dead-lettered");
+    assert_eq!(retried, 0, "without a retry round");
+}
+
 /// The retry publish fails (its delay queue is gone, so the broker returns the message
 /// as unroutable): the task is dead-lettered with its reason rather than acked away, and
 /// the worker takes the next task at once.
@@ -220,7 +247,8 @@ fn a_failed_retry_publish_dead_letters_the_task_and_the_next_is_taken_within_5_s
     let mut replies = b.rt.block_on(b.tasks.replies("veh-test")).unwrap();
     let retry = b.tasks.names().retry(1);
     rabbitmqctl(&["delete_queue", &retry]);
-    let missing = format!("file://{}/no-such-frame", b.dir.display());
+    // In the store and hashed, but not there: a transient failure, retried.
+    let missing = format!("file://{}/no-such-frame#sha256={}", b.dir.display(), "0".repeat(64));
     b.publish(b.task("fails-1", "veh-test", Some(&missing)));
     let published = Instant::now();
     b.publish(b.task("good-2", "veh-test", None));

@@ -10,6 +10,7 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use vigil_bus::embedded::{EmbeddedLog, EmbeddedTasks, MemoryFrameStore, TaskQueue};
+use vigil_bus::trust::{Rejection, ReplyKey, ReplyTrust};
 use vigil_bus::{BusSample, FrameStore, Reply, TaskTransport, TelemetryLog, frame_key};
 use vigil_core::policy::Action;
 use vigil_core::{ManualClock, RunId, VehicleId};
@@ -38,6 +39,10 @@ struct Rig {
 
 impl Rig {
     fn start(queue_capacity: usize) -> Self {
+        Self::start_with(queue_capacity, ReplyTrust::default())
+    }
+
+    fn start_with(queue_capacity: usize, trust: ReplyTrust) -> Self {
         let vehicle = VehicleId::simulated(0);
         let run = RunId::reproducible(1);
         let clock = Arc::new(ManualClock::new(1_000_000_000));
@@ -53,7 +58,8 @@ impl Rig {
             senders.push((kind, tx));
             receivers.push((kind, rx));
         }
-        let cfg = NodeConfig::new(vehicle.clone(), run.clone(), RoadMap { lanes: 2, lane_width_m: 3.5 });
+        let mut cfg = NodeConfig::new(vehicle.clone(), run.clone(), RoadMap { lanes: 2, lane_width_m: 3.5 });
+        cfg.trust = trust;
         let deps = NodeDeps {
             clock: clock.clone(),
             log: log.clone(),
@@ -149,20 +155,31 @@ impl Rig {
 
     /// Answers `task` as a worker would.
     fn answer(&self, task: &str, action: v1::Action) {
-        let payload = Payload::Recommendation(v1::Recommendation {
-            task_id: task.into(),
-            action: action as i32,
-            class: v1::ObstacleClass::Pedestrian as i32,
-            confidence: 0.9,
-            ..Default::default()
-        });
-        let header = vigil_proto::wire::header(self.vehicle.as_str(), "vision", &payload);
-        let bytes = vigil_proto::encode_envelope(&v1::Envelope { header: Some(header), payload: Some(payload) });
+        self.send_reply(Reply::new(task, recommendation(self.vehicle.as_str(), task, action)));
+    }
+
+    fn send_reply(&self, reply: Reply) {
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        rt.block_on(
-            self.tasks.reply(&reply_address(&self.vehicle), Reply { correlation_id: task.into(), payload: bytes }),
-        )
-        .unwrap();
+        rt.block_on(self.tasks.reply(&reply_address(&self.vehicle), reply)).unwrap();
+    }
+}
+
+/// A recommendation envelope for `task` from `vehicle`'s point of view.
+fn recommendation(vehicle: &str, task: &str, action: v1::Action) -> Vec<u8> {
+    let payload = Payload::Recommendation(v1::Recommendation {
+        task_id: task.into(),
+        action: action as i32,
+        class: v1::ObstacleClass::Pedestrian as i32,
+        confidence: 0.9,
+        ..Default::default()
+    });
+    let header = vigil_proto::wire::header(vehicle, "vision", &payload);
+    vigil_proto::encode_envelope(&v1::Envelope { header: Some(header), payload: Some(payload) })
+}
+
+impl Rig {
+    fn rejected(&self, why: Rejection) -> u64 {
+        Rig::get(&self.stats.rejected_replies[why.index()])
     }
 }
 
@@ -189,11 +206,21 @@ fn ingest_logs_good_frames_and_counts_bad_ones_without_passing_them_on() {
     let rig = Rig::start(16);
     let lidar = drive(40).into_iter().find(|m| m.kind == Stream::Lidar).unwrap();
     let camera = drive(40).into_iter().find(|m| m.kind == Stream::Camera).unwrap();
+    // Another vehicle's frame, injected on this vehicle's key by a peer on the bus.
+    let scenario = Scenario::builtin("pedestrian-crossing").unwrap();
+    let mut other = VehicleSim::new(&scenario, 1, 7, 2_000_000_000);
+    let mut theirs = Vec::new();
+    while !theirs.iter().any(|m: &vigil_sim::SimMessage| m.kind == Stream::Lidar) {
+        other.step(&mut theirs).unwrap();
+    }
+    let foreign = theirs.into_iter().find(|m| m.kind == Stream::Lidar).unwrap();
+    assert_ne!(foreign.envelope.header.as_ref().unwrap().vehicle_id, rig.vehicle.as_str());
     rig.send(Stream::Lidar, &lidar.key, b"not an envelope".to_vec());
     rig.send(Stream::Lidar, &camera.key, camera.encode());
+    rig.send(Stream::Lidar, &lidar.key, foreign.encode());
     rig.send(Stream::Lidar, &lidar.key, lidar.encode());
     rig.wait("one good lidar frame", || Rig::get(&rig.stats.ingested[Stream::Lidar.index()]) == 1);
-    rig.wait("two rejections", || Rig::get(&rig.stats.rejected) == 2);
+    rig.wait("three rejections", || Rig::get(&rig.stats.rejected) == 3);
     assert!(rig.stats.drain_telemetry(Duration::from_secs(10)));
     let counts = rig.log.close().unwrap();
     assert_eq!(counts.get(vigil_bus::topics::LIDAR), Some(&1), "{counts:?}");
@@ -282,4 +309,55 @@ fn a_threat_beside_the_path_with_no_camera_is_counted_but_not_braked_for() {
     let c = rig.control.recv_timeout(Duration::from_secs(5)).expect("a fallback command");
     assert!(c.task_id.ends_with("/no-camera/9"), "only the one in the path brakes: {}", c.task_id);
     assert_eq!(Rig::get(&rig.stats.no_camera), 2);
+}
+
+/// A forged CONTINUE for a real, outstanding task (its id is sequential and visible in
+/// the audit topic) must not suppress the fallback brake: without the worker's key it is
+/// refused, counted by reason, and the task still brakes at its deadline. So are a signed
+/// reply for another task than it says and one for another vehicle. A genuine signed
+/// answer is applied.
+#[test]
+fn a_forged_continue_is_refused_and_the_fallback_still_brakes() {
+    let key = ReplyKey::from_hex(&"5a".repeat(32), "test").unwrap();
+    let rig = Rig::start_with(16, ReplyTrust { publishers: vec![], key: Some(key.clone()) });
+    let me = rig.vehicle.as_str().to_string();
+    let id = rig.raise(1, 1.0);
+    rig.wait("the publish", || Rig::get(&rig.stats.tasks_published) == 1);
+    let forged = recommendation(&me, &id, v1::Action::Continue);
+    rig.send_reply(Reply::new(id.as_str(), forged.clone()));
+    let attacker = ReplyKey::from_hex(&"a5".repeat(32), "test").unwrap();
+    let mut wrong_key = Reply::new(id.as_str(), forged.clone());
+    wrong_key.mac = Some(attacker.sign(&me, &id, &forged));
+    rig.send_reply(wrong_key);
+    // A publisher the embedded transport cannot vouch for is dropped on the way.
+    let mut claimed = Reply::new(id.as_str(), forged.clone());
+    claimed.publisher = Some("vigil-worker".into());
+    rig.send_reply(claimed);
+    rig.wait("three signature refusals", || rig.rejected(Rejection::Signature) == 3);
+    // Signed with the right key, but answering another task or another vehicle.
+    let other = task_id(&rig.vehicle, &rig.run, 2);
+    let bytes = recommendation(&me, &other, v1::Action::Continue);
+    let mut swapped = Reply::new(id.as_str(), bytes.clone());
+    swapped.mac = Some(key.sign(&me, &id, &bytes));
+    rig.send_reply(swapped);
+    let bytes = recommendation("veh-other", &id, v1::Action::Continue);
+    let mut elsewhere = Reply::new(id.as_str(), bytes.clone());
+    elsewhere.mac = Some(key.sign(&me, &id, &bytes));
+    rig.send_reply(elsewhere);
+    rig.wait("the correlation refusal", || rig.rejected(Rejection::Correlation) == 1);
+    rig.wait("the vehicle refusal", || rig.rejected(Rejection::Vehicle) == 1);
+    assert_eq!(Rig::get(&rig.stats.completed), 0, "no forged reply completed the task");
+    rig.clock.advance(200_000_000);
+    let c = rig.control.recv_timeout(Duration::from_secs(5)).expect("the fallback brake");
+    assert_eq!((c.task_id.as_str(), c.action, c.fallback), (id.as_str(), Action::Brake, true));
+    // The genuine worker's signed answer to the next task is applied.
+    let next = rig.raise(3, 1.0);
+    rig.wait("the second publish", || Rig::get(&rig.stats.tasks_published) == 2);
+    let bytes = recommendation(&me, &next, v1::Action::BrakeHard);
+    let mut genuine = Reply::new(next.as_str(), bytes.clone());
+    genuine.mac = Some(key.sign(&me, &next, &bytes));
+    rig.send_reply(genuine);
+    let c = rig.control.recv_timeout(Duration::from_secs(5)).expect("the answer");
+    assert_eq!((c.task_id.as_str(), c.action, c.fallback), (next.as_str(), Action::BrakeHard, false));
+    assert_eq!(Rig::get(&rig.stats.completed), 1);
 }

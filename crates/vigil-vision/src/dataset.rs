@@ -5,7 +5,7 @@
 //! DIR/crops/*.png    RGB crops; 48×48 is native, other sizes are resampled
 //! ```
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -63,15 +63,44 @@ pub fn write(dir: &Path, items: &[(Crop, Label)]) -> Result<()> {
     Ok(())
 }
 
+/// The biggest decoded crop image, bytes (a crop is 64 × 64 or a little more).
+const MAX_PNG_BYTES: usize = 16 << 20;
+/// The longest line of `labels.jsonl`, bytes.
+const MAX_LABEL_LINE: usize = 64 << 10;
+
+/// The lines of a labels file, each at most [`MAX_LABEL_LINE`] bytes: a file with no
+/// newline is an error at that bound, not a read of the whole file into one string.
+fn label_lines(r: impl BufRead) -> impl Iterator<Item = std::io::Result<String>> {
+    let mut r = r;
+    std::iter::from_fn(move || {
+        let mut buf = Vec::new();
+        match (&mut r).take(MAX_LABEL_LINE as u64 + 1).read_until(b'\n', &mut buf) {
+            Ok(0) => None,
+            Ok(_) if buf.len() > MAX_LABEL_LINE => Some(Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("a line over {MAX_LABEL_LINE} bytes (one JSON object per line)"),
+            ))),
+            Ok(_) => Some(String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))),
+            Err(e) => Some(Err(e)),
+        }
+    })
+}
+
 fn read_png(path: &Path) -> Result<(Vec<u8>, u32, u32)> {
     let f = std::fs::File::open(path).map_err(|e| ds_err(path, e.to_string()))?;
-    let mut dec = png::Decoder::new(std::io::BufReader::new(f));
+    // A crop is small; a PNG header may claim any size, so the decoder is bounded.
+    let mut dec = png::Decoder::new_with_limits(std::io::BufReader::new(f), png::Limits { bytes: MAX_PNG_BYTES });
     dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut reader = dec.read_info().map_err(|e| ds_err(path, format!("not a PNG: {e}")))?;
-    let mut buf = vec![0; reader.output_buffer_size().unwrap_or(0)];
+    let size = reader.output_buffer_size().unwrap_or(usize::MAX);
+    if size > MAX_PNG_BYTES {
+        let (w, h) = (reader.info().width, reader.info().height);
+        return Err(ds_err(path, format!("a {w} x {h} image, over the limit of {MAX_PNG_BYTES} bytes for a crop")));
+    }
+    let mut buf = vec![0; size];
     let info = reader.next_frame(&mut buf).map_err(|e| ds_err(path, format!("corrupt PNG: {e}")))?;
     let (w, h) = (info.width, info.height);
-    let px = (w * h) as usize;
+    let px = w as usize * h as usize;
     let rgb = match info.color_type {
         png::ColorType::Rgb => buf[..px * 3].to_vec(),
         png::ColorType::Rgba => buf[..px * 4].chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
@@ -87,7 +116,7 @@ pub fn drives(dir: &Path) -> Result<Vec<String>> {
     let labels_path = dir.join("labels.jsonl");
     let f = std::fs::File::open(&labels_path).map_err(|e| ds_err(&labels_path, e.to_string()))?;
     let mut out = std::collections::BTreeSet::new();
-    for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
+    for (n, line) in label_lines(std::io::BufReader::new(f)).enumerate() {
         let line = line.map_err(|e| ds_err(&labels_path, e.to_string()))?;
         if line.trim().is_empty() {
             continue;
@@ -107,7 +136,7 @@ pub fn read(dir: &Path) -> Result<Vec<Example>> {
     let f = std::fs::File::open(&labels_path)
         .map_err(|e| ds_err(&labels_path, format!("{e} (a dataset is DIR/labels.jsonl plus DIR/crops/*.png)")))?;
     let mut out = Vec::new();
-    for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
+    for (n, line) in label_lines(std::io::BufReader::new(f)).enumerate() {
         let line = line.map_err(|e| ds_err(&labels_path, e.to_string()))?;
         if line.trim().is_empty() {
             continue;

@@ -69,6 +69,57 @@ fn missing_or_corrupt_weights_are_clear_errors() {
 
     let e = Recogniser::load(&tempdir("empty"), &Device::Cpu).unwrap_err();
     assert!(e.to_string().contains("config.json"), "{e}");
+
+    // Files far bigger than any model of this family are refused before they are read
+    // (sparse files: nothing is written to disk).
+    let huge = tempdir("huge");
+    copy_model(&huge);
+    std::fs::File::options().write(true).open(huge.join("model.safetensors")).unwrap().set_len(8 << 30).unwrap();
+    let e = Recogniser::load(&huge, &Device::Cpu).unwrap_err();
+    assert!(e.to_string().contains("over the limit"), "{e}");
+    std::fs::File::options().write(true).open(huge.join("config.json")).unwrap().set_len(8 << 30).unwrap();
+    let e = Recogniser::load(&huge, &Device::Cpu).unwrap_err();
+    assert!(e.to_string().contains("config.json") && e.to_string().contains("over the limit"), "{e}");
+}
+
+/// A dataset is someone else's files: a PNG whose header claims a huge image and a labels
+/// file with no newline are clear errors, not an allocation of what they claim.
+#[test]
+fn a_hostile_dataset_is_a_clear_error_not_an_allocation() {
+    let dir = tempdir("hostile");
+    std::fs::create_dir_all(dir.join("crops")).unwrap();
+    // A valid PNG signature and IHDR claiming 60000 × 60000 RGB (10 GB decoded).
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&60_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&60_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    png.extend_from_slice(&13u32.to_be_bytes());
+    png.extend_from_slice(&ihdr);
+    png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+    std::fs::write(dir.join("crops/bomb.png"), &png).unwrap();
+    std::fs::write(
+        dir.join("labels.jsonl"),
+        "{\"file\":\"crops/bomb.png\",\"class\":\"pedestrian\",\"source\":\"x\"}\n",
+    )
+    .unwrap();
+    let e = dataset::read(&dir).unwrap_err().to_string();
+    assert!(e.contains("line 1") && e.contains("bomb.png"), "{e}");
+    std::fs::write(dir.join("labels.jsonl"), "x".repeat(1 << 20)).unwrap();
+    let e = dataset::read(&dir).unwrap_err().to_string();
+    assert!(e.contains("a line over"), "{e}");
+}
+
+/// The CRC-32 of PNG chunks.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in bytes {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 == 1 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
+        }
+    }
+    !c
 }
 
 #[test]

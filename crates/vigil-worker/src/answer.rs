@@ -63,7 +63,7 @@ impl Answer {
             ..vigil_proto::wire::header(&vehicle, "vision", &payload)
         };
         let bytes = vigil_proto::encode_envelope(&v1::Envelope { header: Some(header), payload: Some(payload) });
-        let reply = Reply { correlation_id: task.task_id.clone(), payload: bytes };
+        let reply = Reply::new(task.task_id.clone(), bytes);
         match deps.tasks.reply(&task.reply_to, reply).await {
             Ok(()) => {
                 stats.answered.fetch_add(1, Ordering::SeqCst);

@@ -59,6 +59,10 @@ pub(crate) fn fetch_and_crop(delivery: &TaskDelivery, frames: &dyn FrameStore) -
     if task.reply_to.is_empty() || task.reply_to.len() > MAX_ID_BYTES {
         return Err(TaskError::Malformed(short(&task.task_id), "reply_to is empty or over 200 bytes"));
     }
+    // A worker answers the vehicle that asked, never an address a task chose for it.
+    if task.reply_to != vigil_bus::reply_address(&vehicle) {
+        return Err(TaskError::Malformed(short(&task.task_id), "reply_to is not the sending vehicle's reply address"));
+    }
     let blob = task.frame_ref.as_ref().ok_or(TaskError::Malformed(short(&task.task_id), "no frame reference"))?;
     let bytes = frames.get(&blob.uri)?;
     let b = task.camera_box.ok_or(TaskError::Malformed(task.task_id.clone(), "no camera box"))?;

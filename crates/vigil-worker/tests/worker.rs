@@ -22,7 +22,7 @@ use vigil_vision::batcher::{BatcherConfig, Serving};
 use vigil_vision::model::{Recogniser, default_device};
 use vigil_worker::{Faults, Inference, WorkerDeps, WorkerStats, start_workers};
 
-const REPLY_TO: &str = "vigil.replies.veh-test";
+const REPLY_TO: &str = "veh-test";
 
 struct Rig {
     rt: tokio::runtime::Runtime,

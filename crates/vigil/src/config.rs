@@ -8,6 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use vigil_brokers::BrokerConfig;
+use vigil_core::bounded::MAX_TEXT_BYTES;
 
 /// Where `vigil.toml` is looked for when `--config` is not given.
 pub const DEFAULT_FILE: &str = "vigil.toml";
@@ -25,12 +26,13 @@ fn env_value(raw: &str) -> toml::Value {
 pub fn load(path: Option<&Path>, vars: impl Iterator<Item = (String, String)>) -> anyhow::Result<BrokerConfig> {
     let mut table = match path {
         Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("cannot read the config file {}", p.display()))?;
+            let text = vigil_core::bounded::read_text(p, MAX_TEXT_BYTES)
+                .with_context(|| format!("cannot read the config file {}", p.display()))?;
             text.parse::<toml::Table>().with_context(|| format!("{} is not valid TOML", p.display()))?
         }
         None if Path::new(DEFAULT_FILE).exists() => {
-            let text = std::fs::read_to_string(DEFAULT_FILE).with_context(|| format!("cannot read {DEFAULT_FILE}"))?;
+            let text = vigil_core::bounded::read_text(Path::new(DEFAULT_FILE), MAX_TEXT_BYTES)
+                .with_context(|| format!("cannot read {DEFAULT_FILE}"))?;
             text.parse::<toml::Table>().with_context(|| format!("{DEFAULT_FILE} is not valid TOML"))?
         }
         None => toml::Table::new(),
@@ -94,5 +96,40 @@ mod tests {
         assert!(format!("{e:#}").contains("brokerz"), "{e:#}");
         let e = load(Some(&p), vars(&[("VIGIL_AMQP_PREFETCHH", "3")])).expect_err("unknown env key");
         assert!(format!("{e:#}").contains("brokerz") || format!("{e:#}").contains("prefetchh"), "{e:#}");
+    }
+
+    #[test]
+    fn a_config_file_over_the_bound_is_refused_naming_it() {
+        let dir = std::env::temp_dir().join(format!("vigil-cfg-big-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let p = dir.join("vigil.toml");
+        std::fs::File::create(&p).expect("create").set_len(1 << 32).expect("sparse 4 GiB");
+        let e = format!("{:#}", load(Some(&p), vars(&[])).expect_err("too big"));
+        assert!(e.contains("vigil.toml") && e.contains("over the limit"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn reply_trust_settings_and_a_url_file_are_read() {
+        let dir = std::env::temp_dir().join(format!("vigil-cfg-trust-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (p, key, url) = (dir.join("vigil.toml"), dir.join("reply.key"), dir.join("amqp-url"));
+        std::fs::write(&key, "ab".repeat(32)).expect("write");
+        std::fs::write(&url, "amqp://w:secret@h:5672/v\n").expect("write");
+        let toml = format!(
+            "[amqp]\nreply_publishers = [\"vigil-worker\"]\nreply_key_file = {:?}\nurl_file = {:?}\n",
+            key.display().to_string(),
+            url.display().to_string()
+        );
+        std::fs::write(&p, toml).expect("write");
+        let c = load(Some(&p), vars(&[])).expect("config");
+        let trust = c.amqp.reply_trust().expect("trust");
+        assert_eq!(trust.publishers, vec!["vigil-worker".to_string()]);
+        assert!(trust.key.is_some() && trust.authenticates());
+        assert_eq!(vigil_brokers::amqp::amqp_url(&c.amqp).expect("url"), "amqp://w:secret@h:5672/v");
+        std::fs::write(&key, "abcd").expect("write");
+        let e = c.amqp.reply_trust().expect_err("short key").to_string();
+        assert!(e.contains("reply.key") && e.contains("fewer than 32"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

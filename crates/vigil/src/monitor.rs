@@ -47,7 +47,7 @@ pub struct MonitorArgs {
 /// balanced classes; a `training.class_shares` object, when present, says otherwise).
 fn reference(model: &std::path::Path) -> anyhow::Result<ClassReference> {
     let path = model.join("config.json");
-    let text = std::fs::read_to_string(&path)
+    let text = vigil_core::bounded::read_text(&path, vigil_core::bounded::MAX_TEXT_BYTES)
         .with_context(|| format!("cannot read {} (the drift reference; pass --model DIR)", path.display()))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;

@@ -20,9 +20,13 @@ pub struct BrokerArgs {
     /// Kafka bootstrap servers (default: [kafka] brokers of the config, or VIGIL_KAFKA_BROKERS).
     #[arg(long)]
     kafka: Option<String>,
-    /// RabbitMQ URL (default: [amqp] url of the config, or VIGIL_AMQP_URL).
+    /// RabbitMQ URL (default: [amqp] url of the config, or VIGIL_AMQP_URL). It shows in
+    /// the process list: prefer --amqp-url-file or the environment for a password.
     #[arg(long)]
     amqp: Option<String>,
+    /// A file holding the RabbitMQ URL ([amqp] url_file, VIGIL_AMQP_URL_FILE).
+    #[arg(long, conflicts_with = "amqp")]
+    amqp_url_file: Option<PathBuf>,
     /// Broker settings file (default: ./vigil.toml if present; see vigil.example.toml).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -31,7 +35,7 @@ pub struct BrokerArgs {
 impl BrokerArgs {
     /// Whether any broker was named on the command line.
     pub(crate) fn given(&self) -> bool {
-        self.kafka.is_some() || self.amqp.is_some() || self.config.is_some()
+        self.kafka.is_some() || self.amqp.is_some() || self.amqp_url_file.is_some() || self.config.is_some()
     }
 
     pub(crate) fn load(&self) -> anyhow::Result<BrokerConfig> {
@@ -41,6 +45,10 @@ impl BrokerArgs {
         }
         if let Some(a) = &self.amqp {
             b.amqp.url = Some(a.clone());
+        }
+        if let Some(f) = &self.amqp_url_file {
+            b.amqp.url = None;
+            b.amqp.url_file = Some(f.clone());
         }
         Ok(b)
     }

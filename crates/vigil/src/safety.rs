@@ -62,7 +62,8 @@ fn selected(a: &SafetyArgs) -> anyhow::Result<Vec<Cell>> {
 fn jobs(a: &SafetyArgs, cells: Vec<Cell>) -> anyhow::Result<Vec<Job>> {
     let mut jobs = cells.into_iter().map(Job::generated).collect::<Result<Vec<_>, _>>()?;
     for (path, hazardous) in a.scenario.iter().map(|p| (p, true)).chain(a.nuisance.iter().map(|p| (p, false))) {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading scenario {}", path.display()))?;
+        let text = vigil_core::bounded::read_text(path, vigil_core::bounded::MAX_TEXT_BYTES)
+            .with_context(|| format!("reading scenario {}", path.display()))?;
         let scenario = Scenario::from_toml(&text, &path.display().to_string())?;
         let cell = Cell::added(&scenario, text, hazardous);
         jobs.push(Job { cell, scenario, source: path.display().to_string() });

@@ -11,9 +11,10 @@ impl AmqpTasks {
     /// URL, credentials, vhost or topology) is an error at once.
     pub async fn connect(cfg: &AmqpConfig, clock: Arc<dyn Clock>, rt: Handle) -> Result<Self, TransportError> {
         let url = amqp_url(cfg)?;
-        url.parse::<lapin::uri::AMQPUri>().map_err(|e| {
+        let uri = url.parse::<lapin::uri::AMQPUri>().map_err(|e| {
             err(format!("RabbitMQ URL {}", redact(&url)), format!("{e} (e.g. amqp://user:pass@host:5672/%2f)"))
         })?;
+        let reply_key = cfg.reply_key()?;
         let names = Names::new(&cfg.prefix);
         let (live, down_since) = match open(&url, cfg, &names, &rt, FIRST_CONNECT_TIMEOUT).await {
             Ok(live) => (Some(live), None),
@@ -29,6 +30,8 @@ impl AmqpTasks {
         let me = Self {
             inner: Arc::new(Inner {
                 url,
+                user: uri.authority.userinfo.username,
+                reply_key,
                 live: RwLock::new(live),
                 cfg: cfg.clone(),
                 names,

@@ -193,9 +193,15 @@ impl ReplyConsumer for AmqpReplies {
             loop {
                 match next_delivery(&mut self.on).await {
                     Some(Ok(d)) => {
-                        let correlation_id =
-                            d.properties.correlation_id().as_ref().map(|s| s.to_string()).unwrap_or_default();
-                        return Ok(Reply { correlation_id, payload: d.data });
+                        let p = &d.properties;
+                        let correlation_id = p.correlation_id().as_ref().map(|s| s.to_string()).unwrap_or_default();
+                        return Ok(Reply {
+                            correlation_id,
+                            // RabbitMQ refuses a publish whose user_id is not its connection's user.
+                            publisher: p.user_id().as_ref().map(|s| s.to_string()),
+                            mac: header_str(p, H_MAC),
+                            payload: d.data,
+                        });
                     }
                     end => self.on = Some(self.tasks.resubscribe(&self.to, end).await),
                 }

@@ -61,6 +61,8 @@ pub const MAX_SHORT_STRING: usize = 255;
 const H_DEADLINE: &str = "x-vigil-deadline-ns";
 const H_ATTEMPT: &str = "x-vigil-attempt";
 const H_REASON: &str = "x-vigil-reason";
+/// A reply's HMAC under the reply key (`vigil_bus::trust`).
+const H_MAC: &str = "x-vigil-mac";
 
 /// Transport-side counters (this process's view).
 #[derive(Debug, Default)]
@@ -97,6 +99,11 @@ pub struct AmqpTasks {
 #[derive(Debug)]
 struct Inner {
     url: String,
+    /// The user the URL connects as: replies carry it as `user_id`, which the broker
+    /// checks, so a vehicle knows a worker sent them.
+    user: String,
+    /// Signs replies, where the deployment shares a reply key.
+    reply_key: Option<vigil_bus::trust::ReplyKey>,
     /// The connection now, `None` while the supervisor reconnects.
     live: RwLock<Option<Live>>,
     cfg: AmqpConfig,
@@ -208,6 +215,14 @@ fn long(s: &str) -> AMQPValue {
     AMQPValue::LongString(s.into())
 }
 
+fn header_str(p: &BasicProperties, key: &str) -> Option<String> {
+    match p.headers().as_ref()?.inner().get(key)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
 fn header_i64(p: &BasicProperties, key: &str) -> Option<i64> {
     let h = p.headers().as_ref()?;
     match h.inner().get(key)? {
@@ -222,8 +237,20 @@ fn header_i64(p: &BasicProperties, key: &str) -> Option<i64> {
     }
 }
 
-/// The AMQP URL: the config's, else `VIGIL_AMQP_URL`. Never a default from code.
+/// The AMQP URL: the config's `url`, else the file `url_file` names, else `VIGIL_AMQP_URL`.
+/// Never a default from code.
 pub fn amqp_url(cfg: &AmqpConfig) -> Result<String, TransportError> {
+    if cfg.url.is_none()
+        && let Some(path) = &cfg.url_file
+    {
+        let shown = path.display();
+        let size = std::fs::metadata(path).map_err(|e| err(format!("AMQP URL file {shown}"), e.to_string()))?.len();
+        if size > 4096 {
+            return Err(err(format!("AMQP URL file {shown}"), format!("{size} bytes; it should hold one URL")));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| err(format!("AMQP URL file {shown}"), e.to_string()))?;
+        return Ok(text.trim().to_string());
+    }
     cfg.url.clone().or_else(|| std::env::var("VIGIL_AMQP_URL").ok()).ok_or_else(|| {
         err(
             "RabbitMQ",
@@ -263,10 +290,16 @@ impl TaskTransport for AmqpTasks {
 
     fn reply(&self, reply_to: &str, reply: Reply) -> BoxFuture<'_, Result<(), TransportError>> {
         let queue = self.inner.names.reply(reply_to);
+        let reply_to = reply_to.to_string();
         Box::pin(async move {
-            let props = BasicProperties::default()
+            let mut props = BasicProperties::default()
                 .with_correlation_id(reply.correlation_id.as_str().into())
+                .with_user_id(self.inner.user.as_str().into())
                 .with_delivery_mode(1);
+            if let Some(key) = &self.inner.reply_key {
+                let mac = key.sign(&reply_to, &reply.correlation_id, &reply.payload);
+                props = props.with_headers(table(&[(H_MAC, long(&mac))]));
+            }
             match self.publish_confirmed("", &queue, &reply.payload, props).await? {
                 Confirmation::Nack(_) => Err(err(format!("reply to `{queue}`"), "refused by the broker")),
                 _ => Ok(()),

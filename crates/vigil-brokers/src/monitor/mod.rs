@@ -27,7 +27,7 @@ use vigil_proto::v1::{self, envelope::Payload};
 use crate::config::KafkaConfig;
 use crate::kafka::{client_config, topic_name};
 
-mod prometheus;
+pub mod prometheus;
 
 /// Below this confidence a prediction counts as low-confidence (a drift signal).
 pub const LOW_CONFIDENCE: f32 = 0.6;

@@ -4,6 +4,12 @@ use std::fmt::Write as _;
 
 use super::{BUCKETS_S, Monitor, Series};
 
+/// A label value as Prometheus text wants it: `\`, `"` and newlines escaped. Vehicle ids
+/// and the like come from Kafka headers, which anyone who can produce may set.
+pub fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
 impl Series {
     pub(super) fn prometheus(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
@@ -28,19 +34,25 @@ impl Monitor {
         };
         family(&mut o, "vigil_monitor_messages_total", "counter", "Telemetry messages read, per vehicle and stream.");
         for (v, streams) in &s.vehicles {
+            let v = escape_label(v);
             for (st, x) in streams {
+                let st = escape_label(st);
                 let _ = writeln!(o, "vigil_monitor_messages_total{{vehicle=\"{v}\",stream=\"{st}\"}} {}", x.count);
             }
         }
         family(&mut o, "vigil_monitor_bytes_total", "counter", "Telemetry bytes read (as stored in Kafka).");
         for (v, streams) in &s.vehicles {
+            let v = escape_label(v);
             for (st, x) in streams {
+                let st = escape_label(st);
                 let _ = writeln!(o, "vigil_monitor_bytes_total{{vehicle=\"{v}\",stream=\"{st}\"}} {}", x.bytes);
             }
         }
         family(&mut o, "vigil_monitor_stream_rate_hz", "gauge", "Messages per second of capture time.");
         for (v, streams) in &s.vehicles {
+            let v = escape_label(v);
             for (st, x) in streams {
+                let st = escape_label(st);
                 let _ = writeln!(o, "vigil_monitor_stream_rate_hz{{vehicle=\"{v}\",stream=\"{st}\"}} {}", x.rate_hz);
             }
         }
@@ -60,10 +72,12 @@ impl Monitor {
         let _ = writeln!(o, "vigil_monitor_tasks_answered_total {}", s.tasks_answered);
         family(&mut o, "vigil_monitor_recommendations_total", "counter", "Recommendations read, per action.");
         for (a, n) in &s.by_action {
+            let a = escape_label(a);
             let _ = writeln!(o, "vigil_monitor_recommendations_total{{action=\"{a}\"}} {n}");
         }
         family(&mut o, "vigil_monitor_recommended_class_total", "counter", "Recommendations per predicted class.");
         for (c, n) in &s.by_class {
+            let c = escape_label(c);
             let _ = writeln!(o, "vigil_monitor_recommended_class_total{{class=\"{c}\"}} {n}");
         }
         if let Some(d) = &s.drift {
@@ -74,10 +88,24 @@ impl Monitor {
         }
         family(&mut o, "vigil_monitor_consumer_lag", "gauge", "Records behind the high watermark, per topic.");
         for (t, n) in &s.lag {
+            let t = escape_label(t);
             let _ = writeln!(o, "vigil_monitor_consumer_lag{{topic=\"{t}\"}} {n}");
         }
         family(&mut o, "vigil_monitor_decode_errors_total", "counter", "Records that did not decode.");
         let _ = writeln!(o, "vigil_monitor_decode_errors_total {}", s.decode_errors);
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_label;
+
+    #[test]
+    fn a_hostile_label_value_cannot_end_its_label_or_line() {
+        let v = escape_label("veh\"} 1\nvigil_fake 9\\");
+        assert_eq!(v, "veh\\\"} 1\\nvigil_fake 9\\\\");
+        let line = format!("m{{vehicle=\"{v}\"}} 1");
+        assert_eq!(line.lines().count(), 1, "{line}");
     }
 }

@@ -107,6 +107,8 @@ impl TaskTransport for EmbeddedTasks {
 
     fn reply(&self, reply_to: &str, reply: Reply) -> BoxFuture<'_, Result<(), TransportError>> {
         let tx = self.channel(reply_to);
+        // In-process: there is no broker to vouch for who sent it.
+        let reply = Reply { publisher: None, ..reply };
         Box::pin(async move { tx?.send(reply).await.map_err(|_| TransportError::Closed) })
     }
 

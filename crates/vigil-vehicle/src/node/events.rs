@@ -18,6 +18,8 @@ pub(crate) enum Rejection<'a> {
     /// It decoded, but carries another stream's payload.
     WrongStream(&'a str),
     Undecodable(&'a dyn Display),
+    /// Its envelope names another vehicle than the key it came on.
+    ForeignVehicle(&'a str),
 }
 
 /// A sensor frame dropped at ingest (counted in `rejected`).
@@ -35,6 +37,10 @@ impl InternalEvent for FrameRejected<'_> {
             }
             Rejection::Undecodable(error) => {
                 tracing::warn!(key = %self.key, error = %error, "undecodable frame; dropped and counted")
+            }
+            Rejection::ForeignVehicle(vehicle) => {
+                let vehicle: String = vehicle.chars().take(80).collect();
+                tracing::warn!(key = %self.key, %vehicle, "frame of another vehicle on this one's key; dropped and counted")
             }
         }
     }
@@ -87,5 +93,22 @@ impl InternalEvent for CautionApplied<'_> {
             needed_decel = c.required_decel_mps2,
             "radar-only object in the path: caution"
         );
+    }
+}
+
+/// A reply refused by the trust checks: it commands nothing (its task, if real, is
+/// answered by a genuine reply or falls back at its deadline).
+pub(crate) struct ReplyRejected<'a> {
+    pub why: vigil_bus::trust::Rejection,
+    pub correlation_id: &'a str,
+    pub publisher: Option<&'a str>,
+}
+
+impl InternalEvent for ReplyRejected<'_> {
+    fn emit(self, stats: &NodeStats) {
+        inc(&stats.rejected_replies[self.why.index()]);
+        let task: String = self.correlation_id.chars().take(80).collect();
+        let publisher: String = self.publisher.unwrap_or("(not vouched for)").chars().take(80).collect();
+        tracing::warn!(reason = self.why.name(), task = %task, publisher = %publisher, "reply refused; counted");
     }
 }

@@ -353,7 +353,7 @@ pub fn task_id(vehicle: &VehicleId, run: &RunId, n: u64) -> String {
 
 /// Where a vehicle's recommendations go back (RabbitMQ `reply_to`).
 pub fn reply_address(vehicle: &VehicleId) -> String {
-    format!("vigil.replies.{vehicle}")
+    vigil_bus::reply_address(vehicle.as_str())
 }
 
 impl Handler<Frame> for Fusion {

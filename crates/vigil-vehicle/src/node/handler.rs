@@ -12,11 +12,10 @@ use vigil_bus::{Reply, TaskTransport, TransportError, topics};
 use vigil_core::policy::{Action, PATH_HALF_WIDTH_M};
 use vigil_core::{Clock, Nanos};
 use vigil_proto::action_from_proto;
-use vigil_proto::v1::{self, envelope::Payload};
 
 use super::control::ControlCommand;
 use super::dispatcher::Outstanding;
-use super::events::{CautionApplied, InternalEvent, NoCameraFallback};
+use super::events::{CautionApplied, InternalEvent, NoCameraFallback, ReplyRejected};
 use super::fusion::{Caution, NoCamera, TrackSettled, reply_address};
 use super::stats::{NodeStats, inc};
 use super::{NodeConfig, NodeDeps, TelemetrySpool, ToLog};
@@ -245,10 +244,11 @@ impl StreamHandler<Result<Reply, TransportError>> for RecommendationHandler {
                 return;
             }
         };
-        let rec = match vigil_proto::decode_envelope(&reply.payload) {
-            Ok(v1::Envelope { payload: Some(Payload::Recommendation(r)), .. }) => r,
-            _ => {
-                inc(&self.stats.unknown);
+        let rec = match self.cfg.trust.vet(&reply, &reply_address(&self.cfg.vehicle), self.cfg.vehicle.as_str()) {
+            Ok(rec) => rec,
+            Err(why) => {
+                let publisher = reply.publisher.as_deref();
+                ReplyRejected { why, correlation_id: &reply.correlation_id, publisher }.emit(&self.stats);
                 return;
             }
         };

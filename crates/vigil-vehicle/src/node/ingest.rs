@@ -105,6 +105,11 @@ impl StreamHandler<BusSample> for Ingest {
             }
         };
         let h = envelope.header.clone().unwrap_or_default();
+        if h.vehicle_id != self.vehicle.as_str() {
+            let why = Rejection::ForeignVehicle(&h.vehicle_id);
+            FrameRejected { key: &sample.key, why }.emit(&self.stats);
+            return;
+        }
         let next = self.next_seq.entry(h.sensor_id.clone()).or_insert(h.sequence);
         if h.sequence > *next {
             self.stats.gaps.fetch_add(h.sequence - *next, Ordering::SeqCst);

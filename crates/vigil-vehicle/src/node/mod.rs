@@ -76,6 +76,8 @@ pub struct NodeConfig {
     pub perception: bool,
     pub mailbox: usize,
     pub road: RoadMap,
+    /// What a reply must prove before its recommendation is applied.
+    pub trust: vigil_bus::trust::ReplyTrust,
 }
 
 impl NodeConfig {
@@ -90,6 +92,7 @@ impl NodeConfig {
             perception: true,
             mailbox: 16,
             road,
+            trust: Default::default(),
         }
     }
 }

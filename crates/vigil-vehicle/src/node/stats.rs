@@ -33,6 +33,9 @@ pub struct NodeStats {
     pub duplicate: AtomicU64,
     /// Replies that are not recommendations for a task this node raised.
     pub unknown: AtomicU64,
+    /// Replies refused before they were read, by [`vigil_bus::trust::Rejection`] reason
+    /// (publisher, signature, malformed, correlation, vehicle).
+    pub rejected_replies: [AtomicU64; 5],
     /// Tasks raised and not yet resolved.
     pub outstanding: AtomicI64,
     pub by_action: [AtomicU64; 6],
@@ -191,6 +194,17 @@ impl Latencies {
     pub fn weighted_seconds(&self) -> Vec<(f64, u64)> {
         let Ok(h) = self.0.lock() else { return Vec::new() };
         h.iter_recorded().map(|v| (v.value_iterated_to() as f64 * 1e-9, v.count_at_value())).collect()
+    }
+}
+
+impl NodeStats {
+    /// Replies refused by the trust checks, by reason; reasons never seen are left out.
+    pub fn rejected_replies_by_reason(&self) -> std::collections::BTreeMap<String, u64> {
+        vigil_bus::trust::Rejection::ALL
+            .iter()
+            .map(|r| (r.name().to_string(), self.rejected_replies[r.index()].load(Ordering::SeqCst)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
     }
 }
 

@@ -17,6 +17,8 @@ pub(crate) use net::InitRng;
 pub use net::{InferNet, TrainNet};
 
 pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// The biggest weights file loaded (read whole into memory); the shipped model is 96 KB.
+pub const MAX_WEIGHTS_BYTES: u64 = 256 << 20;
 pub const CONFIG_FILE: &str = "config.json";
 const BN_EPS: f64 = 1e-5;
 const BN_MOMENTUM: f64 = 0.1;
@@ -84,9 +86,11 @@ impl ModelConfig {
 
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join(CONFIG_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| VisionError::Model {
-            dir: dir.display().to_string(),
-            reason: format!("cannot read {CONFIG_FILE}: {e} (train one with `vigil train`)"),
+        let text = vigil_core::bounded::read_text(&path, vigil_core::bounded::MAX_TEXT_BYTES).map_err(|e| {
+            VisionError::Model {
+                dir: dir.display().to_string(),
+                reason: format!("cannot read {CONFIG_FILE}: {e} (train one with `vigil train`)"),
+            }
         })?;
         let cfg: ModelConfig = serde_json::from_str(&text).map_err(|e| VisionError::Mismatch {
             path: path.display().to_string(),
@@ -201,6 +205,15 @@ impl Recogniser {
             return Err(VisionError::Weights {
                 path: shown,
                 reason: "file not found (train with `vigil train`)".into(),
+            });
+        }
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if size > MAX_WEIGHTS_BYTES {
+            return Err(VisionError::Weights {
+                path: shown,
+                reason: format!(
+                    "{size} bytes, over the limit of {MAX_WEIGHTS_BYTES} for this model family (a wrong file?)"
+                ),
             });
         }
         let tensors = candle_core::safetensors::load(&path, device).map_err(|e| VisionError::Weights {
