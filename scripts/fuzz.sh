@@ -22,8 +22,11 @@ seed() { # target corpus-dir
     parse_scenario) cp simulator/scenarios/*.toml "$2"/ ;;
     parse_config) cp vigil.example.toml "$2"/ ;;
     read_recording)
-      [[ -s $2/seed.mcap ]] || cargo run --release -q -p vigil -- run --scenario fuzz/seed-scenario.toml \
-        --duration 0.3 --record "$2/seed.mcap" >/dev/null ;;
+      if [[ ! -s $2/seed.mcap ]]; then
+        local vigil=target/release/vigil
+        [[ -x $vigil ]] || { cargo build --release -q --workspace --bins; }
+        "$vigil" run --scenario fuzz/seed-scenario.toml --duration 0.3 --record "$2/seed.mcap" >/dev/null
+      fi ;;
     *) echo "fuzz.sh: unknown target $1" >&2; exit 2 ;;
   esac
 }
