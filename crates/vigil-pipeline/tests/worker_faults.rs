@@ -198,6 +198,12 @@ fn a_task_with_an_oversized_reply_to_is_dead_lettered_and_the_next_is_answered()
     b.publish(b.task("bad-1", &"r".repeat(300), None));
     b.publish(b.task("good-1", "veh-test", None));
     let got = b.next_reply(&mut replies, Duration::from_secs(15));
+    // The worker counts an answer once the broker confirms the reply, which may be
+    // after the reply itself has arrived here.
+    let until = Instant::now() + Duration::from_secs(5);
+    while b.stats.answered.load(Ordering::SeqCst) == 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     eprintln!("{}", b.counts());
     let dead = b.rt.block_on(b.tasks.dead_letter_depth()).unwrap();
     let (malformed, answered) = (b.stats.malformed.load(Ordering::SeqCst), b.stats.answered.load(Ordering::SeqCst));
