@@ -10,6 +10,12 @@
 #                       TLS (a self-signed certificate for 127.0.0.1, DIR/ca.pem) and
 #                       requires SASL/SCRAM-SHA-512 as USER; its data and pid in DIR
 #                       (`kill $(cat DIR/nisshi.pid)` stops it)
+#   scripts/brokers.sh secure-amqp DIR PORT
+#                       a second RabbitMQ node (vigil-tls-PORT@localhost) that serves only
+#                       AMQPS on 127.0.0.1:PORT and requires a client certificate: a test
+#                       CA (DIR/ca.pem), the server's certificate, and a client's
+#                       (DIR/client.pem, DIR/client.key); guest/guest, data and logs in DIR
+#   scripts/brokers.sh stop-amqp PORT   stops that node
 #
 # Settings (environment):
 #   VIGIL_CACHE        where the nisshi binary is cached      (~/.cache/vigil)
@@ -132,6 +138,45 @@ secure_kafka() { # dir port user password
   start --cert "$dir/ca.pem" --key "$dir/key.pem" --authentication
 }
 
+# A throwaway PKI: a CA, a server certificate for 127.0.0.1/localhost and a client's.
+test_pki() { # dir
+  local d=$1 ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes) who ext
+  openssl req -x509 "${ec[@]}" -days 2 -subj /CN=vigil-test-ca -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$d/server.ext"
+  for who in server client; do
+    ext=()
+    [[ $who == server ]] && ext=(-extfile "$d/server.ext")
+    openssl req "${ec[@]}" -subj "/CN=vigil-$who" -keyout "$d/$who.key" -out "$d/$who.csr" 2>/dev/null
+    openssl x509 -req -in "$d/$who.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 2 \
+      "${ext[@]}" -out "$d/$who.pem" 2>/dev/null
+  done
+}
+
+secure_amqp() { # dir port
+  local dir=$1 port=$2 node="vigil-tls-$2@localhost"
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  rabbitmqctl -q -n "$node" stop >/dev/null 2>&1 || true
+  rm -rf "${dir:?}/mnesia" "${dir:?}/log"
+  mkdir -p "$dir/mnesia" "$dir/log"
+  test_pki "$dir"
+  printf '%s\n' "listeners.tcp = none" "listeners.ssl.default = 127.0.0.1:$port" \
+    "ssl_options.cacertfile = $dir/ca.pem" "ssl_options.certfile = $dir/server.pem" \
+    "ssl_options.keyfile = $dir/server.key" "ssl_options.verify = verify_peer" \
+    "ssl_options.fail_if_no_peer_cert = true" >"$dir/rabbitmq.conf"
+  echo "[]." >"$dir/enabled_plugins"
+  # The node runs as the rabbitmq user (the server script switches to it).
+  chmod 644 "$dir"/*.key
+  if id rabbitmq >/dev/null 2>&1; then chown -R rabbitmq: "$dir"; fi
+  RABBITMQ_NODENAME=$node RABBITMQ_NODE_PORT=$port RABBITMQ_DIST_PORT=$((port > 45000 ? port - 20000 : port + 20000)) \
+    RABBITMQ_CONFIG_FILE=$dir/rabbitmq.conf RABBITMQ_ENABLED_PLUGINS_FILE=$dir/enabled_plugins \
+    RABBITMQ_MNESIA_BASE=$dir/mnesia RABBITMQ_LOG_BASE=$dir/log RABBITMQ_PID_FILE=$dir/rabbitmq.pid \
+    rabbitmq-server -detached
+  wait_for "RabbitMQ TLS node $node (logs in $dir/log)" "$port" 60
+  # The listener opens before the node is ready for clients.
+  rabbitmqctl -q -n "$node" await_startup >/dev/null
+}
+
 case ${1:-status} in
   up)
     rabbit_ensure_app
@@ -149,6 +194,14 @@ case ${1:-status} in
     [[ $# -eq 5 ]] || { echo "usage: scripts/brokers.sh secure-kafka DIR PORT USER PASSWORD" >&2; exit 2; }
     secure_kafka "$2" "$3" "$4" "$5"
     ;;
+  secure-amqp)
+    [[ $# -eq 3 ]] || { echo "usage: scripts/brokers.sh secure-amqp DIR PORT" >&2; exit 2; }
+    secure_amqp "$2" "$3"
+    ;;
+  stop-amqp)
+    [[ $# -eq 2 ]] || { echo "usage: scripts/brokers.sh stop-amqp PORT" >&2; exit 2; }
+    rabbitmqctl -q -n "vigil-tls-$2@localhost" stop >/dev/null 2>&1 || true
+    ;;
   path) echo "$nisshi" ;;
   status)
     ok=0
@@ -157,7 +210,7 @@ case ${1:-status} in
     exit $ok
     ;;
   *)
-    echo "usage: scripts/brokers.sh up|down|status|restart-kafka|install|path|secure-kafka" >&2
+    echo "usage: scripts/brokers.sh up|down|status|restart-kafka|install|path|secure-kafka|secure-amqp|stop-amqp" >&2
     exit 2
     ;;
 esac

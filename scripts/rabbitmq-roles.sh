@@ -17,7 +17,8 @@
 # configure (declare) those names and nothing else. Passwords: $VIGIL_ROLE_PASSWORD if
 # set (tests), else a random one per user, printed once as `user password`.
 # Workers reply with user_id = their user, which RabbitMQ checks against the connection;
-# list the worker user in the vehicles' [amqp] reply_publishers.
+# list the worker user in the vehicles' [amqp] reply_publishers. Vehicles publish tasks as
+# their user: set the workers' [amqp] task_publisher = "U-vehicle-{vehicle}".
 set -euo pipefail
 
 prefix=vigil vhost=/ users=vigil delete=0
@@ -28,7 +29,7 @@ while (($#)); do
     --vhost) vhost=$2; shift 2 ;;
     --users) users=$2; shift 2 ;;
     --delete) delete=1; shift ;;
-    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
     -*) echo "rabbitmq-roles.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) vehicles+=("$1"); shift ;;
   esac

@@ -161,6 +161,7 @@ fn workers_round(s: &Setup<'_>, workers: usize, round: usize) -> Result<f64, Ben
         stats: stats.clone(),
         faults: Arc::default(),
         answered: Arc::default(),
+        trust: Default::default(),
     };
     let t0 = Instant::now();
     let (system, actors) = vigil_pipeline::process::start_worker_system(workers, deps)?;

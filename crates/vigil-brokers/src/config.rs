@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use vigil_bus::trust::{ReplyKey, ReplyTrust};
+use vigil_bus::trust::{ReplyKey, ReplyTrust, TaskTrust};
 
 /// Kafka (or any Kafka-protocol broker). `Debug` hides secret properties.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -113,6 +113,19 @@ pub struct AmqpConfig {
     /// A file holding the reply key (hex, 32+ bytes): workers sign replies with it and
     /// vehicles take only replies it verifies. `VIGIL_REPLY_KEY` may hold the key instead.
     pub reply_key_file: Option<PathBuf>,
+    /// The RabbitMQ user each vehicle publishes tasks as, `{vehicle}` standing for its
+    /// id (`vigil-vehicle-{vehicle}` with the roles script): a worker answers a task only
+    /// when the broker vouches that the vehicle it names sent it (or a worker in
+    /// `reply_publishers` retried it). Unset: any publisher.
+    pub task_publisher: Option<String>,
+    /// With an `amqps://` URL: the CA that signed the broker's certificate (PEM); unset:
+    /// the system's roots (or `SSL_CERT_FILE`).
+    pub tls_ca_file: Option<PathBuf>,
+    /// The client certificate (PEM, leaf first) for a broker that requires one
+    /// (`ssl_options.fail_if_no_peer_cert`), with its key (`tls_key_file`, PKCS#8 PEM).
+    /// Read at each (re)connect, so a rotated certificate is picked up.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl AmqpConfig {
@@ -134,6 +147,11 @@ impl AmqpConfig {
     /// What a vehicle requires of a reply over this broker.
     pub fn reply_trust(&self) -> Result<ReplyTrust, vigil_bus::TransportError> {
         Ok(ReplyTrust { publishers: self.reply_publishers.clone(), key: self.reply_key()? })
+    }
+
+    /// What a worker requires of a task's publisher over this broker.
+    pub fn task_trust(&self) -> TaskTrust {
+        TaskTrust { vehicle_user: self.task_publisher.clone(), workers: self.reply_publishers.clone() }
     }
 }
 
@@ -157,6 +175,10 @@ impl Default for AmqpConfig {
             url_file: None,
             reply_publishers: Vec::new(),
             reply_key_file: None,
+            task_publisher: None,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -249,6 +271,10 @@ impl std::fmt::Debug for AmqpConfig {
             .field("url_file", &self.url_file)
             .field("reply_publishers", &self.reply_publishers)
             .field("reply_key_file", &self.reply_key_file)
+            .field("task_publisher", &self.task_publisher)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
             .finish()
     }
 }

@@ -217,6 +217,15 @@ fn per_role_users_let_only_a_worker_reply_and_the_broker_vouches_for_it() {
         assert!(genuine.mac.is_some(), "signed with the reply key");
         assert_eq!(trust.vet(&genuine, "veh-a", "veh-a").map(|r| r.task_id), Ok("task-1".into()));
 
+        // Tasks carry their publisher the same way, for the worker's check (before the
+        // refused publishes below close the vehicle's channel).
+        let task = QueuedTask { task_id: "task-2".into(), priority: 5, deadline_ns: i64::MAX, payload: vec![1] };
+        vehicle.publish(task).await.unwrap();
+        let mut taken = worker.consume("w").await.unwrap();
+        let d = tokio::time::timeout(Duration::from_secs(5), taken.next()).await.expect("a task").unwrap();
+        assert_eq!(d.publisher.as_deref(), Some(format!("{users}-vehicle-veh-a").as_str()));
+        d.settle(Settle::Ack).await.unwrap();
+
         let refused = forge(&queue, Some(&format!("{users}-worker"))).await;
         assert!(refused.is_err(), "the broker must refuse a user_id that is not the connection's user");
         forge(&queue, None).await.unwrap();
@@ -230,6 +239,7 @@ fn per_role_users_let_only_a_worker_reply_and_the_broker_vouches_for_it() {
         assert!(other.is_err(), "a vehicle's user cannot read another vehicle's replies");
         let own = vehicle.reply("veh-a", Reply::new("task-1", payload)).await;
         assert!(own.is_err(), "a vehicle's user cannot publish a reply");
+
         cleanup(&worker, base.max_attempts).await;
     });
     let _ = std::fs::remove_file(&key_file);

@@ -122,12 +122,21 @@ pub struct TaskDelivery {
     /// 1 for the first delivery, 2 for the first redelivery, …
     pub attempt: u32,
     pub task: QueuedTask,
+    /// Who published it, as the transport vouches (RabbitMQ's validated `user_id`);
+    /// `None` where it cannot vouch.
+    pub publisher: Option<String>,
     acker: Option<Box<dyn Acker>>,
 }
 
 impl TaskDelivery {
     pub fn new(attempt: u32, task: QueuedTask, acker: Box<dyn Acker>) -> Self {
-        Self { attempt, task, acker: Some(acker) }
+        Self { attempt, task, publisher: None, acker: Some(acker) }
+    }
+
+    /// The same delivery, with the publisher the transport vouches for.
+    pub fn published_by(mut self, publisher: Option<String>) -> Self {
+        self.publisher = publisher;
+        self
     }
 
     pub async fn settle(mut self, how: Settle) -> Result<(), TransportError> {

@@ -169,6 +169,48 @@ impl ReplyTrust {
     }
 }
 
+/// What a worker requires of a task's publisher before it answers: the vehicle the
+/// task names, as the broker vouches for it, so one vehicle's credentials cannot ask
+/// on another's behalf (the answer would go, signed, to the other vehicle).
+#[derive(Debug, Clone, Default)]
+pub struct TaskTrust {
+    /// The user a vehicle publishes as, with `{vehicle}` for its id (the roles script's
+    /// `vigil-vehicle-{vehicle}`); `None`: no publisher check.
+    pub vehicle_user: Option<String>,
+    /// Workers, whose republished retries are taken as theirs.
+    pub workers: Vec<String>,
+}
+
+/// The placeholder for the vehicle id in [`TaskTrust::vehicle_user`].
+pub const VEHICLE_PLACEHOLDER: &str = "{vehicle}";
+
+impl TaskTrust {
+    /// Whether tasks are authenticated at all.
+    pub fn authenticates(&self) -> bool {
+        self.vehicle_user.is_some()
+    }
+
+    /// Whether `publisher` (as the transport vouches) may ask for `vehicle`.
+    pub fn vet(&self, publisher: Option<&str>, vehicle: &str) -> Result<(), &'static str> {
+        let Some(template) = &self.vehicle_user else { return Ok(()) };
+        let Some(publisher) = publisher else {
+            return Err("no publisher the broker vouches for");
+        };
+        if self.workers.iter().any(|w| w == publisher) {
+            return Ok(());
+        }
+        // Split on the placeholder rather than formatting, so no id can widen the match.
+        let ok = match template.split_once(VEHICLE_PLACEHOLDER) {
+            Some((head, tail)) => publisher
+                .strip_prefix(head)
+                .and_then(|rest| rest.strip_suffix(tail))
+                .is_some_and(|id| id == vehicle && !vehicle.is_empty()),
+            None => publisher == template,
+        };
+        if ok { Ok(()) } else { Err("its publisher is not the vehicle the task names") }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,5 +271,20 @@ mod tests {
         assert!(ReplyKey::from_hex("xyz", "env").is_err());
         let k = ReplyKey::from_hex(&format!(" {KEY}\n"), "file").unwrap();
         assert_eq!(format!("{k:?}"), "ReplyKey(***)");
+    }
+
+    #[test]
+    fn a_task_passes_only_from_the_vehicle_it_names_or_a_worker() {
+        let trust =
+            TaskTrust { vehicle_user: Some("vigil-vehicle-{vehicle}".into()), workers: vec!["vigil-worker".into()] };
+        assert!(trust.vet(Some("vigil-vehicle-veh-0"), "veh-0").is_ok());
+        assert!(trust.vet(Some("vigil-worker"), "veh-0").is_ok(), "a worker's retry");
+        assert!(trust.vet(Some("vigil-vehicle-veh-1"), "veh-0").is_err(), "another vehicle");
+        assert!(trust.vet(Some("vigil-vehicle-veh-0x"), "veh-0").is_err());
+        assert!(trust.vet(Some("vigil-vehicle-"), "").is_err(), "no vehicle id");
+        assert!(trust.vet(Some("guest"), "veh-0").is_err());
+        assert!(trust.vet(None, "veh-0").is_err(), "nobody vouched");
+        assert!(TaskTrust::default().vet(None, "veh-0").is_ok());
+        assert!(!TaskTrust::default().authenticates());
     }
 }

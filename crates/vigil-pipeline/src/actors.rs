@@ -209,6 +209,7 @@ impl Pipeline {
                     stats: self.worker_stats,
                     faults: self.faults,
                     answered: Arc::default(),
+                    trust: Default::default(),
                 };
                 // The supervisor restarts a stopped worker only while its address is
                 // held: keep them for the life of the system.

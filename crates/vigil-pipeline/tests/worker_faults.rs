@@ -53,12 +53,20 @@ fn rabbitmqctl(args: &[&str]) {
     assert!(out.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+fn prefix(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("t{tag}-{}-{}", std::process::id(), nanos % 1_000_000_000)
+}
+
 impl Bench {
     fn start(tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        let prefix = format!("t{tag}-{}-{}", std::process::id(), nanos % 1_000_000_000);
-        let cfg =
-            AmqpConfig { url: Some(URL.into()), prefix: prefix.clone(), retry_base_ms: 100, ..Default::default() };
+        let cfg = AmqpConfig { url: Some(URL.into()), prefix: prefix(tag), retry_base_ms: 100, ..Default::default() };
+        Self::start_with(cfg)
+    }
+
+    /// A worker connecting as `cfg` says, holding its task trust.
+    fn start_with(cfg: AmqpConfig) -> Self {
+        let prefix = cfg.prefix.clone();
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let clock: Arc<dyn Clock> = Arc::new(WallClock);
         let tasks = rt.block_on(AmqpTasks::connect(&cfg, clock.clone(), rt.handle().clone())).unwrap();
@@ -79,6 +87,7 @@ impl Bench {
             stats: stats.clone(),
             faults: Arc::default(),
             answered: Arc::default(),
+            trust: cfg.task_trust(),
         };
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -97,6 +106,11 @@ impl Bench {
 
     /// A task for a real camera frame (stored in the frame store), answered to `reply_to`.
     fn task(&self, id: &str, reply_to: &str, frame_uri: Option<&str>) -> QueuedTask {
+        self.task_of("veh-test", id, reply_to, frame_uri)
+    }
+
+    /// The same, from `vehicle`.
+    fn task_of(&self, vehicle: &str, id: &str, reply_to: &str, frame_uri: Option<&str>) -> QueuedTask {
         let scenario = Scenario::builtin("pedestrian-crossing").unwrap();
         let mut sim = VehicleSim::new(&scenario, 0, 7, 2_000_000_000);
         let mut batch = Vec::new();
@@ -135,7 +149,7 @@ impl Bench {
         let payload = Payload::ObstacleTask(task);
         let header = v1::Header {
             schema_version: vigil_proto::SCHEMA_VERSION,
-            vehicle_id: "veh-test".into(),
+            vehicle_id: vehicle.into(),
             sensor_id: "fusion".into(),
             correlation_id: id.into(),
             content_type: vigil_proto::content_type(&payload).into(),
@@ -162,11 +176,12 @@ impl Bench {
         let s = &self.stats;
         let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::SeqCst);
         format!(
-            "taken {} answered {} rejected {} malformed {} expired {} duplicates {} panics {} settle_failures {}",
+            "taken {} answered {} rejected {} malformed {} untrusted {} expired {} duplicates {} panics {} settle_failures {}",
             g(&s.taken),
             g(&s.answered),
             g(&s.rejected),
             g(&s.malformed),
+            g(&s.untrusted),
             g(&s.expired),
             g(&s.duplicates),
             g(&s.panics),
@@ -269,4 +284,59 @@ fn a_failed_retry_publish_dead_letters_the_task_and_the_next_is_taken_within_5_s
     assert_eq!(retry_failed, 1, "the failed retry publish was seen");
     assert_eq!(dead, 1, "the task whose retry failed is in the dead-letter queue, not lost");
     assert_eq!(settle_failures, 0);
+}
+
+fn roles(args: &[&str]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/rabbitmq-roles.sh");
+    let out = std::process::Command::new(script).args(args).env("VIGIL_ROLE_PASSWORD", "pw").output().unwrap();
+    assert!(out.status.success(), "rabbitmq-roles.sh {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Per-role users, and a worker that takes a task only from the vehicle it names:
+/// vehicle B's credentials publish a task in vehicle A's name, replying to A (a genuine
+/// worker would otherwise answer A, signed, about B's crop) → dead-lettered unanswered,
+/// counted as untrusted. A's own task is answered, and A's task that fails and is retried
+/// (republished by the worker, as the worker) is retried, not refused.
+#[test]
+fn a_task_in_another_vehicles_name_is_refused_and_its_own_tasks_are_answered() {
+    if !up() {
+        return;
+    }
+    let users = prefix("tasktrust");
+    roles(&["--prefix", &users, "--users", &users, "veh-a", "veh-b"]);
+    let url = |user: &str| format!("amqp://{users}-{user}:pw@127.0.0.1:5672/%2f");
+    let cfg = AmqpConfig {
+        url: Some(url("worker")),
+        prefix: users.clone(),
+        retry_base_ms: 100,
+        max_attempts: 2,
+        reply_publishers: vec![format!("{users}-worker")],
+        task_publisher: Some(format!("{users}-vehicle-{{vehicle}}")),
+        ..Default::default()
+    };
+    let b = Bench::start_with(cfg.clone());
+    let vehicle = |id: &str| {
+        let c = AmqpConfig { url: Some(url(&format!("vehicle-{id}"))), ..cfg.clone() };
+        b.rt.block_on(AmqpTasks::connect(&c, Arc::new(WallClock), b.rt.handle().clone())).unwrap()
+    };
+    let (a, attacker) = (vehicle("veh-a"), vehicle("veh-b"));
+    let mut replies = b.rt.block_on(a.replies("veh-a")).unwrap();
+    let missing = format!("file://{}/no-such-frame#sha256={}", b.dir.display(), "0".repeat(64));
+    b.rt.block_on(attacker.publish(b.task_of("veh-a", "forged-1", "veh-a", None))).unwrap();
+    b.rt.block_on(a.publish(b.task_of("veh-a", "fails-1", "veh-a", Some(&missing)))).unwrap();
+    b.rt.block_on(a.publish(b.task_of("veh-a", "own-1", "veh-a", None))).unwrap();
+    let got = b.next_reply(&mut replies, Duration::from_secs(15));
+    let stray = b.next_reply(&mut replies, Duration::from_millis(1500));
+    eprintln!("{}", b.counts());
+    let dead = b.rt.block_on(b.tasks.dead_letter_depth()).unwrap();
+    let retried = b.tasks.amqp_counts().retried.load(Ordering::SeqCst);
+    let (untrusted, rejected) = (b.stats.untrusted.load(Ordering::SeqCst), b.stats.rejected.load(Ordering::SeqCst));
+    b.stop();
+    roles(&["--delete", "--users", &users, "veh-a", "veh-b"]);
+    assert_eq!(got.as_deref(), Some("own-1"), "the vehicle's own task was answered");
+    assert_eq!(stray, None, "nothing answered the forged task");
+    assert_eq!(untrusted, 1, "the forged task was counted as untrusted");
+    assert_eq!(retried, 1, "the failing task was retried once, as the worker republished it");
+    assert_eq!(rejected, 2, "and failed on both its attempts, not refused as untrusted");
+    assert_eq!(dead, 2, "the forged task and the one out of attempts are dead-lettered");
 }

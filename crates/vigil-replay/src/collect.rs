@@ -59,7 +59,7 @@ impl RecordedSide {
             let v = env.header.map(|h| h.vehicle_id).unwrap_or_default();
             g.objects.retain(|o| o.camera_box.is_some());
             if v == self.first_vehicle {
-                let t = (m.capture_ns - self.start_ns) as f64 * 1e-9;
+                let t = m.capture_ns.saturating_sub(self.start_ns) as f64 * 1e-9;
                 for o in &g.objects {
                     self.sightings.push((o.object_id, class_name(o.class()).to_string(), t));
                 }

@@ -173,7 +173,7 @@ impl Playback<'_> {
 
 impl Source for Playback<'_> {
     fn next_ns(&self) -> Option<Nanos> {
-        self.pending.as_ref().map(|m| m.capture_ns - self.start_ns)
+        self.pending.as_ref().map(|m| m.capture_ns.saturating_sub(self.start_ns))
     }
 
     fn step(&mut self, _: Nanos, out: &mut Vec<Outgoing>) {

@@ -121,7 +121,7 @@ pub struct Tracker {
 impl Tracker {
     /// Updates with the candidates of one radar scan; returns the tracks seen now.
     pub fn update(&mut self, t: Nanos, pose: Pose, candidates: Vec<Candidate>) -> Vec<Track> {
-        self.tracks.retain(|tr| t - tr.last_ns <= MAX_AGE_NS);
+        self.tracks.retain(|tr| t.saturating_sub(tr.last_ns) <= MAX_AGE_NS);
         let mut taken = vec![false; self.tracks.len()];
         let mut seen = Vec::new();
         for c in candidates {
@@ -135,7 +135,7 @@ impl Tracker {
                 .enumerate()
                 .filter(|(i, _)| !taken[*i])
                 .map(|(i, tr)| {
-                    let dt = (t - tr.last_ns) as f64 * 1e-9;
+                    let dt = t.saturating_sub(tr.last_ns) as f64 * 1e-9;
                     let (px, py) = tr.history.back().map_or((wx, wy), |h| (h.1, h.2));
                     (i, (px + tr.wvx * dt - wx).hypot(py + tr.vy * dt - wy))
                 })
@@ -146,7 +146,7 @@ impl Tracker {
                     taken[i] = true;
                     let tr = &mut self.tracks[i];
                     tr.candidate = c.clone();
-                    if t - tr.last_ns < 1_000_000 {
+                    if t.saturating_sub(tr.last_ns) < 1_000_000 {
                         // Same sweep again: nothing new about this track.
                         seen.push(tr.clone());
                         continue;
@@ -222,6 +222,24 @@ mod tests {
         let seen = t.update(20 * 50_000_000, pose, vec![cand(30.0, -2.5)]);
         assert!((seen[0].vy - 1.5).abs() < 0.2, "vy {}", seen[0].vy);
         assert!((seen[0].vx + 10.0).abs() < 0.5, "vx {}", seen[0].vx);
+    }
+
+    /// Capture times come from the sensors: a scan stamped at either end of time (a
+    /// lying or broken peer) neither drops the tracks nor makes finite speeds infinite.
+    /// Wrapping arithmetic would read `i64::MIN - t` as far in the future and drop them.
+    #[test]
+    fn scans_stamped_at_the_ends_of_time_keep_the_tracks() {
+        let mut t = Tracker::default();
+        let pose = Pose { x: 0.0, y: 0.0, yaw: 0.0, speed: 10.0 };
+        let id = t.update(1_000_000_000, pose, vec![cand(40.0, 0.0)])[0].id;
+        for lie in [i64::MIN, i64::MIN + 1, 0] {
+            let seen = t.update(lie, pose, vec![cand(40.0, 0.0)]);
+            assert_eq!(seen.len(), 1, "{lie}");
+            assert_eq!(seen[0].id, id, "a scan stamped {lie} kept the track");
+            assert!(seen[0].vx.is_finite() && seen[0].vy.is_finite(), "{lie}: {:?}", seen[0]);
+        }
+        let seen = t.update(1_050_000_000, pose, vec![cand(39.5, 0.0)]);
+        assert_eq!(seen[0].id, id, "and the next genuine scan continues it");
     }
 
     #[test]

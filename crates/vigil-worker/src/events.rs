@@ -27,6 +27,23 @@ impl InternalEvent for TaskMalformed<'_> {
     }
 }
 
+/// A task its publisher had no right to send (another vehicle's credentials, nobody
+/// vouched): dead-lettered unanswered.
+pub(crate) struct TaskUntrusted<'a> {
+    pub worker: &'a str,
+    pub task: &'a str,
+    pub publisher: Option<&'a str>,
+    pub error: &'a dyn Display,
+}
+
+impl InternalEvent for TaskUntrusted<'_> {
+    fn emit(self, stats: &WorkerStats) {
+        stats.untrusted.fetch_add(1, Ordering::SeqCst);
+        let publisher = self.publisher.unwrap_or("-");
+        tracing::warn!(worker = %self.worker, task = %self.task, publisher, error = %self.error, "untrusted task; dead-lettered");
+    }
+}
+
 /// A task that failed for a reason that may pass (the frame store slow): requeued.
 pub(crate) struct TaskRetried<'a> {
     pub worker: &'a str,

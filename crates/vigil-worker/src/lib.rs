@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use vigil_bus::task::DeadReason;
 use vigil_bus::transport::delivery_stream;
+use vigil_bus::trust::TaskTrust;
 use vigil_bus::{FrameStore, Settle, TaskDelivery, TaskTransport, TransportError};
 use vigil_core::{Clock, Nanos};
 use vigil_vision::batcher::{Batcher, BatcherConfig};
@@ -39,7 +40,7 @@ use vigil_vision::model::{Prediction, Recogniser};
 use vigil_vision::preprocess::Crop;
 
 use self::answer::{Answer, Pending, settle_counted};
-use self::events::{InternalEvent, TaskMalformed, TaskRetried, WorkerPanicked, WorkerRestarted};
+use self::events::{InternalEvent, TaskMalformed, TaskRetried, TaskUntrusted, WorkerPanicked, WorkerRestarted};
 pub use self::task::{MAX_ID_BYTES, TaskError, recommend};
 use self::task::{Prepared, fetch_and_crop};
 
@@ -65,6 +66,9 @@ pub struct WorkerStats {
     /// Tasks that can never be processed (undecodable, a field the broker cannot carry,
     /// a box outside the frame): dead-lettered at once with the reason logged.
     pub malformed: AtomicU64,
+    /// Tasks whose publisher, as the broker vouches, is not the vehicle they name
+    /// (`vigil_bus::trust::TaskTrust`): dead-lettered unanswered.
+    pub untrusted: AtomicU64,
     /// Settles (ack, retry, dead letter) that failed; the transport hands the delivery
     /// back to the broker, so none is left holding the prefetch.
     pub settle_failures: AtomicU64,
@@ -190,6 +194,8 @@ pub struct WorkerDeps {
     pub stats: Arc<WorkerStats>,
     pub faults: Arc<Faults>,
     pub answered: Arc<Answered>,
+    /// Who may ask for which vehicle.
+    pub trust: TaskTrust,
 }
 
 #[derive(Debug)]
@@ -281,16 +287,21 @@ impl VisionWorker {
     /// failure requeued, and a panic (or an injected one) requeues and restarts.
     fn prepare(&self, ctx: &mut Context<Self>, delivery: TaskDelivery, n: u64) -> Option<(TaskDelivery, Prepared)> {
         let stats = &self.deps.stats;
-        let frames = self.deps.frames.clone();
+        let (frames, trust) = (self.deps.frames.clone(), &self.deps.trust);
         let panic_on = self.deps.faults.panic_on_take.load(Ordering::SeqCst);
         let prepared = catch_unwind(AssertUnwindSafe(|| {
             if panic_on == n {
                 panic!("injected worker fault on task {n}");
             }
-            fetch_and_crop(&delivery, frames.as_ref())
+            fetch_and_crop(&delivery, frames.as_ref(), trust)
         }));
         match prepared {
             Ok(Ok(p)) => return Some((delivery, p)),
+            Ok(Err(e @ TaskError::Untrusted(..))) => {
+                let (task, publisher) = (&delivery.task.task_id, delivery.publisher.as_deref());
+                TaskUntrusted { worker: &self.id, task, publisher, error: &e }.emit(stats);
+                self.settle(ctx, delivery, Settle::DeadLetter(DeadReason::Rejected), false);
+            }
             Ok(Err(e)) if !e.is_transient() => {
                 TaskMalformed { worker: &self.id, task: &delivery.task.task_id, error: &e }.emit(stats);
                 self.settle(ctx, delivery, Settle::DeadLetter(DeadReason::Rejected), false);

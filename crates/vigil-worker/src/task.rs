@@ -1,6 +1,7 @@
 //! A task's pure steps: why one fails, fetching and cropping its frame, and the
 //! recommendation for a prediction.
 
+use vigil_bus::trust::TaskTrust;
 use vigil_bus::{FrameStore, TaskDelivery, TransportError};
 use vigil_core::ObstacleClass;
 use vigil_core::policy::{Situation, decide, path_offset, required_decel};
@@ -15,6 +16,8 @@ pub enum TaskError {
     Decode(#[from] vigil_proto::DecodeError),
     #[error("task {0} is malformed: {1}")]
     Malformed(String, &'static str),
+    #[error("task {0} is refused: {1}")]
+    Untrusted(String, &'static str),
     #[error(transparent)]
     Transport(#[from] TransportError),
     #[error(transparent)]
@@ -26,7 +29,7 @@ impl TaskError {
     /// a malformed task is dead-lettered at once instead.
     pub fn is_transient(&self) -> bool {
         match self {
-            TaskError::Decode(_) | TaskError::Malformed(..) => false,
+            TaskError::Decode(_) | TaskError::Malformed(..) | TaskError::Untrusted(..) => false,
             TaskError::Transport(TransportError::Invalid { .. }) => false,
             TaskError::Transport(_) => true,
             // In preparing, only the crop: a bad box fails the same way every time.
@@ -46,9 +49,17 @@ pub(crate) struct Prepared {
 /// names as short strings of at most 255 bytes, and the reply queue's name adds a prefix.
 pub const MAX_ID_BYTES: usize = 200;
 
-pub(crate) fn fetch_and_crop(delivery: &TaskDelivery, frames: &dyn FrameStore) -> Result<Prepared, TaskError> {
+pub(crate) fn fetch_and_crop(
+    delivery: &TaskDelivery,
+    frames: &dyn FrameStore,
+    trust: &TaskTrust,
+) -> Result<Prepared, TaskError> {
     let env = vigil_proto::decode_envelope(&delivery.task.payload)?;
     let vehicle = env.header.map(|h| h.vehicle_id).unwrap_or_default();
+    // Before anything that could retry it: a retry would be republished as the worker's.
+    trust
+        .vet(delivery.publisher.as_deref(), &vehicle)
+        .map_err(|why| TaskError::Untrusted(delivery.task.task_id.chars().take(40).collect(), why))?;
     let Some(Payload::ObstacleTask(task)) = env.payload else {
         return Err(TaskError::Malformed(delivery.task.task_id.clone(), "payload is not an ObstacleTask"));
     };

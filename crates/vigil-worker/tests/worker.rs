@@ -60,6 +60,7 @@ impl Rig {
             stats: stats.clone(),
             faults: faults.clone(),
             answered: Arc::default(),
+            trust: Default::default(),
         };
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {

@@ -334,7 +334,7 @@ pub fn drives(args: DrivesArgs) -> anyhow::Result<()> {
         let first = humantime::format_rfc3339_millis(
             std::time::UNIX_EPOCH + std::time::Duration::from_nanos(d.first_capture_ns.max(0) as u64),
         );
-        let secs = (d.last_capture_ns - d.first_capture_ns) as f64 * 1e-9;
+        let secs = d.last_capture_ns.saturating_sub(d.first_capture_ns) as f64 * 1e-9;
         let msgs: Vec<String> = d.messages.iter().map(|(k, n)| format!("{k} {n}")).collect();
         let simulated = match (&d.scenario, d.seed) {
             (Some(s), Some(seed)) => format!("{s} seed {seed}"),

@@ -144,6 +144,8 @@ impl TaskConsumer for AmqpConsumer {
                 if attempt > 1 {
                     counts.redelivered.fetch_add(1, Ordering::Relaxed);
                 }
+                // RabbitMQ refuses a publish whose user_id is not its connection's user.
+                let publisher = d.properties.user_id().as_ref().map(|s| s.to_string());
                 let task = QueuedTask {
                     task_id: d.properties.message_id().as_ref().map(|s| s.to_string()).unwrap_or_default(),
                     priority: d.properties.priority().unwrap_or(0),
@@ -154,7 +156,7 @@ impl TaskConsumer for AmqpConsumer {
                 };
                 let acker =
                     Box::new(AmqpAcker { tasks: self.tasks.clone(), acker: d.acker, task: task.clone(), attempt });
-                return Ok(TaskDelivery::new(attempt, task, acker));
+                return Ok(TaskDelivery::new(attempt, task, acker).published_by(publisher));
             }
         })
     }

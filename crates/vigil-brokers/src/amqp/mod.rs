@@ -162,8 +162,11 @@ impl From<TransportError> for OpenError {
 async fn open(url: &str, cfg: &AmqpConfig, names: &Names, rt: &Handle, within: Duration) -> Result<Live, OpenError> {
     let shown = redact(url);
     let props = ConnectionProperties::default().with_connection_name(format!("vigil-{}", std::process::id()).into());
-    let u = url.to_string();
-    let connecting = rt.spawn(async move { Connection::connect(&u, props).await });
+    let (u, tls) = (url.to_string(), tls_config(cfg)?);
+    let connecting = rt.spawn(async move {
+        let runtime = lapin::runtime::default_runtime()?;
+        Connection::connect_with_config(&u, props, tls, runtime).await
+    });
     let conn = match tokio::time::timeout(within, connecting).await {
         Err(_) => {
             return Err(OpenError::Unreachable(err(
@@ -260,6 +263,38 @@ pub fn amqp_url(cfg: &AmqpConfig) -> Result<String, TransportError> {
 }
 
 pub use crate::config::redact;
+
+/// The TLS settings of `cfg`, read from their files now.
+fn tls_config(cfg: &AmqpConfig) -> Result<lapin::tcp::OwnedTLSConfig, TransportError> {
+    let read = |what: &str, path: &std::path::Path| {
+        vigil_core::bounded::read_text(path, 1 << 20).map_err(|e| {
+            err(format!("RabbitMQ TLS {what} {}", path.display()), format!("{e} (a PEM file; see vigil.example.toml)"))
+        })
+    };
+    let cert_chain = cfg.tls_ca_file.as_deref().map(|p| read("CA file", p)).transpose()?;
+    let identity = match (&cfg.tls_cert_file, &cfg.tls_key_file) {
+        (Some(c), Some(k)) => Some(lapin::tcp::OwnedIdentity::PKCS8 {
+            pem: read("certificate", c)?.into_bytes(),
+            key: read("key", k)?.into_bytes(),
+        }),
+        (None, None) => None,
+        _ => return Err(err("RabbitMQ TLS", "tls_cert_file and tls_key_file go together: set both or neither")),
+    };
+    Ok(lapin::tcp::OwnedTLSConfig { identity, cert_chain })
+}
+
+/// Connects to `url` with `cfg`'s TLS settings.
+pub(super) async fn connection(
+    url: &str,
+    cfg: &AmqpConfig,
+    props: ConnectionProperties,
+) -> Result<Connection, TransportError> {
+    let tls = tls_config(cfg)?;
+    let runtime = lapin::runtime::default_runtime().map_err(|e| err("RabbitMQ runtime", e))?;
+    Connection::connect_with_config(url, props, tls, runtime)
+        .await
+        .map_err(|e| err(format!("connecting to RabbitMQ at {}", redact(url)), e))
+}
 
 impl TaskTransport for AmqpTasks {
     fn publish(&self, task: QueuedTask) -> BoxFuture<'_, Result<(), TransportError>> {

@@ -114,9 +114,12 @@ impl AmqpTasks {
             .with_priority(task.priority.min(self.inner.cfg.max_priority))
             .with_delivery_mode(mode)
             .with_content_type("application/x-protobuf; messageType=vigil.v1.Envelope".into())
+            // The broker vouches for the publisher, so a worker can tell which vehicle asked.
+            .with_user_id(self.inner.user.as_str().into())
             .with_headers(table(&headers));
         if expire && task.deadline_ns != Nanos::MAX {
-            let remaining_ms = ((task.deadline_ns - self.inner.clock.now_ns()).max(1) as u64).div_ceil(1_000_000);
+            let remaining_ms =
+                (task.deadline_ns.saturating_sub(self.inner.clock.now_ns()).max(1) as u64).div_ceil(1_000_000);
             props.with_expiration(remaining_ms.to_string().into())
         } else {
             props

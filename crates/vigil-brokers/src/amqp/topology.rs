@@ -111,9 +111,7 @@ pub async fn delete_topology(t: &AmqpTasks) {
 /// (the per-run prefixes of tests, once they pass). Reply queues expire on their own.
 pub async fn delete_prefix(cfg: &AmqpConfig) -> Result<(), TransportError> {
     let url = amqp_url(cfg)?;
-    let conn = Connection::connect(&url, ConnectionProperties::default())
-        .await
-        .map_err(|e| err(format!("connecting to RabbitMQ at {}", redact(&url)), e))?;
+    let conn = super::connection(&url, cfg, ConnectionProperties::default()).await?;
     let ch = conn.create_channel().await.map_err(|e| err("RabbitMQ channel", e))?;
     delete_names(&ch, &Names::new(&cfg.prefix), cfg.max_attempts).await;
     let _ = conn.close(200, "done".into()).await;

@@ -206,11 +206,11 @@ pub fn locate(cfg: &KafkaConfig, topic: &str, spec: &WindowSpec, timeout: Durati
         let (start, end) = if spec.run.is_some() {
             let mut probe = Probe { c: &c, topic, partition: p, spec, timeout, read: 0 };
             let s = match spec.from_ns {
-                Some(f) => probe.bisect(start, high, f - WINDOW_SLACK_NS)?,
+                Some(f) => probe.bisect(start, high, f.saturating_sub(WINDOW_SLACK_NS))?,
                 None => start,
             };
             let e = match spec.to_ns {
-                Some(t) => probe.bisect(s, high, t + WINDOW_SLACK_NS)?,
+                Some(t) => probe.bisect(s, high, t.saturating_add(WINDOW_SLACK_NS))?,
                 None => high,
             };
             probe_records += probe.read;

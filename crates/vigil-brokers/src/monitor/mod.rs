@@ -371,7 +371,7 @@ impl Seen {
                     s.rate_hz = if span > 0.0 { (s.count - 1) as f64 / span } else { 0.0 };
                 }
                 if let (Some(c), Some(p)) = (capture, publish) {
-                    self.ingest.add((p - c) as f64 / 1e9);
+                    self.ingest.add(p.saturating_sub(c) as f64 / 1e9);
                 }
             }
             Kind::Tasks => {
@@ -381,7 +381,7 @@ impl Seen {
                     return;
                 };
                 match self.answers.remove(&id) {
-                    Some(at) => self.answered(at - c),
+                    Some(at) => self.answered(at.saturating_sub(c)),
                     None => bounded_insert(&mut self.tasks, id, c),
                 }
             }
@@ -403,7 +403,7 @@ impl Seen {
                 }
                 let Some(at) = publish else { return };
                 match self.tasks.remove(&rec.task_id) {
-                    Some(c) => self.answered(at - c),
+                    Some(c) => self.answered(at.saturating_sub(c)),
                     None => bounded_insert(&mut self.answers, rec.task_id, at),
                 }
             }

@@ -311,7 +311,8 @@ impl McapRecorder {
     fn roll_if_due(&mut self, log_time_ns: Nanos) -> Result<(), RecordError> {
         let Some(part) = self.part.as_ref() else { return Ok(()) };
         let by_size = self.opts.split_bytes.is_some_and(|b| part.len() >= b);
-        let by_time = self.opts.split_ns.zip(part.first_ns).is_some_and(|(d, first)| log_time_ns - first >= d);
+        let by_time =
+            self.opts.split_ns.zip(part.first_ns).is_some_and(|(d, first)| log_time_ns.saturating_sub(first) >= d);
         if by_size || by_time {
             if let Some(done) = self.part.take() {
                 done.finish(false)?;

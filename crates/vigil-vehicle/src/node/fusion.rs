@@ -244,7 +244,7 @@ impl Fusion {
         let lanes = (self.lane_free(&tracks, 1.0), self.lane_free(&tracks, -1.0));
         for t in &tracks {
             let Some((ttc, offset)) = self.actionable(t) else { continue };
-            let on_time = self.clock.now_ns() - capture < self.cfg.task_budget_ns;
+            let on_time = self.clock.now_ns().saturating_sub(capture) < self.cfg.task_budget_ns;
             if self.threats.insert(t.id) {
                 inc(&self.stats.threats_seen);
                 if on_time {
@@ -390,7 +390,7 @@ impl Handler<Frame> for Fusion {
                 }
             }
             Stream::Radar => {
-                self.stats.fusion_lag.record(self.clock.now_ns() - f.capture_ns());
+                self.stats.fusion_lag.record(self.clock.now_ns().saturating_sub(f.capture_ns()));
                 self.on_radar(&f);
                 // After any task it raised is counted as outstanding (lockstep runners
                 // wait for fused == radar frames and outstanding == 0).

@@ -178,7 +178,7 @@ impl RecommendationHandler {
     }
 
     fn fallback(&mut self, o: &Outstanding) {
-        self.stats.fallback_after_deadline.record((self.clock.now_ns() - o.deadline_ns).max(0));
+        self.stats.fallback_after_deadline.record(self.clock.now_ns().saturating_sub(o.deadline_ns).max(0));
         inc(&self.stats.fallback);
         inc(&self.stats.fallback_by_priority[o.priority as usize]);
         if brakes(o.ttc_s, o.offset_m, self.cfg.fallback_ttc_s) {

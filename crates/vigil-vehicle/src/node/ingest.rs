@@ -114,7 +114,7 @@ impl StreamHandler<BusSample> for Ingest {
         if h.sequence > *next {
             self.stats.gaps.fetch_add(h.sequence - *next, Ordering::SeqCst);
         }
-        *next = h.sequence + 1;
+        *next = h.sequence.saturating_add(1);
         let mut envelope = envelope;
         let mut bytes = sample.payload;
         let frame_ref = match self.kind == Stream::Camera && self.fusion.is_some() {
