@@ -149,9 +149,19 @@ impl AmqpConfig {
         Ok(ReplyTrust { publishers: self.reply_publishers.clone(), key: self.reply_key()? })
     }
 
-    /// What a worker requires of a task's publisher over this broker.
+    /// What a worker requires of a task's publisher over this broker. The worker's own
+    /// user (from `url`) counts as a worker: its retries are republished as that user,
+    /// and refusing them would dead-letter every retry of a deployment that forgot to
+    /// list the worker in `reply_publishers`.
     pub fn task_trust(&self) -> TaskTrust {
-        TaskTrust { vehicle_user: self.task_publisher.clone(), workers: self.reply_publishers.clone() }
+        let mut workers = self.reply_publishers.clone();
+        let own = self.url.as_deref().and_then(|u| u.parse::<lapin::uri::AMQPUri>().ok());
+        if let Some(user) = own.map(|u| u.authority.userinfo.username)
+            && !workers.contains(&user)
+        {
+            workers.push(user);
+        }
+        TaskTrust { vehicle_user: self.task_publisher.clone(), workers }
     }
 }
 
@@ -306,6 +316,22 @@ mod tests {
             let debug = format!("{:?}", BrokerConfig { kafka, amqp, frames: FramesConfig::default() });
             prop_assert!(!debug.contains(&password), "{debug}");
         }
+    }
+
+    #[test]
+    fn a_worker_takes_its_own_retries_as_a_workers() {
+        let amqp = AmqpConfig {
+            url: Some("amqp://vigil-worker-2:s3cret@127.0.0.1:5672/%2f".into()),
+            reply_publishers: vec!["vigil-worker".into()],
+            task_publisher: Some("vigil-vehicle-{vehicle}".into()),
+            ..AmqpConfig::default()
+        };
+        let trust = amqp.task_trust();
+        assert_eq!(trust.workers, ["vigil-worker", "vigil-worker-2"]);
+        assert!(trust.vet(Some("vigil-worker-2"), "veh-a").is_ok());
+        assert!(trust.vet(Some("vigil-vehicle-veh-b"), "veh-a").is_err());
+        let listed = AmqpConfig { url: Some("amqp://vigil-worker:p@h/".into()), ..amqp };
+        assert_eq!(listed.task_trust().workers, ["vigil-worker"], "listed once");
     }
 
     #[test]

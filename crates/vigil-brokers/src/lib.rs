@@ -6,6 +6,7 @@
 pub mod amqp;
 pub mod bench;
 pub mod config;
+pub mod doctor;
 mod error;
 pub mod kafka;
 pub mod monitor;

@@ -35,6 +35,11 @@ pub struct ZenohConfig {
     /// reassembling them (before they are copied or queued), and a subscriber drops and
     /// counts any bigger sample it still sees.
     pub max_sample_bytes: usize,
+    /// A zenoh JSON5 configuration file taken as the base (zenoh's own format): mutual
+    /// TLS under `transport/link/tls`, `access_control` rules by certificate common name,
+    /// anything else zenoh reads. The settings above go on top; its `listen/endpoints`
+    /// stay when `listen` is empty.
+    pub config_file: Option<std::path::PathBuf>,
 }
 
 /// Where a peer listens when no endpoint is given: loopback, any free port.
@@ -53,6 +58,7 @@ impl Default for ZenohConfig {
             multicast_scouting: false,
             queue_depth: 256,
             max_sample_bytes: DEFAULT_MAX_SAMPLE_BYTES,
+            config_file: None,
         }
     }
 }
@@ -116,8 +122,25 @@ impl Publisher {
     }
 }
 
+/// The zenoh configuration file's own settings, read with a size bound.
+fn base_config(path: Option<&std::path::Path>) -> Result<zenoh::Config, BusError> {
+    let Some(path) = path else { return Ok(zenoh::Config::default()) };
+    let bad = |message: String| BusError::Config {
+        key: "config_file",
+        message: format!(
+            "{}: {message} (a zenoh JSON5 configuration, see zenoh's DEFAULT_CONFIG.json5)",
+            path.display()
+        ),
+    };
+    let text =
+        vigil_core::bounded::read_text(path, vigil_core::bounded::MAX_TEXT_BYTES).map_err(|e| bad(e.to_string()))?;
+    zenoh::Config::from_json5(&text).map_err(|e| bad(e.to_string()))
+}
+
 fn zenoh_config(cfg: &ZenohConfig) -> Result<zenoh::Config, BusError> {
-    let mut z = zenoh::Config::default();
+    let mut z = base_config(cfg.config_file.as_deref())?;
+    let told_to_listen =
+        z.get_json("listen/endpoints").ok() != zenoh::Config::default().get_json("listen/endpoints").ok();
     let set = |z: &mut zenoh::Config, key: &'static str, value: String| {
         z.insert_json5(key, &value).map_err(|e| BusError::Config { key, message: e.to_string() })
     };
@@ -132,7 +155,7 @@ fn zenoh_config(cfg: &ZenohConfig) -> Result<zenoh::Config, BusError> {
     set(&mut z, "scouting/multicast/enabled", cfg.multicast_scouting.to_string())?;
     if !cfg.listen.is_empty() {
         set(&mut z, "listen/endpoints", list(&cfg.listen))?;
-    } else if cfg.mode == "peer" {
+    } else if cfg.mode == "peer" && !told_to_listen {
         set(&mut z, "listen/endpoints", list(&[DEFAULT_LISTEN.to_string()]))?;
     }
     if cfg.max_sample_bytes == 0 {
@@ -143,6 +166,14 @@ fn zenoh_config(cfg: &ZenohConfig) -> Result<zenoh::Config, BusError> {
         set(&mut z, "connect/endpoints", list(&cfg.connect))?;
     }
     Ok(z)
+}
+
+impl ZenohConfig {
+    /// Checks the settings and the zenoh file (its syntax and zenoh's own schema) without
+    /// opening a session: certificates and keys are read only when the session opens.
+    pub fn check(&self) -> Result<(), BusError> {
+        zenoh_config(self).map(drop)
+    }
 }
 
 impl ZenohBus {

@@ -174,3 +174,53 @@ fn bad_recordings_are_refused_naming_the_file() {
     assert!(e.contains("nowhere.mcap") && e.contains("no such file"), "{e}");
     let _ = std::fs::remove_dir_all(d);
 }
+
+/// The offset of the first record with `op` in an MCAP file (after the magic).
+fn first_record(bytes: &[u8], op: u8) -> usize {
+    let mut i = 8;
+    while i + 9 <= bytes.len() {
+        if bytes[i] == op {
+            return i;
+        }
+        i += 9 + u64::from_le_bytes(bytes[i + 1..i + 9].try_into().unwrap()) as usize;
+    }
+    panic!("no record {op:#x}");
+}
+
+/// Lengths a recording declares in its summary's chunk index (which the reader seeks
+/// by: a chunk's length, compressed and uncompressed size) are checked before anything is
+/// allocated: a file claiming a terabyte is a clear error naming it, never an abort or a
+/// terabyte of memory.
+#[test]
+fn a_recording_that_declares_huge_lengths_is_an_error_not_an_allocation() {
+    let d = dir("huge");
+    let good = d.join("good.mcap");
+    record(&good, RecordOptions::default(), &drive(20));
+    let bytes = std::fs::read(&good).unwrap();
+    let c = first_record(&bytes, 0x08) + 9;
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let after_map = c + 36 + u32_at(c + 32) + 8;
+    let compressed_at = after_map + 4 + u32_at(after_map);
+    let tera = (1u64 << 40).to_le_bytes();
+    let cases =
+        [("chunk length", c + 24), ("compressed size", compressed_at), ("uncompressed size", compressed_at + 8)];
+    let (all, mut refused) = (read(std::slice::from_ref(&good)).len(), 0);
+    for (what, at) in cases {
+        let mut crafted = bytes.clone();
+        crafted[at..at + 8].copy_from_slice(&tera);
+        let file = d.join("huge.mcap");
+        std::fs::write(&file, &crafted).unwrap();
+        let read = Recording::open(std::slice::from_ref(&file))
+            .and_then(|r| r.messages(None, None, None).map(|m| m.map(|_| ())).collect::<Result<Vec<()>, _>>());
+        match read {
+            Err(e) => {
+                assert!(e.to_string().contains("huge.mcap"), "{what}: {e}");
+                refused += 1;
+            }
+            // A length the reader does not go by is harmless, as long as all comes back.
+            Ok(got) => assert_eq!(got.len(), all, "{what}: read, so whole"),
+        }
+    }
+    assert_eq!(refused, 2, "the sizes the reader allocates by are checked");
+    let _ = std::fs::remove_dir_all(d);
+}

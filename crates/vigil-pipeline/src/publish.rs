@@ -43,6 +43,8 @@ pub struct Controls {
     pub applied_twice: u64,
     /// Undecodable, or for a vehicle this simulator does not run (counted, not applied).
     pub rejected: u64,
+    /// Samples on the control keys over the bus's size limit (dropped, not applied).
+    pub oversize: u64,
 }
 
 /// What a publisher sent, and with `control`, what the commands did to the egos.
@@ -147,7 +149,8 @@ pub fn publish(
         drop(source);
         None
     };
-    let closed_loop = outcome.zip(inbox.map(|i| i.controls));
+    let oversize = bus.oversize_dropped();
+    let closed_loop = outcome.zip(inbox.map(|i| Controls { oversize, ..i.controls }));
     drop(publisher);
     bus.close()?;
     let mut digest = Digest::new();

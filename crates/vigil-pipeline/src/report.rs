@@ -246,6 +246,8 @@ pub struct RunReport {
     pub frames: Frames,
     pub lost: u64,
     pub rejected_frames: u64,
+    /// Scans the tracker held, stamped far from the others (see `Tracker::update`).
+    pub scans_held: u64,
     /// Tracks that became actionable threats, and those fusion acted on while their scan
     /// was younger than the task budget (see `NodeStats::threats_seen`).
     pub threats: Threats,
@@ -412,6 +414,7 @@ pub(crate) fn build(i: Inputs<'_>) -> RunReport {
         frames,
         lost,
         rejected_frames: get(&s.rejected),
+        scans_held: get(&s.scans_held),
         threats: Threats { seen: get(&s.threats_seen), raised: get(&s.threats_raised) },
         fused: get(&s.fused),
         no_camera_fallbacks: get(&s.no_camera),

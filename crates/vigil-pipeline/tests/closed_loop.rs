@@ -33,6 +33,9 @@ fn hazardous(name: &str) {
         if on.outcome.collision {
             failures.push(format!("seed {seed}: collision with perception on ({:?})", on.recommendations.by_action));
         }
+        if on.scans_held > 0 {
+            failures.push(format!("seed {seed}: {} true scans held as stamped far from the others", on.scans_held));
+        }
         let off = go(name, seed, false);
         if !off.outcome.collision {
             failures.push(format!("seed {seed}: no collision with perception off: not a hazard"));

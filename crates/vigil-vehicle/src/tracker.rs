@@ -116,11 +116,41 @@ fn slopes(h: &[Obs]) -> Option<(f64, f64)> {
 pub struct Tracker {
     tracks: Vec<Track>,
     next_id: u32,
+    /// The latest scan time taken.
+    now: Option<Nanos>,
+    /// A scan far from `now`, held until the next one says whether the clock jumped.
+    jump: Option<Nanos>,
+    held: u64,
 }
 
 impl Tracker {
     /// Updates with the candidates of one radar scan; returns the tracks seen now.
+    ///
+    /// A scan stamped more than [`MAX_AGE_NS`] from the tracker's time, either way, is
+    /// held and not used: one stamp far in the future would otherwise age every track
+    /// out and leave the next true scans looking older than the tracks it started,
+    /// freezing them. The clock is believed to have jumped when the next scan agrees with
+    /// the held one; the tracks then start again at the new time.
     pub fn update(&mut self, t: Nanos, pose: Pose, candidates: Vec<Candidate>) -> Vec<Track> {
+        if let Some(now) = self.now
+            && t.abs_diff(now) > MAX_AGE_NS.unsigned_abs()
+        {
+            match self.jump {
+                Some(j) if t.abs_diff(j) <= MAX_AGE_NS.unsigned_abs() => {
+                    tracing::warn!(from = now, to = t, "the scan clock jumped; tracks start again");
+                    self.tracks.clear();
+                    self.now = Some(t);
+                }
+                _ => {
+                    self.held += 1;
+                    tracing::warn!(scan = t, tracker = now, "scan stamped far from the others held, not used");
+                    self.jump = Some(t);
+                    return Vec::new();
+                }
+            }
+        }
+        self.jump = None;
+        self.now = Some(self.now.map_or(t, |n| n.max(t)));
         self.tracks.retain(|tr| t.saturating_sub(tr.last_ns) <= MAX_AGE_NS);
         let mut taken = vec![false; self.tracks.len()];
         let mut seen = Vec::new();
@@ -185,6 +215,11 @@ impl Tracker {
         }
         seen
     }
+
+    /// Scans held for being stamped far from the others (a lie, or a clock that jumped).
+    pub fn held(&self) -> u64 {
+        self.held
+    }
 }
 
 #[cfg(test)]
@@ -232,14 +267,32 @@ mod tests {
         let mut t = Tracker::default();
         let pose = Pose { x: 0.0, y: 0.0, yaw: 0.0, speed: 10.0 };
         let id = t.update(1_000_000_000, pose, vec![cand(40.0, 0.0)])[0].id;
-        for lie in [i64::MIN, i64::MIN + 1, 0] {
-            let seen = t.update(lie, pose, vec![cand(40.0, 0.0)]);
-            assert_eq!(seen.len(), 1, "{lie}");
-            assert_eq!(seen[0].id, id, "a scan stamped {lie} kept the track");
+        let mut now = 1_000_000_000;
+        for lie in [i64::MIN, i64::MAX, 0, now + 3_600_000_000_000] {
+            assert!(t.update(lie, pose, vec![cand(40.0, 0.0)]).is_empty(), "a scan stamped {lie} is held");
+            now += 100_000_000;
+            let seen = t.update(now, pose, vec![cand(40.0 - 1e-8 * (now - 1_000_000_000) as f64, 0.0)]);
+            assert_eq!(seen.len(), 1, "after {lie}");
+            assert_eq!(seen[0].id, id, "the next true scan continues the track after {lie}");
             assert!(seen[0].vx.is_finite() && seen[0].vy.is_finite(), "{lie}: {:?}", seen[0]);
+            assert_eq!(seen[0].history.back().map(|h| h.0), Some(now), "and updates it: not frozen");
         }
-        let seen = t.update(1_050_000_000, pose, vec![cand(39.5, 0.0)]);
-        assert_eq!(seen[0].id, id, "and the next genuine scan continues it");
+        assert_eq!(t.held(), 4);
+    }
+
+    /// A clock that really jumps (two scans agree on the new time) restarts the tracks
+    /// there, and they update again.
+    #[test]
+    fn a_clock_that_jumps_restarts_the_tracks_at_its_new_time() {
+        let mut t = Tracker::default();
+        let pose = Pose { x: 0.0, y: 0.0, yaw: 0.0, speed: 10.0 };
+        let first = t.update(1_000_000_000, pose, vec![cand(40.0, 0.0)])[0].id;
+        let later = 1_000_000_000 + 3_600_000_000_000;
+        assert!(t.update(later, pose, vec![cand(40.0, 0.0)]).is_empty());
+        let seen = t.update(later + 100_000_000, pose, vec![cand(39.0, 0.0)]);
+        assert!(seen.len() == 1 && seen[0].id != first, "a new track at the new time: {seen:?}");
+        let next = t.update(later + 200_000_000, pose, vec![cand(38.0, 0.0)]);
+        assert_eq!((next[0].id, next[0].hits), (seen[0].id, 2), "which then updates");
     }
 
     #[test]

@@ -11,6 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod config;
+mod doctor;
 mod frames;
 mod metrics;
 mod monitor;
@@ -67,6 +68,9 @@ enum Command {
     /// The safety matrix: NCAP-style braking cells over seeds, perception on and off,
     /// scored, gated and drawn.
     Safety(Box<safety::SafetyArgs>),
+    /// Check the config, the brokers, the frame store, the model, the device and the
+    /// clock before a real start; each problem with how to fix it (non-zero exit).
+    Doctor(Box<doctor::DoctorArgs>),
 }
 
 /// Gives each Candle forward pass one thread, unless the user chose (RAYON_NUM_THREADS):
@@ -107,6 +111,7 @@ fn main() -> ExitCode {
         Command::Safety(args) => safety::run(*args),
         Command::Train(args) => vision::train(args),
         Command::Eval(args) => vision::eval(args),
+        Command::Doctor(args) => doctor::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

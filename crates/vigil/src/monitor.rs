@@ -24,7 +24,7 @@ pub struct MonitorArgs {
     #[arg(long)]
     from_beginning: bool,
     /// The model whose training class mix the drift signal compares against.
-    #[arg(long, default_value = "models/obstacle-classifier")]
+    #[arg(long, default_value = vigil_vision::model::BUILTIN_MODEL)]
     model: PathBuf,
     /// Seconds between reports.
     #[arg(long, default_value_t = 5.0)]
@@ -47,7 +47,7 @@ pub struct MonitorArgs {
 /// balanced classes; a `training.class_shares` object, when present, says otherwise).
 fn reference(model: &std::path::Path) -> anyhow::Result<ClassReference> {
     let path = model.join("config.json");
-    let text = vigil_core::bounded::read_text(&path, vigil_core::bounded::MAX_TEXT_BYTES)
+    let text = vigil_vision::model::config_text(model)
         .with_context(|| format!("cannot read {} (the drift reference; pass --model DIR)", path.display()))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;

@@ -108,6 +108,11 @@ pub struct VehicleArgs {
     /// Zenoh endpoint to connect to (repeatable).
     #[arg(long)]
     connect: Vec<String>,
+    /// A zenoh JSON5 configuration file (zenoh's own format: mutual TLS under
+    /// transport.link.tls, access_control by certificate name); --listen and --connect
+    /// go on top of it. See deploy/zenoh/.
+    #[arg(long, value_name = "FILE")]
+    zenoh_config: Option<std::path::PathBuf>,
     /// Stop after this many seconds without a frame (once frames have come) and with no
     /// task outstanding. Default: run until SIGINT/SIGTERM.
     #[arg(long, allow_negative_numbers = true)]
@@ -139,7 +144,12 @@ pub fn vehicle(args: VehicleArgs) -> anyhow::Result<()> {
         scenario,
         vehicles: args.vehicles,
         brokers: args.brokers.load()?,
-        zenoh: ZenohConfig { listen: args.listen.clone(), connect: args.connect.clone(), ..ZenohConfig::default() },
+        zenoh: ZenohConfig {
+            listen: args.listen.clone(),
+            connect: args.connect.clone(),
+            config_file: args.zenoh_config.clone(),
+            ..ZenohConfig::default()
+        },
         task_budget_ns: (args.budget_ms * 1e6).round() as i64,
         perception: true,
         idle_exit: idle(args.idle_exit, "--idle-exit")?,
@@ -176,7 +186,7 @@ pub fn vehicle(args: VehicleArgs) -> anyhow::Result<()> {
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
     /// The model directory (model.safetensors + config.json).
-    #[arg(long, default_value = "models/obstacle-classifier")]
+    #[arg(long, default_value = vigil_vision::model::BUILTIN_MODEL)]
     model: PathBuf,
     /// Worker actors in this process (each takes one task at a time).
     #[arg(long, default_value_t = 1)]
@@ -209,7 +219,7 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     if !args.inject_latency_ms.is_finite() || args.inject_latency_ms < 0.0 {
         bail!("--inject-latency-ms must be zero or positive, got {}", args.inject_latency_ms);
     }
-    if !args.model.join("config.json").exists() {
+    if !vigil_vision::model::model_exists(&args.model) {
         bail!(
             "no model at {} (expected config.json and model.safetensors there); pass --model DIR or train one with `vigil train`",
             args.model.display()

@@ -95,7 +95,7 @@ pub struct ReplayArgs {
     #[arg(long)]
     max: bool,
     /// The model to replay with.
-    #[arg(long, default_value = "models/obstacle-classifier")]
+    #[arg(long, default_value = vigil_vision::model::BUILTIN_MODEL)]
     model: PathBuf,
     /// The scenario whose road the drive was on (lanes decide whether steering around is
     /// possible).

@@ -112,7 +112,7 @@ pub struct RunArgs {
     #[arg(long)]
     json: bool,
     /// The model directory (model.safetensors + config.json).
-    #[arg(long, default_value = "models/obstacle-classifier")]
+    #[arg(long, default_value = vigil_vision::model::BUILTIN_MODEL)]
     model: PathBuf,
     /// Task deadline budget after capture, milliseconds.
     #[arg(long, default_value_t = 100.0, allow_negative_numbers = true)]
@@ -207,7 +207,7 @@ pub fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
     if args.queue_capacity == 0 {
         bail!("--queue-capacity must be at least 1");
     }
-    if args.perception == OnOff::On && !args.model.join("config.json").exists() {
+    if args.perception == OnOff::On && !vigil_vision::model::model_exists(&args.model) {
         bail!(
             "no model at {} (expected config.json and model.safetensors there); pass --model DIR or train one with `vigil train`",
             args.model.display()

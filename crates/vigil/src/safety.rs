@@ -25,7 +25,7 @@ pub struct SafetyArgs {
     /// Add a scenario file as a nuisance cell (nothing should make the car brake).
     #[arg(long)]
     nuisance: Vec<PathBuf>,
-    #[arg(long, default_value = "models/obstacle-classifier")]
+    #[arg(long, default_value = vigil_vision::model::BUILTIN_MODEL)]
     model: PathBuf,
     /// Drives at once (default: one per core).
     #[arg(long)]

@@ -52,6 +52,11 @@ pub struct SimArgs {
     /// Zenoh endpoint to connect to (repeatable).
     #[arg(long)]
     connect: Vec<String>,
+    /// A zenoh JSON5 configuration file (zenoh's own format: mutual TLS under
+    /// transport.link.tls, access_control by certificate name); --listen and --connect
+    /// go on top of it. See deploy/zenoh/.
+    #[arg(long, value_name = "FILE")]
+    zenoh_config: Option<std::path::PathBuf>,
     /// With --publish: wait for this many zenoh peers before the first frame.
     #[arg(long, default_value_t = 0)]
     wait_peers: usize,
@@ -223,7 +228,12 @@ fn print_report(report: &SimReport, json: bool) -> anyhow::Result<()> {
 
 fn publish_config(args: &SimArgs, duration_ns: i64) -> PublishConfig {
     PublishConfig {
-        bus: ZenohConfig { listen: args.listen.clone(), connect: args.connect.clone(), ..ZenohConfig::default() },
+        bus: ZenohConfig {
+            listen: args.listen.clone(),
+            connect: args.connect.clone(),
+            config_file: args.zenoh_config.clone(),
+            ..ZenohConfig::default()
+        },
         vehicles: args.vehicles,
         seed: args.seed,
         duration_ns,

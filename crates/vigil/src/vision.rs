@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -110,8 +110,7 @@ fn parent_weights(
             cfg.architecture.channels.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
         );
     }
-    let path = dir.join(vigil_vision::model::WEIGHTS_FILE);
-    Ok(Some(candle_core::safetensors::load(&path, device).with_context(|| format!("reading {}", path.display()))?))
+    Ok(Some(vigil_vision::model::raw_weights(dir, device)?))
 }
 
 /// Lineage: the drives behind the datasets (from their labels' provenance).
@@ -198,7 +197,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// The model to evaluate; give it twice to compare two models on the same data.
-    #[arg(long, default_values_os_t = [PathBuf::from("models/obstacle-classifier")], num_args = 1)]
+    #[arg(long, default_values_os_t = [PathBuf::from(vigil_vision::model::BUILTIN_MODEL)], num_args = 1)]
     model: Vec<PathBuf>,
     /// Crops to simulate when no --dataset is given.
     #[arg(long, default_value_t = 2000)]
@@ -360,7 +359,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
 
 #[derive(Debug, Args)]
 pub struct VisionBenchArgs {
-    #[arg(long, default_value = "models/obstacle-classifier")]
+    #[arg(long, default_value = vigil_vision::model::BUILTIN_MODEL)]
     model: PathBuf,
     /// Batch sizes to measure; the first is the baseline.
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 8, 32])]

@@ -284,7 +284,7 @@ fn tls_config(cfg: &AmqpConfig) -> Result<lapin::tcp::OwnedTLSConfig, TransportE
 }
 
 /// Connects to `url` with `cfg`'s TLS settings.
-pub(super) async fn connection(
+pub(crate) async fn connection(
     url: &str,
     cfg: &AmqpConfig,
     props: ConnectionProperties,

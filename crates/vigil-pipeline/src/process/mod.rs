@@ -27,6 +27,7 @@ use crate::RunError;
 use crate::metrics::MetricsText;
 use crate::report::{BrokerReport, Percentiles, Recommendations};
 
+pub mod service;
 mod worker;
 pub use self::worker::{WorkerAmqp, WorkerProcess, WorkerReport, run_worker, start_worker_system};
 
@@ -178,7 +179,11 @@ pub fn run_vehicle(cfg: VehicleProcess) -> Result<VehicleReport, RunError> {
 
     let forward = Forwarder { publisher: &publisher, sent: AtomicU64::new(0) };
     let report = || vehicle_report(&run_id, &vehicles, wall_start, &stats, get(&forward.sent), &brokers);
-    serve(&cfg, &control_rx, &forward, &stats, &report)?;
+    let mut service = service::Service::from_env();
+    service.ready(&format!("{} vehicle(s): {}", vehicles.len(), vehicles.join(", ")));
+    let alive = || !actor_thread.is_finished();
+    serve(&cfg, &control_rx, &forward, &stats, &report, (&mut service, &alive))?;
+    service.stopping();
     // Let what is in flight resolve (answered or fallen back), within one budget.
     let grace = Duration::from_nanos(cfg.task_budget_ns.max(0) as u64) + Duration::from_millis(200);
     let until = Instant::now() + grace;
@@ -236,11 +241,16 @@ fn serve(
     forward: &Forwarder<'_>,
     stats: &NodeStats,
     report: &dyn Fn() -> VehicleReport,
+    (service, alive): (&mut service::Service, &dyn Fn() -> bool),
 ) -> Result<(), RunError> {
     let ingested = || Stream::ALL.iter().map(|k| get(&stats.ingested[k.index()])).sum::<u64>();
     let (mut last_total, mut last_change) = (0u64, Instant::now());
     let mut next_metrics = Instant::now();
     loop {
+        service.tick(alive(), || {
+            let (raised, completed, fallback) = (get(&stats.tasks_raised), get(&stats.completed), get(&stats.fallback));
+            format!("ingested {}, tasks {raised} ({completed} completed, {fallback} fallback)", ingested())
+        });
         if let Some(m) = &cfg.metrics
             && Instant::now() >= next_metrics
         {

@@ -113,12 +113,19 @@ pub fn run_worker(cfg: WorkerProcess) -> Result<WorkerReport, RunError> {
     let deps_inference = deps.inference.name();
     let (system, actor_thread) = start_worker_system(workers, deps)?;
     tracing::info!(workers, model = %info.name, device = %info.device, inference = deps_inference, "workers up");
+    let mut service = super::service::Service::from_env();
+    service.ready(&format!("{workers} workers, model {} on {}", info.name, info.device));
 
     let report = || worker_report(workers, wall_start, &stats, &info, &plane);
     let (mut last_taken, mut last_change) = (0u64, Instant::now());
     let mut next_metrics = Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(20));
+        service.tick(!actor_thread.is_finished(), || {
+            format!("taken {}, answered {}, dead-lettered {}", get(&stats.taken), get(&stats.answered), {
+                plane.tasks.amqp_counts().dead_lettered.load(Ordering::Relaxed)
+            })
+        });
         if let Some(m) = &cfg.metrics
             && Instant::now() >= next_metrics
         {
@@ -142,6 +149,7 @@ pub fn run_worker(cfg: WorkerProcess) -> Result<WorkerReport, RunError> {
             break;
         }
     }
+    service.stopping();
     system.stop();
     let _ = actor_thread.join();
     let r = report();

@@ -238,7 +238,11 @@ impl Fusion {
         // radar scan that reuses the last sweep adds no velocity evidence.
         let lidar_ns = lidar_env.header.as_ref().map_or(capture, |h| h.capture_time_ns);
         let pose = self.pose_at(lidar_ns);
+        let held = self.tracker.held();
         let tracks = self.tracker.update(lidar_ns, pose, candidates);
+        if self.tracker.held() > held {
+            inc(&self.stats.scans_held);
+        }
         self.confirmed = tracks.iter().map(|t| (t.x, t.y)).collect();
         self.threats.retain(|id| tracks.iter().any(|t| t.id == *id));
         let lanes = (self.lane_free(&tracks, 1.0), self.lane_free(&tracks, -1.0));
@@ -256,7 +260,7 @@ impl Fusion {
             }
             self.in_flight.insert(t.id);
             let max_age = self.cfg.max_camera_age_ns.max(self.camera_period_ns.saturating_mul(3) / 2);
-            let fresh = camera.as_ref().filter(|cam| capture - cam.capture_ns <= max_age);
+            let fresh = camera.as_ref().filter(|cam| capture.saturating_sub(cam.capture_ns) <= max_age);
             match (fresh, t.candidate.camera_box) {
                 (Some(cam), Some(b)) => self.raise(t, (ttc, offset), capture, cam, b, lanes),
                 _ => self.handler.do_send(NoCamera { track_id: t.id, ttc_s: ttc, offset_m: offset }),

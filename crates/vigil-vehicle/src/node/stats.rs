@@ -69,6 +69,9 @@ pub struct NodeStats {
     /// was busy: its task would be born expired. Equal when fusion keeps pace.
     pub threats_seen: AtomicU64,
     pub threats_raised: AtomicU64,
+    /// Scans the tracker held, stamped more than a track's lifetime from the others: a
+    /// lying or broken clock (or, when the next agrees, a clock that jumped).
+    pub scans_held: AtomicU64,
     /// Capture → fused, of every radar scan: how far fusion runs behind the sensors.
     pub fusion_lag: Latencies,
     /// Deadline → fallback applied, of every task that fell back (0 when it fell back

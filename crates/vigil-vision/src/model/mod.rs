@@ -71,6 +71,44 @@ pub struct TrainingRecord {
     pub drives: Vec<String>,
 }
 
+/// The model built into the binary (`models/obstacle-classifier` when it was built): the
+/// default `--model`, so Vigil runs from any directory and after `cargo install`.
+pub const BUILTIN_MODEL: &str = "builtin:obstacle-classifier";
+const BUILTIN_CONFIG: &str = include_str!("../../../../models/obstacle-classifier/config.json");
+const BUILTIN_WEIGHTS: &[u8] = include_bytes!("../../../../models/obstacle-classifier/model.safetensors");
+
+/// Whether `dir` names the built-in model rather than a directory.
+pub fn is_builtin(dir: &Path) -> bool {
+    dir == Path::new(BUILTIN_MODEL)
+}
+
+/// The text of a model's `config.json` (the built-in one's when `dir` names it).
+pub fn config_text(dir: &Path) -> std::io::Result<String> {
+    if is_builtin(dir) {
+        return Ok(BUILTIN_CONFIG.to_string());
+    }
+    vigil_core::bounded::read_text(&dir.join(CONFIG_FILE), vigil_core::bounded::MAX_TEXT_BYTES)
+}
+
+/// The weights of the model in `dir` (or the built-in one's), unchecked: the start of a
+/// fine-tune (`vigil train --init`).
+pub fn raw_weights(dir: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+    let loaded = if is_builtin(dir) {
+        candle_core::safetensors::load_buffer(BUILTIN_WEIGHTS, device)
+    } else {
+        candle_core::safetensors::load(dir.join(WEIGHTS_FILE), device)
+    };
+    loaded.map_err(|e| VisionError::Weights {
+        path: dir.join(WEIGHTS_FILE).display().to_string(),
+        reason: format!("not a readable safetensors file: {e}"),
+    })
+}
+
+/// Whether `dir` holds a model (its `config.json`), or names the built-in one.
+pub fn model_exists(dir: &Path) -> bool {
+    is_builtin(dir) || dir.join(CONFIG_FILE).exists()
+}
+
 impl ModelConfig {
     pub fn new(name: &str, channels: Vec<usize>) -> Self {
         Self {
@@ -85,14 +123,24 @@ impl ModelConfig {
     }
 
     pub fn load(dir: &Path) -> Result<Self> {
+        if is_builtin(dir) {
+            return Self::parse(BUILTIN_CONFIG, Path::new(BUILTIN_MODEL));
+        }
         let path = dir.join(CONFIG_FILE);
         let text = vigil_core::bounded::read_text(&path, vigil_core::bounded::MAX_TEXT_BYTES).map_err(|e| {
             VisionError::Model {
                 dir: dir.display().to_string(),
-                reason: format!("cannot read {CONFIG_FILE}: {e} (train one with `vigil train`)"),
+                reason: format!(
+                    "cannot read {CONFIG_FILE}: {e} (train one with `vigil train`, or leave --model out for the built-in {BUILTIN_MODEL})"
+                ),
             }
         })?;
-        let cfg: ModelConfig = serde_json::from_str(&text).map_err(|e| VisionError::Mismatch {
+        Self::parse(&text, &path)
+    }
+
+    /// A model's `config.json` text, checked against what this build runs.
+    fn parse(text: &str, path: &Path) -> Result<Self> {
+        let cfg: ModelConfig = serde_json::from_str(text).map_err(|e| VisionError::Mismatch {
             path: path.display().to_string(),
             reason: format!("malformed: {e}"),
         })?;
@@ -199,6 +247,13 @@ impl Recogniser {
     /// Loads `config.json` and `model.safetensors` from `dir` onto `device`.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let config = ModelConfig::load(dir)?;
+        if is_builtin(dir) {
+            let tensors = candle_core::safetensors::load_buffer(BUILTIN_WEIGHTS, device).map_err(|e| {
+                VisionError::Weights { path: BUILTIN_MODEL.into(), reason: format!("the built-in weights: {e}") }
+            })?;
+            let net = InferNet::from_tensors(&tensors, &config, BUILTIN_MODEL)?;
+            return Self::with_net(config, net, device);
+        }
         let path = dir.join(WEIGHTS_FILE);
         let shown = path.display().to_string();
         if !path.exists() {

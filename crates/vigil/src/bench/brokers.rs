@@ -9,7 +9,7 @@ pub(super) struct WorkersBenchArgs {
     /// RabbitMQ URL (else [amqp] url in vigil.toml or VIGIL_AMQP_URL).
     #[arg(long)]
     amqp: Option<String>,
-    #[arg(long, default_value = "models/obstacle-classifier")]
+    #[arg(long, default_value = vigil_vision::model::BUILTIN_MODEL)]
     model: std::path::PathBuf,
     #[arg(long, default_value = "pedestrian-crossing")]
     scenario: String,

@@ -17,17 +17,18 @@ pub(super) struct SoakBenchArgs {
     in_flight: i64,
     #[arg(long, default_value_t = 2)]
     workers: usize,
-    #[arg(long, default_value = "models/obstacle-classifier")]
+    #[arg(long, default_value = vigil_vision::model::BUILTIN_MODEL)]
     model: std::path::PathBuf,
     #[arg(long, default_value = "pedestrian-crossing")]
     scenario: String,
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// Fail when resident memory grows more than this fraction from the start.
+    /// Fail when resident memory keeps growing, by more than this fraction over the run
+    /// (the smaller of the two steps between thirds, times three).
     #[arg(long, default_value_t = 0.10)]
     max_rss_growth: f64,
-    /// Fail when detect→recommend p99 (median of each side's windows) grows more than this
-    /// fraction.
+    /// Fail when detect→recommend p99 (median of each third's windows) keeps growing, by
+    /// more than this fraction over the run.
     #[arg(long, default_value_t = 0.20)]
     max_p99_growth: f64,
     #[arg(long)]
@@ -60,14 +61,16 @@ pub(super) fn soak(a: SoakBenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&b)?);
     }
     let summary = format!(
-        "{} tasks at {:.0}/s: RSS {:.1} -> {:.1} MB {:+.1}% (bound {:.0}%), p99 {:.2} -> {:.2} ms {:+.1}% (bound {:.0}%), end median against start (RSS: the start's peak; {} windows each); every task ended answered or fallen back: {}",
+        "{} tasks at {:.0}/s: RSS {:.1} -> {:.1} -> {:.1} MB, sustained growth {:+.1}% (bound {:.0}%), p99 {:.2} -> {:.2} -> {:.2} ms, sustained growth {:+.1}% (bound {:.0}%) (medians of thirds, {} windows each; sustained = 3 x the smaller step); every task ended answered or fallen back: {}",
         b.tasks,
         b.tasks_per_s,
         b.start_rss_mb,
+        b.mid_rss_mb,
         b.end_rss_mb,
         b.rss_growth * 100.0,
         b.max_rss_growth * 100.0,
         b.start_p99_ms,
+        b.mid_p99_ms,
         b.end_p99_ms,
         b.p99_growth * 100.0,
         b.max_p99_growth * 100.0,
@@ -94,7 +97,7 @@ pub(super) struct FleetBenchArgs {
     seconds: f64,
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2, 4, 8])]
     vehicles: Vec<usize>,
-    #[arg(long, default_value = "models/obstacle-classifier")]
+    #[arg(long, default_value = vigil_vision::model::BUILTIN_MODEL)]
     model: std::path::PathBuf,
     /// The row the gate reads (over the brokers when given, else embedded).
     #[arg(long, default_value_t = 4)]
@@ -122,7 +125,7 @@ pub(super) struct PriorityBenchArgs {
     seconds: f64,
     #[arg(long, default_value_t = 4)]
     vehicles: usize,
-    #[arg(long, default_value = "models/obstacle-classifier")]
+    #[arg(long, default_value = vigil_vision::model::BUILTIN_MODEL)]
     model: std::path::PathBuf,
     /// The priority setting under test.
     #[arg(long, value_enum, default_value_t = crate::run::PriorityArg::Nice)]
@@ -155,7 +158,7 @@ fn fleet_config(
     if !(0.0..=1.0).contains(&min_in_deadline) {
         bail!("--min-in-deadline is a fraction between 0 and 1, got {min_in_deadline}");
     }
-    if !model.join("config.json").exists() {
+    if !vigil_vision::model::model_exists(model) {
         bail!("no model at {} (pass --model DIR or train one with `vigil train`)", model.display());
     }
     Ok(vigil_bench::fleet::FleetConfig {
@@ -256,7 +259,7 @@ pub(super) struct ReplayBenchArgs {
     /// Simulated seconds of the drive.
     #[arg(long, default_value_t = 30.0)]
     duration: f64,
-    #[arg(long, default_value = "models/obstacle-classifier")]
+    #[arg(long, default_value = vigil_vision::model::BUILTIN_MODEL)]
     model: std::path::PathBuf,
     /// Fail when the best replay (from MCAP, and each --lengths row) runs at less than
     /// this multiple of real time.

@@ -13,7 +13,7 @@ pub(super) struct PipelineBenchArgs {
     scenario: String,
     #[arg(long, default_value_t = 3)]
     seed: u64,
-    #[arg(long, default_value = "models/obstacle-classifier")]
+    #[arg(long, default_value = vigil_vision::model::BUILTIN_MODEL)]
     model: std::path::PathBuf,
     /// Timed repetitions of each bare part.
     #[arg(long, default_value_t = 300)]
