@@ -16,6 +16,9 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 step "brokers"
 scripts/brokers.sh up
 
+step "tools"
+scripts/tools.sh
+
 step "tests"
 # The official Python MCAP reader, for the recording test.
 VIGIL_PYTHON=$(scripts/python-tools.sh)

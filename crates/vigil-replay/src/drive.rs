@@ -139,16 +139,18 @@ impl Drive {
     pub fn stream_counted(&self, counters: Arc<StreamCounters>) -> Result<DriveStream, ReplayError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
         let (origin, vehicle, c) = (self.origin.clone(), self.vehicle.clone(), counters.clone());
+        let known: HashSet<String> = self.vehicles.iter().cloned().collect();
         let reader = std::thread::Builder::new()
             .name("drive-reader".into())
             .spawn(move || {
                 let send = |m| tx.send(m).is_ok();
-                let mut order = Reorder::new(vehicle, c);
+                let mut order = Reorder::new(vehicle, known, c);
                 let ok = match &origin {
                     Origin::Mcap(f) => {
                         // Camera frames stay compact: the workers decode the few tasks read.
                         let msgs = f.recording.messages(None, f.from, f.to).as_stored();
                         order.counters.read_bytes_from(msgs.read_bytes());
+                        let _ = order.counters.other_channels.set(msgs.other_channels());
                         order.run(
                             msgs.map(|m| {
                                 m.map(|m| Recorded { topic: m.topic, capture_ns: m.log_ns, envelope: m.envelope })
@@ -215,11 +217,22 @@ pub struct StreamCounters {
     pub late: AtomicU64,
     /// Messages without a readable header: left out.
     pub unreadable: AtomicU64,
+    /// Messages claiming a vehicle the drive does not have (not in its metadata, nor in
+    /// its small topics): left out, as no node of the replay would take them.
+    pub foreign_vehicle: AtomicU64,
+    /// Messages on a recording's channels of another schema than Vigil's envelope (a
+    /// viewer's channels): not read as envelopes.
+    other_channels: std::sync::OnceLock<Arc<AtomicU64>>,
 }
 
 impl StreamCounters {
     fn read_bytes_from(&self, shared: Arc<AtomicU64>) {
         let _ = self.shared_bytes.set(shared);
+    }
+
+    /// Messages skipped on channels of another schema.
+    pub fn other_channels(&self) -> u64 {
+        self.other_channels.get().map_or(0, |n| n.load(Ordering::Relaxed))
     }
 
     /// Compressed bytes read so far.
@@ -234,6 +247,7 @@ type MessageKey = (Arc<str>, String, String, u64, String, Nanos);
 /// Orders messages by capture time within the look-ahead, filters and de-duplicates.
 struct Reorder {
     vehicle: Option<String>,
+    known: HashSet<String>,
     counters: Arc<StreamCounters>,
     heap: BinaryHeap<std::cmp::Reverse<(Nanos, u64, Held)>>,
     seq: u64,
@@ -265,9 +279,10 @@ impl Ord for Held {
 }
 
 impl Reorder {
-    fn new(vehicle: Option<String>, counters: Arc<StreamCounters>) -> Self {
+    fn new(vehicle: Option<String>, known: HashSet<String>, counters: Arc<StreamCounters>) -> Self {
         Self {
             vehicle,
+            known,
             counters,
             heap: BinaryHeap::new(),
             seq: 0,
@@ -318,6 +333,12 @@ impl Reorder {
             return false;
         };
         if self.vehicle.as_deref().is_some_and(|v| v != h.vehicle_id) {
+            return false;
+        }
+        if !self.known.contains(&h.vehicle_id) {
+            if self.counters.foreign_vehicle.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::warn!(topic = %m.topic, vehicle = %h.vehicle_id, "a message claims a vehicle this drive does not have: left out (counted)");
+            }
             return false;
         }
         let key = (m.topic.clone(), h.vehicle_id, h.sensor_id, h.sequence, h.correlation_id, h.publish_time_ns);

@@ -75,6 +75,10 @@ pub struct ReadReport {
     pub late: u64,
     /// Without a readable header: left out.
     pub unreadable: u64,
+    /// Claiming a vehicle the drive does not have: left out.
+    pub foreign_vehicle: u64,
+    /// On a recording's channels of another schema (not `vigil.v1.Envelope`): not read.
+    pub other_channels: u64,
 }
 
 impl ReadReport {
@@ -87,6 +91,8 @@ impl ReadReport {
             duplicates: c.duplicates.load(Relaxed),
             late: c.late.load(Relaxed),
             unreadable: c.unreadable.load(Relaxed),
+            foreign_vehicle: c.foreign_vehicle.load(Relaxed),
+            other_channels: c.other_channels(),
         }
     }
 }

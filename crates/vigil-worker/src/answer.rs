@@ -64,9 +64,12 @@ impl Answer {
         };
         let bytes = vigil_proto::encode_envelope(&v1::Envelope { header: Some(header), payload: Some(payload) });
         let reply = Reply::new(task.task_id.clone(), bytes);
+        let publishing = Instant::now();
         match deps.tasks.reply(&task.reply_to, reply).await {
             Ok(()) => {
                 stats.answered.fetch_add(1, Ordering::SeqCst);
+                metrics::histogram!(crate::REPLY_PUBLISH_SECONDS).record(publishing.elapsed().as_secs_f64());
+                metrics::histogram!(crate::TASK_SECONDS).record(started.elapsed().as_secs_f64());
                 deps.answered.insert(&task.task_id, task.deadline_ns, deps.clock.now_ns());
                 settle_counted(delivery, Settle::Ack, stats).await;
             }

@@ -44,6 +44,11 @@ use self::events::{InternalEvent, TaskMalformed, TaskRetried, TaskUntrusted, Wor
 pub use self::task::{MAX_ID_BYTES, TaskError, recommend};
 use self::task::{Prepared, fetch_and_crop};
 
+/// Histograms the workers feed through the `metrics` facade (the process's registry
+/// serves them): task taken → reply confirmed, and the reply's publish → confirm.
+pub const TASK_SECONDS: &str = "vigil_worker_task_seconds";
+pub const REPLY_PUBLISH_SECONDS: &str = "vigil_worker_reply_publish_seconds";
+
 /// Counters of every worker in the process.
 #[derive(Debug, Default)]
 pub struct WorkerStats {

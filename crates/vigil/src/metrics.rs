@@ -1,4 +1,4 @@
-//! The Prometheus endpoint: `GET /metrics` answers the latest text a process rendered.
+//! The Prometheus endpoint: `GET /metrics` answers the process's registry, rendered.
 //! hyper serves it (HTTP/1.1) on a runtime thread of its own. Connections are served
 //! side by side, at most [`MAX_CONNECTIONS`] at once (more are closed at once); a
 //! request's head must arrive within [`HEAD_TIMEOUT`] and fit in [`MAX_HEAD_BYTES`]; a
@@ -17,7 +17,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-pub use vigil_pipeline::metrics::MetricsText;
+pub use vigil_pipeline::metrics::Metrics;
 
 /// Connections served at once; Prometheus holds one per scrape.
 pub const MAX_CONNECTIONS: usize = 32;
@@ -28,19 +28,19 @@ pub const MAX_HEAD_BYTES: usize = 8192;
 /// How long one connection may last, whatever it does.
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Binds `addr` and serves `text` at `/metrics`; returns the bound address.
-pub fn serve(addr: &str, text: MetricsText) -> anyhow::Result<SocketAddr> {
+/// Binds `addr` and serves `metrics` at `/metrics`; returns the bound address.
+pub fn serve(addr: &str, metrics: Metrics) -> anyhow::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind(addr)
         .with_context(|| format!("cannot serve metrics on {addr} (in use? give another --metrics-addr HOST:PORT)"))?;
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("metrics runtime")?;
-    std::thread::Builder::new().name("vigil-metrics".into()).spawn(move || rt.block_on(accept(listener, text)))?;
+    std::thread::Builder::new().name("vigil-metrics".into()).spawn(move || rt.block_on(accept(listener, metrics)))?;
     tracing::info!(%bound, "serving Prometheus metrics at /metrics");
     Ok(bound)
 }
 
-async fn accept(listener: std::net::TcpListener, text: MetricsText) {
+async fn accept(listener: std::net::TcpListener, metrics: Metrics) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -62,10 +62,10 @@ async fn accept(listener: std::net::TcpListener, text: MetricsText) {
             tracing::debug!("metrics: every connection slot busy; closed");
             continue;
         };
-        let text = text.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let body = respond(&req, &text);
+                let body = respond(&req, &metrics);
                 async move { Ok::<_, Infallible>(body) }
             });
             let conn = http1::Builder::new()
@@ -82,9 +82,9 @@ async fn accept(listener: std::net::TcpListener, text: MetricsText) {
     }
 }
 
-fn respond(req: &Request<Incoming>, text: &MetricsText) -> Response<Full<Bytes>> {
+fn respond(req: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
     let (status, body) = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/metrics") => (StatusCode::OK, text.get()),
+        (&Method::GET, "/metrics") => (StatusCode::OK, metrics.render()),
         (&Method::GET, _) => (StatusCode::NOT_FOUND, "not found: metrics are at /metrics\n".to_string()),
         _ => (StatusCode::METHOD_NOT_ALLOWED, "only GET /metrics\n".to_string()),
     };
@@ -118,16 +118,16 @@ mod tests {
     /// them is answered at once, the slow ones are cut off after the head timeout.
     #[test]
     fn slow_and_oversized_clients_do_not_hold_the_endpoint() {
-        let text = MetricsText::default();
-        text.set("vigil_up 1\n".into());
-        let addr = serve("127.0.0.1:0", text).unwrap();
+        let m = Metrics::install(&[]).unwrap();
+        ::metrics::gauge!("vigil_up").set(1.0);
+        let addr = serve("127.0.0.1:0", m).unwrap();
         let mut slow: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
         for s in &mut slow {
             s.write_all(b"GET /metr").unwrap();
         }
         let started = Instant::now();
         let answer = get(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("vigil_up 1\n"), "{answer}");
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.trim_end().ends_with("vigil_up 1"), "{answer}");
         assert!(started.elapsed() < Duration::from_secs(2), "answered beside slow clients");
         let huge = format!("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(64 << 10));
         let answer = get(addr, huge.as_bytes());

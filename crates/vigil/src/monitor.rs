@@ -9,8 +9,12 @@ use anyhow::{Context, bail};
 use clap::Args;
 use vigil_brokers::monitor::{ClassReference, Monitor, MonitorConfig, MonitorSnapshot};
 
-use crate::metrics::{MetricsText, serve};
+use crate::capture::Capture;
+use crate::metrics::{Metrics, serve};
 use crate::process::{BrokerArgs, stop_on_signal};
+use vigil_core::Nanos;
+use vigil_core::policy::Action;
+use vigil_pipeline::metrics::MONITOR;
 
 #[derive(Debug, Args)]
 pub struct MonitorArgs {
@@ -41,6 +45,31 @@ pub struct MonitorArgs {
     /// One JSON object per report on stdout.
     #[arg(long)]
     json: bool,
+    /// Keep the seconds around every recommendation with one of these actions
+    /// (comma-separated: BRAKE_HARD,BRAKE,…) as an MCAP file of its own in --out.
+    #[arg(long, value_delimiter = ',', value_parser = parse_action)]
+    capture_on: Vec<Action>,
+    /// How much of the drive before a trigger to keep.
+    #[arg(long, default_value = "20s", value_parser = parse_span)]
+    before: Nanos,
+    /// How much after it.
+    #[arg(long, default_value = "10s", value_parser = parse_span)]
+    after: Nanos,
+    /// Where the captured windows go, with their `index.json`.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn parse_action(s: &str) -> Result<Action, String> {
+    Action::ALL.iter().copied().find(|a| a.name().eq_ignore_ascii_case(s.trim())).ok_or_else(|| {
+        let names: Vec<&str> = Action::ALL.iter().map(|a| a.name()).collect();
+        format!("`{s}` is not an action; one of {}", names.join(", "))
+    })
+}
+
+fn parse_span(s: &str) -> Result<Nanos, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration (e.g. 20s): {e}"))?;
+    Ok(d.as_nanos().min(i64::MAX as u128) as Nanos)
 }
 
 /// The class mix the model was trained on, from its config.json (Vigil trains on
@@ -107,12 +136,21 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<()> {
     }
     let b = args.brokers.load()?;
     let reference = reference(&args.model)?;
-    let cfg =
-        MonitorConfig { group: args.group.clone(), from_beginning: args.from_beginning, reference: Some(reference) };
+    let cfg = MonitorConfig {
+        group: args.group.clone(),
+        from_beginning: args.from_beginning,
+        reference: Some(reference),
+        capture_on: args.capture_on.clone(),
+    };
+    let mut capture = match (&args.out, args.capture_on.is_empty()) {
+        (Some(out), false) => Some(Capture::new(b.clone(), args.before, args.after, out)?),
+        (None, false) => bail!("--capture-on needs --out DIR for the captured windows"),
+        (Some(_), true) => bail!("--out is where --capture-on keeps its windows; give --capture-on too"),
+        (None, true) => None,
+    };
     let mut monitor = Monitor::connect(&b.kafka, cfg)?;
-    let text = MetricsText::default();
     if let Some(addr) = &args.metrics_addr {
-        let bound = serve(addr, text.clone())?;
+        let bound = serve(addr, Metrics::install(&[&MONITOR])?)?;
         eprintln!("vigil monitor: Prometheus metrics at http://{bound}/metrics");
     }
     let stop = stop_on_signal()?;
@@ -130,10 +168,16 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<()> {
     loop {
         let read = monitor.poll(Duration::from_millis(500))?;
         let lag = monitor.refresh_lag()?;
-        text.set(monitor.prometheus());
+        if args.metrics_addr.is_some() {
+            MONITOR.publish(&monitor.snapshot());
+        }
         let done = stop.load(Ordering::SeqCst)
             || limit.is_some_and(|l| started.elapsed() >= l)
             || (args.until_caught_up && monitor.assigned() && lag == 0 && read == 0);
+        if let Some(c) = capture.as_mut() {
+            monitor.take_triggers().into_iter().for_each(|t| c.offer(t));
+            c.cut_due(&monitor, done)?;
+        }
         if done {
             break;
         }
@@ -144,6 +188,9 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<()> {
     }
     let last = monitor.snapshot();
     report(&last)?;
+    if let (Some(c), Some(out)) = (&capture, &args.out) {
+        eprintln!("vigil monitor: {} window(s) kept, listed in {}", c.kept().len(), out.join("index.json").display());
+    }
     if args.until_caught_up && last.total_lag > 0 {
         bail!("the monitor did not catch up within --duration: {} records behind", last.total_lag);
     }

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::metrics::MetricsText;
+use crate::metrics::Metrics;
 use anyhow::{Context, bail};
 use clap::Args;
 use vigil_brokers::BrokerConfig;
 use vigil_bus::ZenohConfig;
+use vigil_pipeline::metrics::{Catalogue, VEHICLE, WORKER};
 use vigil_pipeline::process::{VehicleProcess, WorkerProcess, run_vehicle, run_worker};
 use vigil_sim::Scenario;
 
@@ -62,13 +63,13 @@ fn idle(seconds: Option<f64>, flag: &str) -> anyhow::Result<Option<Duration>> {
     }
 }
 
-/// The Prometheus endpoint of a process, when asked for.
-fn metrics(addr: Option<&str>) -> anyhow::Result<Option<MetricsText>> {
+/// The Prometheus endpoint of a process serving `catalogue`, when asked for.
+fn metrics(addr: Option<&str>, catalogue: &Catalogue) -> anyhow::Result<Option<Metrics>> {
     let Some(addr) = addr else { return Ok(None) };
-    let text = MetricsText::default();
-    let bound = crate::metrics::serve(addr, text.clone())?;
+    let m = Metrics::install(&[catalogue])?;
+    let bound = crate::metrics::serve(addr, m.clone())?;
     eprintln!("Prometheus metrics at http://{bound}/metrics");
-    Ok(Some(text))
+    Ok(Some(m))
 }
 
 /// A flag set on SIGINT or SIGTERM, so the process stops cleanly and reports.
@@ -154,7 +155,7 @@ pub fn vehicle(args: VehicleArgs) -> anyhow::Result<()> {
         perception: true,
         idle_exit: idle(args.idle_exit, "--idle-exit")?,
         stop: stop_on_signal()?,
-        metrics: metrics(args.metrics_addr.as_deref())?,
+        metrics: metrics(args.metrics_addr.as_deref(), &VEHICLE)?,
         priority: args.priority.mode(),
         spool: args.spool.config()?,
     };
@@ -236,7 +237,7 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         inject_latency: Duration::from_secs_f64(args.inject_latency_ms * 1e-3),
         idle_exit: idle(args.idle_exit, "--idle-exit")?,
         stop: stop_on_signal()?,
-        metrics: metrics(args.metrics_addr.as_deref())?,
+        metrics: metrics(args.metrics_addr.as_deref(), &WORKER)?,
     };
     let r = run_worker(cfg).context("vigil worker failed")?;
     if args.json {

@@ -165,6 +165,18 @@ fn print_human(r: &ReplayReport) {
     if r.exported > 0 {
         println!("  exported {} labelled crops", r.exported);
     }
+    let rd = &r.read;
+    let left_out = [
+        (rd.duplicates, "re-sent copies"),
+        (rd.late, "too far out of order"),
+        (rd.unreadable, "without a readable header"),
+        (rd.foreign_vehicle, "claiming a vehicle the drive does not have"),
+        (rd.other_channels, "on channels of another schema"),
+    ];
+    let said: Vec<String> = left_out.iter().filter(|(n, _)| *n > 0).map(|(n, why)| format!("{n} {why}")).collect();
+    if !said.is_empty() {
+        println!("  left out: {}", said.join(", "));
+    }
 }
 
 /// Runs `work` with a progress bar on stderr (hidden when stderr is not a terminal):

@@ -207,6 +207,9 @@ fn monitor_reads_a_run_back_and_serves_prometheus() {
     let brake = r["recommendations"]["by_action"]["BRAKE"].as_u64().unwrap();
     assert!(text.contains(&format!("vigil_monitor_recommendations_total{{action=\"BRAKE\"}} {brake}\n")), "{text}");
     assert!(text.contains("# TYPE vigil_monitor_end_to_end_latency_seconds histogram"), "{text}");
+    let e2e = format!("vigil_monitor_end_to_end_latency_seconds_count {completed}\n");
+    assert!(text.contains(&e2e), "{text}");
+    assert_eq!(vigil_pipeline::metrics::MONITOR.undeclared(&m), Vec::<String>::new());
     let _ = std::fs::remove_dir_all(frames);
     delete_amqp_prefix(&prefix);
 }

@@ -123,10 +123,14 @@ fn killed_worker_hands_its_task_to_the_other() {
     );
     assert!(n(&b_report["redelivered"]) >= 1, "{b_report}");
     for key in ["answered", "redelivered", "taken"] {
-        let line = format!("vigil_worker_{key} {}\n", b_report[key]);
+        let line = format!("vigil_worker_tasks_{key}_total {}\n", b_report[key]);
         assert!(b_text.contains(&line), "worker B's /metrics lacks `{}`:\n{b_text}", line.trim());
     }
-    assert!(b_text.contains("vigil_worker_amqp_queue_depth "), "{b_text}");
+    assert!(b_text.contains("# TYPE vigil_worker_task_queue_depth gauge\n"), "{b_text}");
+    assert!(b_text.contains("# TYPE vigil_worker_task_seconds histogram\n"), "{b_text}");
+    // Every figure of both reports has its series (or is deliberately not served).
+    assert_eq!(vigil_pipeline::metrics::WORKER.undeclared(&b_report), Vec::<String>::new());
+    assert_eq!(vigil_pipeline::metrics::VEHICLE.undeclared(&vehicle), Vec::<String>::new());
     // No telemetry lost: every frame the simulator published was ingested, no gaps.
     for (stream, key) in [("lidar", "lidar"), ("camera", "camera"), ("radar", "radar")] {
         assert_eq!(vehicle["frames"][stream], sim["frames"][key], "{stream}: {vehicle} {sim}");

@@ -64,6 +64,82 @@ fn replay_of_nothing_is_a_clear_error() {
     assert!(err.contains("garbage.mcap") && err.contains("not an MCAP file"), "{err}");
 }
 
+/// Writes `(channel is Vigil's, topic, log time, bytes)` as an MCAP file the way another
+/// tool might: Vigil's schema on its channels, `foxglove.Log` on the others, no metadata.
+fn write_mcap(path: &Path, mut msgs: Vec<(bool, String, i64, Vec<u8>)>) {
+    msgs.sort_by_key(|m| m.2);
+    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut w = mcap::Writer::new(file).unwrap();
+    let ours = w.add_schema("vigil.v1.Envelope", "protobuf", vigil_proto::FILE_DESCRIPTOR_SET).unwrap();
+    let theirs = w.add_schema("foxglove.Log", "protobuf", b"").unwrap();
+    let mut channels = std::collections::BTreeMap::new();
+    for (seq, (vigil, topic, at, bytes)) in msgs.iter().enumerate() {
+        let schema = if *vigil { ours } else { theirs };
+        let id = *channels
+            .entry((schema, topic.clone()))
+            .or_insert_with(|| w.add_channel(schema, topic, "protobuf", &Default::default()).unwrap());
+        let header = mcap::records::MessageHeader {
+            channel_id: id,
+            sequence: seq as u32,
+            log_time: *at as u64,
+            publish_time: *at as u64,
+        };
+        w.write_to_known_channel(&header, bytes).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+/// A recording is input from outside. A message claiming a vehicle the drive does not
+/// have, and one on a channel of another schema, are left out and counted; the replay
+/// decides as it does without them (a foreign vehicle's frame used to hold the lockstep
+/// until its 30 s limit and fail the replay). A file with no Vigil channel is an error.
+#[test]
+fn a_recording_is_read_only_through_its_vigil_channels_and_vehicles() {
+    use vigil_proto::wire::topics;
+    let clean = tmp("clean.mcap");
+    let args = ["run", "--scenario", "pedestrian-crossing", "--seed", "7", "--fast", "--duration", "5", "--json"];
+    vigil_json(&[&args[..], &["--record", clean.to_str().unwrap()]].concat(), &[]);
+    let msgs = vigil_bus::embedded::playback::read_all(&clean).unwrap();
+    let nth = |topic: &str| msgs.iter().filter(|m| m.0 == topic).nth(20).cloned().unwrap();
+    let resign = |bytes: &[u8], f: &dyn Fn(&mut vigil_proto::v1::Header)| {
+        let mut e = vigil_proto::decode_envelope(bytes).unwrap();
+        f(e.header.as_mut().unwrap());
+        prost::Message::encode_to_vec(&e)
+    };
+    let (_, lidar_at, lidar) = nth(topics::LIDAR);
+    let intruder = resign(&lidar, &|h| h.vehicle_id = "veh-intruder".into());
+    // A new radar scan (another sequence number): read as an envelope it would be fed.
+    let (_, radar_at, radar) = nth(topics::RADAR);
+    let extra_scan = resign(&radar, &|h| h.sequence += 1_000_000);
+
+    let base: Vec<_> = msgs.into_iter().map(|(t, at, b)| (true, t, at, b)).collect();
+    let mut crafted = base.clone();
+    crafted.push((true, topics::LIDAR.to_string(), lidar_at, intruder));
+    crafted.push((false, topics::RADAR.to_string(), radar_at, extra_scan.clone()));
+    let (base_file, crafted_file, alien_file) =
+        (clean.with_file_name("base.mcap"), clean.with_file_name("crafted.mcap"), clean.with_file_name("alien.mcap"));
+    write_mcap(&base_file, base);
+    write_mcap(&crafted_file, crafted);
+    write_mcap(&alien_file, vec![(false, topics::RADAR.to_string(), radar_at, extra_scan)]);
+
+    let replay = |f: &Path| vigil_json(&["replay", "--source", f.to_str().unwrap(), "--max", "--json"], &[]);
+    let (want, got) = (replay(&base_file), replay(&crafted_file));
+    eprintln!("base: {}\ncrafted: {}", want["read"], got["read"]);
+    assert_eq!(got["read"]["foreign_vehicle"], 1, "{got}");
+    assert_eq!(got["read"]["other_channels"], 1, "{got}");
+    assert_eq!(want["read"]["foreign_vehicle"], 0, "{want}");
+    assert_eq!(got["frames"], want["frames"], "nothing more was fed");
+    assert_eq!(got["vehicles"], want["vehicles"]);
+    assert_eq!(got["recommendations_digest"], want["recommendations_digest"]);
+
+    let out = vigil(&["replay", "--source", alien_file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("alien.mcap") && err.contains("no `vigil.v1.Envelope` channel"), "{err}");
+    assert!(err.contains("foxglove.Log"), "says what it found: {err}");
+    let _ = std::fs::remove_dir_all(clean.parent().unwrap());
+}
+
 fn messages_in(file: &Path) -> Vec<(String, i64)> {
     vigil_bus::embedded::playback::read_all(file).unwrap().into_iter().map(|(t, at, _)| (t, at)).collect()
 }

@@ -27,16 +27,20 @@ use vigil_proto::v1::{self, envelope::Payload};
 use crate::config::KafkaConfig;
 use crate::kafka::{client_config, topic_name};
 
-pub mod prometheus;
-
 /// Below this confidence a prediction counts as low-confidence (a drift signal).
 pub const LOW_CONFIDENCE: f32 = 0.6;
 /// Latency samples kept for percentiles (the most recent).
 const SAMPLES: usize = 20_000;
 /// Tasks or recommendations waiting for their other half, at most.
 const PENDING: usize = 100_000;
-/// Histogram bucket bounds, seconds.
-const BUCKETS_S: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
+/// Vehicles told apart, at most: vehicle ids come from Kafka headers, which anyone who
+/// may produce can set, so the ones after these are counted together as [`OTHER_VEHICLES`].
+pub const MAX_VEHICLES: usize = 1024;
+pub const OTHER_VEHICLES: &str = "(other)";
+/// The latency histograms the monitor feeds (the `metrics` facade; the process's registry
+/// serves them).
+pub const INGEST_LATENCY_SECONDS: &str = "vigil_monitor_ingest_latency_seconds";
+pub const END_TO_END_LATENCY_SECONDS: &str = "vigil_monitor_end_to_end_latency_seconds";
 
 /// The class mix a model was trained on, to compare the recommended classes with.
 #[derive(Debug, Clone, Serialize)]
@@ -62,6 +66,23 @@ pub struct MonitorConfig {
     /// A new group starts at the beginning of the topics (else at their end).
     pub from_beginning: bool,
     pub reference: Option<ClassReference>,
+    /// Recommendation actions (`BRAKE_HARD`, …) that make a [`Trigger`].
+    pub capture_on: Vec<Action>,
+}
+
+/// A recommendation whose action is one of the monitor's triggers: a moment of a drive
+/// worth keeping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trigger {
+    /// The action's name (`BRAKE_HARD`).
+    pub trigger: String,
+    pub vehicle: String,
+    /// The run its task id names (`<vehicle>/<run>/task/<n>`), when it names one.
+    pub run: Option<String>,
+    pub task_id: String,
+    /// Capture time of the task's frame when its audit record was read first, else the
+    /// recommendation's own time (the vehicle's clock either way).
+    pub at_ns: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,27 +92,26 @@ enum Kind {
     Recommendations,
 }
 
-/// A latency series: a Prometheus histogram plus recent samples for percentiles.
+/// A latency series: recent samples for percentiles, each also fed to the process's
+/// histogram `name`.
 #[derive(Debug, Clone, Default)]
 struct Series {
-    buckets: [u64; BUCKETS_S.len()],
+    name: &'static str,
     count: u64,
-    sum_s: f64,
     recent: VecDeque<f64>,
 }
 
 impl Series {
+    fn new(name: &'static str) -> Self {
+        Self { name, count: 0, recent: VecDeque::new() }
+    }
+
     fn add(&mut self, seconds: f64) {
         if !seconds.is_finite() || seconds < 0.0 {
             return;
         }
-        for (b, bound) in self.buckets.iter_mut().zip(BUCKETS_S) {
-            if seconds <= bound {
-                *b += 1;
-            }
-        }
+        metrics::histogram!(self.name).record(seconds);
         self.count += 1;
-        self.sum_s += seconds;
         if self.recent.len() == SAMPLES {
             self.recent.pop_front();
         }
@@ -193,6 +213,9 @@ struct Seen {
     recommendations: u64,
     decode_errors: u64,
     lag: BTreeMap<String, i64>,
+    capture_on: Vec<Action>,
+    /// Triggers not yet taken ([`Monitor::take_triggers`]).
+    triggers: Vec<Trigger>,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -257,7 +280,18 @@ impl Monitor {
         kinds.retain(|k, _| present.contains(k));
         let names: Vec<&str> = present.iter().map(String::as_str).collect();
         consumer.subscribe(&names).map_err(|e| crate::broker_err("subscribing", e))?;
-        Ok(Self { consumer, cfg, seen: Seen { kinds, ..Seen::default() } })
+        let capture_on = cfg.capture_on.clone();
+        Ok(Self {
+            consumer,
+            cfg,
+            seen: Seen {
+                kinds,
+                capture_on,
+                ingest: Series::new(INGEST_LATENCY_SECONDS),
+                end_to_end: Series::new(END_TO_END_LATENCY_SECONDS),
+                ..Seen::default()
+            },
+        })
     }
 
     /// Reads records for `for_`; returns how many.
@@ -279,6 +313,16 @@ impl Monitor {
             }
         }
         Ok(n)
+    }
+
+    /// The triggers read since the last call, oldest first.
+    pub fn take_triggers(&mut self) -> Vec<Trigger> {
+        std::mem::take(&mut self.seen.triggers)
+    }
+
+    /// The newest capture time of `vehicle`'s telemetry read so far.
+    pub fn newest_capture(&self, vehicle: &str) -> Option<i64> {
+        self.seen.vehicles.get(vehicle)?.values().filter_map(|s| s.last_ns).max()
     }
 
     /// Consumer lag per topic: high watermark − the group's position (or the low
@@ -360,6 +404,11 @@ impl Seen {
                 let vehicle = header(m, "vehicle_id")
                     .or_else(|| m.key().map(|k| String::from_utf8_lossy(k).into_owned()))
                     .unwrap_or_default();
+                let vehicle = if self.vehicles.len() < MAX_VEHICLES || self.vehicles.contains_key(&vehicle) {
+                    vehicle
+                } else {
+                    OTHER_VEHICLES.to_string()
+                };
                 let s = self.vehicles.entry(vehicle).or_default().entry(stream.to_string()).or_default();
                 s.count += 1;
                 s.bytes += m.payload_len() as u64;
@@ -385,28 +434,42 @@ impl Seen {
                     None => bounded_insert(&mut self.tasks, id, c),
                 }
             }
-            Kind::Recommendations => {
-                let rec = match m.payload().map(vigil_proto::decode_envelope) {
-                    Some(Ok(v1::Envelope { payload: Some(Payload::Recommendation(r)), .. })) => r,
-                    _ => {
-                        self.decode_errors += 1;
-                        return;
-                    }
-                };
-                self.recommendations += 1;
-                let action = vigil_proto::action_from_proto(rec.action());
-                *self.by_action.entry(action.name().to_string()).or_default() += 1;
-                *self.by_class.entry(class_name(rec.class()).to_string()).or_default() += 1;
-                self.confidence_sum += rec.confidence as f64;
-                if rec.confidence < LOW_CONFIDENCE {
-                    self.low_confidence += 1;
-                }
-                let Some(at) = publish else { return };
-                match self.tasks.remove(&rec.task_id) {
-                    Some(c) => self.answered(at.saturating_sub(c)),
-                    None => bounded_insert(&mut self.answers, rec.task_id, at),
-                }
+            Kind::Recommendations => self.recommendation(m, publish),
+        }
+    }
+
+    fn recommendation(&mut self, m: &rdkafka::message::BorrowedMessage<'_>, publish: Option<i64>) {
+        let (header, rec) = match m.payload().map(vigil_proto::decode_envelope) {
+            Some(Ok(v1::Envelope { header, payload: Some(Payload::Recommendation(r)) })) => (header, r),
+            _ => {
+                self.decode_errors += 1;
+                return;
             }
+        };
+        self.recommendations += 1;
+        let action = vigil_proto::action_from_proto(rec.action());
+        if self.capture_on.contains(&action)
+            && let Some(h) = &header
+        {
+            let at_ns = self.tasks.get(&rec.task_id).copied().unwrap_or(h.capture_time_ns);
+            self.triggers.push(Trigger {
+                trigger: action.name().to_string(),
+                vehicle: h.vehicle_id.clone(),
+                run: vigil_bus::embedded::recorder::run_of_task(&rec.task_id).map(str::to_string),
+                task_id: rec.task_id.clone(),
+                at_ns,
+            });
+        }
+        *self.by_action.entry(action.name().to_string()).or_default() += 1;
+        *self.by_class.entry(class_name(rec.class()).to_string()).or_default() += 1;
+        self.confidence_sum += rec.confidence as f64;
+        if rec.confidence < LOW_CONFIDENCE {
+            self.low_confidence += 1;
+        }
+        let Some(at) = publish else { return };
+        match self.tasks.remove(&rec.task_id) {
+            Some(c) => self.answered(at.saturating_sub(c)),
+            None => bounded_insert(&mut self.answers, rec.task_id, at),
         }
     }
 

@@ -15,7 +15,7 @@ use mcap::sans_io::indexed_reader::{IndexedReadEvent, IndexedReader, IndexedRead
 use mcap::sans_io::summary_reader::{SummaryReadEvent, SummaryReader, SummaryReaderOptions};
 use vigil_core::Nanos;
 
-use super::recorder::PART_METADATA;
+use super::recorder::{PART_METADATA, SCHEMA_NAME};
 
 /// Why a recording could not be read; names the file and how to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -116,10 +116,41 @@ fn read_summary(path: &Path) -> Result<PartFile, PlaybackError> {
     if summary.chunk_indexes.is_empty() && summary.stats.as_ref().is_some_and(|s| s.message_count > 0) {
         return Err(fail(path, "has no chunk index (written without one); re-record it with Vigil"));
     }
+    check_channels(path, &summary)?;
     let mut part =
         PartFile { path: path.to_path_buf(), size, summary, index: None, last: None, vehicles: BTreeMap::new() };
     read_part_metadata(&mut file, &mut part)?;
     Ok(part)
+}
+
+/// Whether a channel carries Vigil's envelopes; any other (a viewer's `foxglove.*`
+/// channel, another tool's) is not read as one, whatever its topic.
+fn is_vigil(c: &mcap::Channel<'_>) -> bool {
+    c.message_encoding == "protobuf"
+        && c.schema.as_ref().is_some_and(|s| s.name == SCHEMA_NAME && s.encoding == "protobuf")
+}
+
+/// A file with messages but no Vigil channel is not a Vigil recording: say so rather than
+/// replay nothing.
+fn check_channels(path: &Path, summary: &mcap::Summary) -> Result<(), PlaybackError> {
+    let has_messages = summary.stats.as_ref().is_none_or(|s| s.message_count > 0);
+    if !has_messages || summary.channels.is_empty() || summary.channels.values().any(|c| is_vigil(c)) {
+        return Ok(());
+    }
+    let mut seen: Vec<String> = summary
+        .channels
+        .values()
+        .map(|c| format!("{} ({})", c.topic, c.schema.as_ref().map_or("no schema", |s| s.name.as_str())))
+        .collect();
+    seen.sort();
+    seen.truncate(8);
+    Err(fail(
+        path,
+        format!(
+            "holds no `{SCHEMA_NAME}` channel (it has {}): not a Vigil recording; give one from `vigil record` or `vigil run --record`",
+            seen.join(", ")
+        ),
+    ))
 }
 
 fn read_part_metadata(file: &mut File, part: &mut PartFile) -> Result<(), PlaybackError> {
@@ -239,6 +270,7 @@ impl Recording {
             next_part: 0,
             open: None,
             read_bytes: Arc::new(AtomicU64::new(0)),
+            other_channels: Arc::new(AtomicU64::new(0)),
             done: false,
         }
     }
@@ -268,6 +300,7 @@ pub struct Messages<'a> {
     next_part: usize,
     open: Option<OpenPart>,
     read_bytes: Arc<AtomicU64>,
+    other_channels: Arc<AtomicU64>,
     done: bool,
     expand: bool,
 }
@@ -291,6 +324,12 @@ impl Messages<'_> {
         self.read_bytes.clone()
     }
 
+    /// Messages skipped so far because their channel does not carry `vigil.v1.Envelope`,
+    /// shared.
+    pub fn other_channels(&self) -> Arc<AtomicU64> {
+        self.other_channels.clone()
+    }
+
     fn open_next(&mut self) -> Result<bool, PlaybackError> {
         let Some(part) = self.rec.parts.get(self.next_part) else { return Ok(false) };
         self.next_part += 1;
@@ -307,7 +346,13 @@ impl Messages<'_> {
         let reader =
             IndexedReader::new_with_options(&part.summary, opts).map_err(|e| fail(&part.path, e.to_string()))?;
         let file = File::open(&part.path).map_err(|e| fail(&part.path, format!("cannot open: {e}")))?;
-        let topics = part.summary.channels.iter().map(|(id, c)| (*id, Arc::from(c.topic.as_str()))).collect();
+        let topics = part
+            .summary
+            .channels
+            .iter()
+            .filter(|(_, c)| is_vigil(c))
+            .map(|(id, c)| (*id, Arc::from(c.topic.as_str())))
+            .collect();
         self.open = Some(OpenPart { file, reader, topics, path: part.path.clone(), buf: Vec::new() });
         Ok(true)
     }
@@ -325,7 +370,10 @@ impl Messages<'_> {
                     p.reader.insert_chunk_record_data(offset, &p.buf).map_err(|e| fail(&p.path, e.to_string()))?;
                 }
                 IndexedReadEvent::Message { header, data } => {
-                    let topic = p.topics.get(&header.channel_id).cloned().unwrap_or_else(|| Arc::from(""));
+                    let Some(topic) = p.topics.get(&header.channel_id).cloned() else {
+                        self.other_channels.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    };
                     let expanded = if self.expand { vigil_proto::pixels::expand_camera(data) } else { Ok(None) };
                     let envelope = match expanded {
                         Ok(Some(e)) => e,

@@ -24,7 +24,7 @@ use vigil_sim::Scenario;
 use vigil_vehicle::node::{ControlCommand, NodeStats, RoadMap, Stream};
 
 use crate::RunError;
-use crate::metrics::MetricsText;
+use crate::metrics::{DETECT_TO_RECOMMEND_SECONDS, Metrics, VEHICLE};
 use crate::report::{BrokerReport, Percentiles, Recommendations};
 
 pub mod service;
@@ -50,8 +50,9 @@ pub struct VehicleProcess {
     pub idle_exit: Option<Duration>,
     /// Set (by a signal handler) to stop.
     pub stop: Arc<AtomicBool>,
-    /// Where the live counters go, in Prometheus text format, once a second.
-    pub metrics: Option<MetricsText>,
+    /// The registry the live counters are published to, once a second (`None`: no
+    /// metrics served).
+    pub metrics: Option<Metrics>,
     /// Scheduling of the urgent plane against telemetry.
     pub priority: vigil_vehicle::priority::PriorityMode,
     /// Where telemetry waits while the log is slow or down.
@@ -207,7 +208,7 @@ pub fn run_vehicle(cfg: VehicleProcess) -> Result<VehicleReport, RunError> {
     brokers.log.close()?;
     let r = report();
     if let Some(m) = &cfg.metrics {
-        m.set_report("vigil_vehicle", &r, &latency_seconds(&stats));
+        publish(m, &r, &stats);
     }
     Ok(r)
 }
@@ -254,7 +255,7 @@ fn serve(
         if let Some(m) = &cfg.metrics
             && Instant::now() >= next_metrics
         {
-            m.set_report("vigil_vehicle", &report(), &latency_seconds(stats));
+            publish(m, &report(), stats);
             next_metrics += Duration::from_secs(1);
         }
         match control_rx.recv_timeout(Duration::from_millis(20)) {
@@ -282,8 +283,9 @@ fn serve(
 }
 
 /// Detection → recommendation latencies so far, seconds, with their counts.
-fn latency_seconds(stats: &NodeStats) -> Vec<(f64, u64)> {
-    stats.latencies.weighted_seconds()
+fn publish(m: &Metrics, report: &VehicleReport, stats: &NodeStats) {
+    VEHICLE.publish(report);
+    m.feed_histogram(DETECT_TO_RECOMMEND_SECONDS, &stats.latencies.weighted_seconds());
 }
 
 fn vehicle_report(

@@ -15,7 +15,7 @@ use vigil_worker::{Inference, WorkerDeps, WorkerStats, start_workers};
 
 use super::get;
 use crate::RunError;
-use crate::metrics::MetricsText;
+use crate::metrics::{Metrics, WORKER};
 use crate::report::Model;
 
 /// `vigil worker`: vision workers competing for tasks on RabbitMQ.
@@ -31,8 +31,9 @@ pub struct WorkerProcess {
     /// the start); `None`: run until stopped.
     pub idle_exit: Option<Duration>,
     pub stop: Arc<AtomicBool>,
-    /// Where the live counters go, in Prometheus text format, once a second.
-    pub metrics: Option<MetricsText>,
+    /// The registry the live counters are published to, once a second (`None`: no
+    /// metrics served).
+    pub metrics: Option<Metrics>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -126,10 +127,8 @@ pub fn run_worker(cfg: WorkerProcess) -> Result<WorkerReport, RunError> {
                 plane.tasks.amqp_counts().dead_lettered.load(Ordering::Relaxed)
             })
         });
-        if let Some(m) = &cfg.metrics
-            && Instant::now() >= next_metrics
-        {
-            m.set_report("vigil_worker", &report(), &[]);
+        if cfg.metrics.is_some() && Instant::now() >= next_metrics {
+            WORKER.publish(&report());
             next_metrics += Duration::from_secs(1);
         }
         let taken = get(&stats.taken);
@@ -153,8 +152,8 @@ pub fn run_worker(cfg: WorkerProcess) -> Result<WorkerReport, RunError> {
     system.stop();
     let _ = actor_thread.join();
     let r = report();
-    if let Some(m) = &cfg.metrics {
-        m.set_report("vigil_worker", &r, &[]);
+    if cfg.metrics.is_some() {
+        WORKER.publish(&r);
     }
     Ok(r)
 }
