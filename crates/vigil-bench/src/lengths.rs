@@ -97,7 +97,10 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> BenchError {
 }
 
 /// Records `duration_s` of the drive to `out`; returns the wall seconds.
+/// Records a drive's own data: the viewer's `foxglove.*` channels are left out on every
+/// side, as the storage figures compare how the drive itself is kept.
 fn record(cfg: &LengthsConfig, duration_s: f64, out: &Path, opts: RecordOptions) -> Result<f64, BenchError> {
+    let opts = RecordOptions { viewer: false, ..opts };
     let mut run = RunConfig::new(cfg.scenario.clone(), cfg.seed, cfg.model.clone());
     run.fast = true;
     run.console = false;

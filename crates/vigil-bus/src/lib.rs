@@ -6,6 +6,7 @@ pub mod embedded;
 pub mod task;
 pub mod transport;
 pub mod trust;
+pub mod viewer;
 pub mod zenoh_bus;
 
 pub use transport::{

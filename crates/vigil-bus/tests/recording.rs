@@ -224,3 +224,54 @@ fn a_recording_that_declares_huge_lengths_is_an_error_not_an_allocation() {
     assert_eq!(refused, 2, "the sizes the reader allocates by are checked");
     let _ = std::fs::remove_dir_all(d);
 }
+
+/// A replay never reads attachments: one whose record and summary index claim a terabyte
+/// of data leaves every message readable and is never allocated.
+#[test]
+fn an_attachment_claiming_a_terabyte_is_never_read() {
+    use vigil_bus::embedded::recorder::SCHEMA_NAME;
+    let d = dir("attachment");
+    let file = d.join("attached.mcap");
+    let msgs: Vec<_> = drive(10).into_iter().filter(|(t, _, _)| *t == topics::RADAR).collect();
+    let mut w = mcap::Writer::new(std::io::BufWriter::new(std::fs::File::create(&file).unwrap())).unwrap();
+    let schema = w.add_schema(SCHEMA_NAME, "protobuf", vigil_proto::FILE_DESCRIPTOR_SET).unwrap();
+    let channel = w.add_channel(schema, topics::RADAR, "protobuf", &Default::default()).unwrap();
+    for (seq, (_, t, bytes)) in msgs.iter().enumerate() {
+        let h = mcap::records::MessageHeader {
+            channel_id: channel,
+            sequence: seq as u32,
+            log_time: *t as u64,
+            publish_time: *t as u64,
+        };
+        w.write_to_known_channel(&h, bytes).unwrap();
+    }
+    let data = [7u8; 16];
+    let attachment = mcap::Attachment {
+        log_time: 0,
+        create_time: 0,
+        name: "notes.bin".into(),
+        media_type: "application/octet-stream".into(),
+        data: std::borrow::Cow::Borrowed(&data),
+    };
+    w.attach(&attachment).unwrap();
+    w.finish().unwrap();
+    drop(w);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let tera = (1u64 << 40).to_le_bytes();
+    // Attachment: log time, create time, name, media type, then the data's length.
+    let a = first_record(&bytes, 0x09) + 9;
+    let str_len = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let name_end = a + 16 + 4 + str_len(a + 16);
+    let data_len_at = name_end + 4 + str_len(name_end);
+    assert_eq!(u64::from_le_bytes(bytes[data_len_at..data_len_at + 8].try_into().unwrap()), 16);
+    bytes[data_len_at..data_len_at + 8].copy_from_slice(&tera);
+    // Its index in the summary: offset, then the record's length and, after two times,
+    // the data size.
+    let i = first_record(&bytes, 0x0a) + 9;
+    bytes[i + 8..i + 16].copy_from_slice(&tera);
+    bytes[i + 32..i + 40].copy_from_slice(&tera);
+    std::fs::write(&file, &bytes).unwrap();
+    let got = read(std::slice::from_ref(&file));
+    assert_eq!(got.len(), msgs.len(), "every message reads back");
+    let _ = std::fs::remove_dir_all(d);
+}

@@ -82,8 +82,9 @@ fn missing_or_corrupt_weights_are_clear_errors() {
     assert!(e.to_string().contains("config.json") && e.to_string().contains("over the limit"), "{e}");
 }
 
-/// A dataset is someone else's files: a PNG whose header claims a huge image and a labels
-/// file with no newline are clear errors, not an allocation of what they claim.
+/// A dataset is someone else's files: a PNG whose header claims a huge image, a corrupt
+/// PNG and a labels file with no newline are clear errors, not an allocation of what they
+/// claim nor a panic.
 #[test]
 fn a_hostile_dataset_is_a_clear_error_not_an_allocation() {
     let dir = tempdir("hostile");
@@ -103,6 +104,10 @@ fn a_hostile_dataset_is_a_clear_error_not_an_allocation() {
         "{\"file\":\"crops/bomb.png\",\"class\":\"pedestrian\",\"source\":\"x\"}\n",
     )
     .unwrap();
+    let e = dataset::read(&dir).unwrap_err().to_string();
+    assert!(e.contains("line 1") && e.contains("bomb.png"), "{e}");
+    // A corrupt one: its header cut off, then garbage.
+    std::fs::write(dir.join("crops/bomb.png"), b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDRgarbage").unwrap();
     let e = dataset::read(&dir).unwrap_err().to_string();
     assert!(e.contains("line 1") && e.contains("bomb.png"), "{e}");
     std::fs::write(dir.join("labels.jsonl"), "x".repeat(1 << 20)).unwrap();

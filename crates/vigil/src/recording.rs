@@ -21,6 +21,10 @@ pub struct RecordingArgs {
     /// Split the recording into parts spanning this much capture time (e.g. 60s, 5min).
     #[arg(long, value_parser = parse_duration)]
     split_duration: Option<std::time::Duration>,
+    /// Leave out the `foxglove.*` channels (point cloud, camera JPEG at 2 Hz, ground-truth
+    /// boxes, recommendations as log lines) that Foxglove and Lichtblick draw.
+    #[arg(long)]
+    no_viewer_channels: bool,
 }
 
 fn parse_camera(s: &str) -> Result<CameraStorage, String> {
@@ -65,6 +69,7 @@ impl RecordingArgs {
             camera: self.camera,
             split_bytes: self.split_size,
             split_ns: self.split_duration.map(|d| d.as_nanos().min(i64::MAX as u128) as i64),
+            viewer: !self.no_viewer_channels,
         }
     }
 }

@@ -83,3 +83,68 @@ fn split_compressed_recordings_read_back_and_decode_in_python() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A drive recorded by `vigil run --record` carries the channels Foxglove and Lichtblick
+/// draw, which Foxglove's own protobuf classes parse (the official Python reader with
+/// `foxglove-schemas-protobuf`): the lidar as a point cloud, the camera as JPEG at 2 Hz,
+/// ground truth as 3D boxes and camera boxes, recommendations as log lines. A replay
+/// reads none of them and decides as it does from a recording without them.
+#[test]
+fn a_run_recording_carries_the_channels_a_viewer_draws() {
+    let dir = std::env::temp_dir().join(format!("vigil-mcap-viewer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (with, without) = (dir.join("with.mcap"), dir.join("without.mcap"));
+    let run = ["run", "--scenario", "pedestrian-crossing", "--seed", "7", "--fast", "--duration", "4", "--json"];
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil")).args(run).arg("--record").arg(&with).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The same drive written again without the viewer's channels.
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["record", "--source"])
+        .arg(&with)
+        .arg("--out")
+        .arg(&without)
+        .arg("--no-viewer-channels")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lidar = r["frames"]["lidar"]["produced"].as_u64().unwrap();
+    if let Some(v) = common::python_mcap_check(&with) {
+        let viewer = &v["viewer"];
+        eprintln!("{viewer:#}");
+        let cloud = &viewer["foxglove.PointCloud"];
+        assert_eq!(cloud["messages"].as_u64(), Some(lidar), "{viewer}");
+        assert!(cloud["points"].as_u64().unwrap() > 1000, "{viewer}");
+        assert_eq!(cloud["fields"], serde_json::json!(["x", "y", "z", "intensity", "ring"]));
+        let image = &viewer["foxglove.CompressedImage"];
+        let images = image["messages"].as_u64().unwrap();
+        assert!((7..=9).contains(&images), "2 Hz over 4 s: {viewer}");
+        assert_eq!(image["jpeg"].as_u64(), Some(images), "every image is a JPEG: {viewer}");
+        assert!(viewer["foxglove.SceneUpdate"]["cubes"].as_u64().unwrap() > 0, "{viewer}");
+        let labels = viewer["foxglove.SceneUpdate"]["texts"].as_array().unwrap();
+        assert!(labels.contains(&serde_json::json!("pedestrian")), "{viewer}");
+        assert!(viewer["foxglove.ImageAnnotations"]["boxes"].as_u64().unwrap() > 0, "{viewer}");
+        let log = &viewer["foxglove.Log"];
+        assert_eq!(log["messages"], r["recommendations"]["count"], "{viewer}");
+        assert!(log["first"].as_str().unwrap().contains("for a pedestrian"), "{viewer}");
+        // Vigil's own messages are the same with or without the viewer's.
+        let plain = common::python_mcap_check(&without).unwrap();
+        assert_eq!(v["messages"], plain["messages"]);
+        assert_eq!(plain["viewer"], serde_json::json!({}));
+    }
+    let replay = |f: &std::path::Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["replay", "--source"])
+            .arg(f)
+            .args(["--max", "--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let (a, b) = (replay(&with), replay(&without));
+    assert_eq!(a["recommendations_digest"], b["recommendations_digest"]);
+    assert_eq!(a["frames"], b["frames"]);
+    assert_eq!(a["read"]["other_channels"], 0, "the viewer's channels are not read: {}", a["read"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

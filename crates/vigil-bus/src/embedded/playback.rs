@@ -334,9 +334,12 @@ impl Messages<'_> {
         let Some(part) = self.rec.parts.get(self.next_part) else { return Ok(false) };
         self.next_part += 1;
         let mut opts = IndexedReaderOptions::new().with_record_length_limit(RECORD_LIMIT);
-        if let Some(t) = &self.topics {
-            opts = opts.include_topics(t.clone());
-        }
+        let ours: Vec<String> =
+            part.summary.channels.values().filter(|c| is_vigil(c)).map(|c| c.topic.clone()).collect();
+        opts = opts.include_topics(match &self.topics {
+            Some(t) => t.iter().filter(|t| ours.contains(t)).cloned().collect(),
+            None => ours,
+        });
         if let Some(f) = self.window.0 {
             opts = opts.starting_at(f.max(0) as u64);
         }

@@ -94,11 +94,20 @@ pub struct RecordOptions {
     pub split_bytes: Option<u64>,
     /// Start a new part once a part spans this much capture time.
     pub split_ns: Option<Nanos>,
+    /// Write the `foxglove.*` channels a viewer draws beside Vigil's own
+    /// ([`crate::viewer`]); a replay reads only Vigil's.
+    pub viewer: bool,
 }
 
 impl Default for RecordOptions {
     fn default() -> Self {
-        Self { compression: ChunkCompression::Zstd, camera: CameraStorage::Lossless, split_bytes: None, split_ns: None }
+        Self {
+            compression: ChunkCompression::Zstd,
+            camera: CameraStorage::Lossless,
+            split_bytes: None,
+            split_ns: None,
+            viewer: true,
+        }
     }
 }
 
@@ -133,6 +142,9 @@ struct Part {
     index: u32,
     schema: u16,
     channels: HashMap<String, u16>,
+    /// Viewer schemas by name, and viewer channels by topic.
+    viewer_schemas: HashMap<String, u16>,
+    viewer_channels: HashMap<String, u16>,
     sequence: HashMap<u16, u32>,
     first_ns: Option<Nanos>,
     /// Vehicle → (capture time, run) of its earliest task in this part.
@@ -163,6 +175,8 @@ impl Part {
             index,
             schema,
             channels: HashMap::new(),
+            viewer_schemas: HashMap::new(),
+            viewer_channels: HashMap::new(),
             sequence: HashMap::new(),
             first_ns: None,
             runs: BTreeMap::new(),
@@ -182,8 +196,37 @@ impl Part {
         Ok(c)
     }
 
-    fn write(&mut self, topic: &str, log_ns: Nanos, publish_ns: Nanos, envelope: &[u8]) -> Result<(), RecordError> {
-        let channel = self.channel(topic)?;
+    fn viewer_channel(&mut self, m: &crate::viewer::ViewerMessage) -> Result<u16, RecordError> {
+        if let Some(c) = self.viewer_channels.get(&m.topic) {
+            return Ok(*c);
+        }
+        let schema = match self.viewer_schemas.get(&m.schema.name) {
+            Some(s) => *s,
+            None => {
+                let s = &m.schema;
+                let id = self.writer.add_schema(&s.name, &s.encoding, &s.data).map_err(|e| self.err(e))?;
+                self.viewer_schemas.insert(s.name.clone(), id);
+                id
+            }
+        };
+        let c = self.writer.add_channel(schema, &m.topic, "protobuf", &BTreeMap::new()).map_err(|e| self.err(e))?;
+        self.viewer_channels.insert(m.topic.clone(), c);
+        Ok(c)
+    }
+
+    /// Appends a viewer message beside the envelope it was made from.
+    fn write_viewer(
+        &mut self,
+        m: &crate::viewer::ViewerMessage,
+        log_ns: Nanos,
+        publish_ns: Nanos,
+    ) -> Result<(), RecordError> {
+        let channel = self.viewer_channel(m)?;
+        self.put(channel, log_ns, publish_ns, &m.bytes)
+    }
+
+    /// Appends `bytes` on `channel`, numbered in the channel's sequence.
+    fn put(&mut self, channel: u16, log_ns: Nanos, publish_ns: Nanos, bytes: &[u8]) -> Result<(), RecordError> {
         let seq = self.sequence.entry(channel).or_insert(0);
         let header = mcap::records::MessageHeader {
             channel_id: channel,
@@ -192,7 +235,12 @@ impl Part {
             publish_time: publish_ns.max(0) as u64,
         };
         *seq = seq.wrapping_add(1);
-        self.writer.write_to_known_channel(&header, envelope).map_err(|e| self.err(e))?;
+        self.writer.write_to_known_channel(&header, bytes).map_err(|e| self.err(e))
+    }
+
+    fn write(&mut self, topic: &str, log_ns: Nanos, publish_ns: Nanos, envelope: &[u8]) -> Result<(), RecordError> {
+        let channel = self.channel(topic)?;
+        self.put(channel, log_ns, publish_ns, envelope)?;
         self.first_ns.get_or_insert(log_ns);
         if let Some(h) = vigil_proto::header_of(envelope) {
             let run = self.runs.entry(h.vehicle_id).or_default();
@@ -241,6 +289,7 @@ pub struct McapRecorder {
     part: Option<Part>,
     parts: u32,
     messages: u64,
+    viewer: Option<crate::viewer::ViewerChannels>,
 }
 
 impl std::fmt::Debug for McapRecorder {
@@ -266,7 +315,8 @@ impl McapRecorder {
             std::fs::create_dir_all(path)
                 .map_err(|source| RecordError::Create { path: path.display().to_string(), source })?;
         }
-        let mut r = Self { path: path.to_path_buf(), opts, part: None, parts: 0, messages: 0 };
+        let viewer = opts.viewer.then(crate::viewer::ViewerChannels::default);
+        let mut r = Self { path: path.to_path_buf(), opts, part: None, parts: 0, messages: 0, viewer };
         r.part = Some(r.open_part()?);
         Ok(r)
     }
@@ -303,6 +353,11 @@ impl McapRecorder {
             });
         };
         part.write(topic, log_time_ns, publish_time_ns, compact.as_deref().unwrap_or(envelope))?;
+        if let Some(v) = self.viewer.as_mut() {
+            for m in v.convert(envelope) {
+                part.write_viewer(&m, log_time_ns, publish_time_ns)?;
+            }
+        }
         self.messages += 1;
         Ok(())
     }
