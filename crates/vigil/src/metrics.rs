@@ -142,4 +142,35 @@ mod tests {
         }
         assert!(started.elapsed() < HEAD_TIMEOUT + Duration::from_secs(4), "{:?}", started.elapsed());
     }
+
+    /// The client: one byte every 4 s. `curl` beside it gets `/metrics` within
+    /// its 1 s limit, again and again while the trickle goes on.
+    #[test]
+    fn a_client_sending_a_byte_every_4_s_does_not_hold_curl() {
+        let m = Metrics::install(&[]).unwrap();
+        ::metrics::gauge!("vigil_up").set(1.0);
+        let addr = serve("127.0.0.1:0", m).unwrap();
+        let trickle = std::thread::spawn(move || {
+            let mut c = TcpStream::connect(addr).unwrap();
+            for b in b"GET /metrics HTTP/1.1\r\n" {
+                if c.write_all(&[*b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_secs(4));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        for _ in 0..6 {
+            let started = Instant::now();
+            let out = std::process::Command::new("curl")
+                .args(["-s", "--max-time", "1", &format!("http://{addr}/metrics")])
+                .output()
+                .expect("curl");
+            let body = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success() && body.contains("vigil_up 1"), "curl: {:?} {body}", out.status);
+            assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+        drop(trickle);
+    }
 }
