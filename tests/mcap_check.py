@@ -15,7 +15,9 @@ import sys
 
 from mcap.reader import make_reader
 from mcap_protobuf.decoder import DecoderFactory
+from foxglove_schemas_protobuf.CameraCalibration_pb2 import CameraCalibration
 from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
+from foxglove_schemas_protobuf.FrameTransforms_pb2 import FrameTransforms
 from foxglove_schemas_protobuf.ImageAnnotations_pb2 import ImageAnnotations
 from foxglove_schemas_protobuf.Log_pb2 import Log
 from foxglove_schemas_protobuf.PointCloud_pb2 import PointCloud
@@ -27,6 +29,8 @@ FOXGLOVE = {
     "foxglove.ImageAnnotations": ImageAnnotations,
     "foxglove.SceneUpdate": SceneUpdate,
     "foxglove.Log": Log,
+    "foxglove.FrameTransforms": FrameTransforms,
+    "foxglove.CameraCalibration": CameraCalibration,
 }
 
 
@@ -51,6 +55,17 @@ def viewer_message(viewer: dict, schema: str, data: bytes) -> None:
     elif schema == "foxglove.Log":
         v.setdefault("first", m.message)
         v["levels"] = sorted(set(v.get("levels", [])) | {Log.Level.Name(m.level)})
+    elif schema == "foxglove.FrameTransforms":
+        v["frames"] = sorted(set(v.get("frames", [])) | {f"{t.parent_frame_id}>{t.child_frame_id}" for t in m.transforms})
+    elif schema == "foxglove.CameraCalibration":
+        v["size"] = [m.width, m.height]
+
+
+def json_message(viewer: dict, schema: str, data: bytes) -> None:
+    """A JSON viewer channel (plots): counted, and its keys noted."""
+    v = viewer.setdefault(schema, {"messages": 0})
+    v["messages"] += 1
+    v["keys"] = sorted(set(v.get("keys", [])) | set(json.loads(data)))
 
 
 def files_of(args: list[str]) -> list[str]:
@@ -69,6 +84,7 @@ def main(args: list[str]) -> int:
     encodings: dict[str, int] = {}
     compression: set[str] = set()
     viewer: dict = {}
+    viewer_topics: set[str] = set()
     n = 0
     files = files_of(args)
     for path in files:
@@ -81,6 +97,11 @@ def main(args: list[str]) -> int:
             for schema, channel, message in reader.iter_messages():
                 if schema is not None and schema.name in FOXGLOVE:
                     viewer_message(viewer, schema.name, message.data)
+                    viewer_topics.add(channel.topic)
+                    continue
+                if channel.message_encoding == "json":
+                    viewer_topics.add(channel.topic)
+                    json_message(viewer, schema.name if schema else channel.topic, message.data)
                     continue
                 if channel.id not in decoders:
                     decoders[channel.id] = factory.decoder_for(channel.message_encoding, schema)
@@ -110,6 +131,7 @@ def main(args: list[str]) -> int:
                 "camera_encodings": encodings,
                 "compression": sorted(compression),
                 "viewer": viewer,
+                "viewer_topics": sorted(viewer_topics),
             }
         )
     )

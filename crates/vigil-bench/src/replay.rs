@@ -124,6 +124,7 @@ pub(crate) fn replay_config(cfg: &ReplayBenchConfig) -> ReplayConfig {
         export_dataset: None,
         export_objects_every: 0,
         progress: None,
+        live: None,
     }
 }
 

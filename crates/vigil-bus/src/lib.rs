@@ -3,6 +3,7 @@
 //! RabbitMQ implement the same traits.
 
 pub mod embedded;
+pub mod live;
 pub mod task;
 pub mod transport;
 pub mod trust;

@@ -29,14 +29,21 @@ pub(crate) struct Driven {
 pub(crate) fn drive(
     cfg: &RunConfig,
     sims: Vec<VehicleSim>,
-    lockstep: &LockstepClock,
+    (lockstep, live): (&LockstepClock, Option<&vigil_bus::live::LiveView>),
     publisher: &Publisher,
     stats: &NodeStats,
     control: Receiver<ControlCommand>,
     duration_ns: Nanos,
 ) -> Result<Driven, RunError> {
     let start_ns = cfg.scenario.environment.start_time_ns;
-    let inbox = Box::new(move |pending: &mut Vec<ControlCommand>| pending.extend(control.try_iter()));
+    let inbox = Box::new(move |pending: &mut Vec<ControlCommand>| {
+        for c in control.try_iter() {
+            if let Some(v) = live.filter(|v| v.watching()) {
+                v.offer(c.at_ns, &c.encode());
+            }
+            pending.push(c);
+        }
+    });
     let mut source = SimSource::new(sims, start_ns, cfg.scenario.road.clone(), inbox).outage(cfg.sensor_outage);
     let set_clock = |t: Nanos| lockstep.advance_to(t);
     let pace = if cfg.fast {
@@ -47,9 +54,9 @@ pub(crate) fn drive(
             limit: SETTLE_LIMIT,
             fail_unsettled: false,
         };
-        Pace { real: None, lockstep: Some(lockstep) }
+        Pace { real: None, lockstep: Some(lockstep), gate: None }
     } else {
-        Pace { real: Some((Instant::now(), 1.0)), lockstep: None }
+        Pace { real: Some((Instant::now(), 1.0)), lockstep: None, gate: None }
     };
     let mut feeder = Feeder::new(publisher, start_ns, pace);
     let console = cfg.console && std::io::stderr().is_terminal();

@@ -69,11 +69,23 @@ impl std::fmt::Debug for Lockstep<'_> {
 }
 
 /// How instants are paced.
-#[derive(Debug)]
 pub struct Pace<'a> {
     /// Real time from this instant, `speed` times faster.
     pub real: Option<(Instant, f64)>,
     pub lockstep: Option<Lockstep<'a>>,
+    /// Asked before each instant (its capture time): waits as it likes (a viewer's pause
+    /// or speed), `false` skips the instant (a viewer's seek ahead).
+    pub gate: Option<&'a (dyn Fn(Nanos) -> bool + 'a)>,
+}
+
+impl std::fmt::Debug for Pace<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pace")
+            .field("real", &self.real)
+            .field("lockstep", &self.lockstep)
+            .field("gate", &self.gate.is_some())
+            .finish()
+    }
 }
 
 /// Publishes a source's frames, instant by instant; counts them per stream.
@@ -82,6 +94,8 @@ pub struct Feeder<'a> {
     start_ns: Nanos,
     pace: Pace<'a>,
     pub produced: [u64; 4],
+    /// Frames of instants the gate skipped, not published.
+    pub skipped: u64,
 }
 
 impl std::fmt::Debug for Feeder<'_> {
@@ -93,7 +107,7 @@ impl std::fmt::Debug for Feeder<'_> {
 impl<'a> Feeder<'a> {
     /// `start_ns`: the capture time of the drive's start, which the source's instants count from.
     pub fn new(publisher: &'a Publisher, start_ns: Nanos, pace: Pace<'a>) -> Self {
-        Self { publisher, start_ns, pace, produced: [0; 4] }
+        Self { publisher, start_ns, pace, produced: [0; 4], skipped: 0 }
     }
 
     /// Feeds every instant of `source`; `each` sees each instant fed. Returns the last.
@@ -101,6 +115,14 @@ impl<'a> Feeder<'a> {
         let mut batch = Vec::new();
         let mut last = 0;
         while let Some(t) = source.next_ns() {
+            if let Some(gate) = self.pace.gate
+                && !gate(self.start_ns + t)
+            {
+                source.step(t, &mut batch);
+                self.skipped += batch.len() as u64;
+                batch.clear();
+                continue;
+            }
             self.wait_for(t);
             source.step(t, &mut batch);
             self.publish(t, &mut batch)?;

@@ -77,6 +77,8 @@ pub struct RunConfig {
     pub sensor_outage: Option<(Stream, Nanos)>,
     /// Where telemetry waits while the log is slow or down.
     pub spool: SpoolConfig,
+    /// Serve the Foxglove live view (`--foxglove`).
+    pub live: Option<vigil_bus::live::LiveConfig>,
 }
 
 impl RunConfig {
@@ -103,6 +105,7 @@ impl RunConfig {
             priority: PriorityMode::default(),
             sensor_outage: None,
             spool: SpoolConfig { dir: Some(default_spool_dir()), ..SpoolConfig::default() },
+            live: None,
         }
     }
 }
@@ -130,6 +133,8 @@ pub enum RunError {
     Actors(String),
     #[error("feeding the drive: {0}")]
     Feed(#[from] feed::FeedError),
+    #[error(transparent)]
+    Live(#[from] vigil_bus::live::LiveError),
 }
 
 /// How long a process waits at its end for the telemetry spool to reach the log (a log
@@ -155,7 +160,9 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
     // The model is loaded once, before anything moves.
     let model = if cfg.perception { Some(Recogniser::load(&cfg.model_dir, &default_device())?) } else { None };
     let model_info = model.as_ref().map(|m| (m.config.name.clone(), m.config.version.clone(), m.device_name()));
-    let transports = transports(&cfg, brokers.as_ref(), clock.clone())?;
+    let mut transports = transports(&cfg, brokers.as_ref(), clock.clone())?;
+    let ids: Vec<String> = (0..cfg.vehicles).map(|i| VehicleId::simulated(i).0).collect();
+    let live = watch_live(cfg.live.as_ref(), &mut transports, cfg.priority, &ids)?;
 
     // Sensor bus: one zenoh session; the simulator publishes where drivers would and
     // each node subscribes to its own vehicle's streams.
@@ -183,7 +190,8 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
 
     // Drive. Real time starts now, whatever setting up took.
     paced.restart();
-    let Driven { produced, sims } = drive(&cfg, sims, &lockstep, &publisher, &stats, control_rx, duration_ns)?;
+    let Driven { produced, sims } =
+        drive(&cfg, sims, (&lockstep, live.as_deref()), &publisher, &stats, control_rx, duration_ns)?;
 
     let (log_counts, queue) =
         stop(&transports, &stats, (system, actor_thread), start_ns + duration_ns, cfg.task_budget_ns)?;
@@ -204,7 +212,38 @@ pub fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
         sims: &sims,
         model: model_info,
         brokers: broker_report,
+        live: live.map(|v| v.stats()),
     }))
+}
+
+/// Starts the live view when asked and puts it on the log: every record the actors
+/// write is offered to it ([`vigil_bus::live`]). Its threads are started on the bulk
+/// plane, below the urgent path (started on the urgent plane's thread they would inherit
+/// its priority). Not the idle plane: under a busy computer's other work it would starve
+/// and draw nothing.
+pub fn watch_live(
+    live: Option<&vigil_bus::live::LiveConfig>,
+    transports: &mut Transports,
+    priority: PriorityMode,
+    vehicles: &[String],
+) -> Result<Option<Arc<vigil_bus::live::LiveView>>, RunError> {
+    let Some(cfg) = live else { return Ok(None) };
+    let frames = transports.frames.clone();
+    let start = move || {
+        if priority != PriorityMode::Off {
+            enter_or_warn(Plane::Bulk, priority);
+        }
+        vigil_bus::live::LiveView::start(cfg, Some(frames), vehicles)
+    };
+    let view = std::thread::scope(|s| s.spawn(start).join())
+        .map_err(|_| RunError::Config("the live view's start panicked".into()))??;
+    let view = Arc::new(view);
+    eprintln!(
+        "live view: ws://{} (open it in Foxglove or Lichtblick: Open connection, Foxglove WebSocket)",
+        view.addr()
+    );
+    transports.log = Arc::new(vigil_bus::live::LiveTap::new(transports.log.clone(), view.clone()));
+    Ok(Some(view))
 }
 
 /// Ends a run: expires what is still queued, lets telemetry reach the log, stops the

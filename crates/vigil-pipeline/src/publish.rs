@@ -136,7 +136,7 @@ pub fn publish(
         stats.count(msg, bytes.len());
         observe(i, msg, bytes);
     }));
-    let pace = Pace { real: Some((Instant::now(), 1.0)), lockstep: None };
+    let pace = Pace { real: Some((Instant::now(), 1.0)), lockstep: None, gate: None };
     Feeder::new(&publisher, start_ns, pace).run(&mut source, &mut |_, _| {})?;
     let outcome = if closed {
         let until = Instant::now() + CONTROL_GRACE;

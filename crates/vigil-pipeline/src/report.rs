@@ -270,6 +270,9 @@ pub struct RunReport {
     pub workers: Workers,
     pub log: BTreeMap<String, u64>,
     pub record: Option<String>,
+    /// What the Foxglove live view did (`--foxglove`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live_view: Option<vigil_bus::live::LiveStats>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub brokers: Option<BrokerReport>,
     /// Every detect→recommend latency, milliseconds (for pooling across runs).
@@ -291,6 +294,7 @@ pub(crate) struct Inputs<'a> {
     pub sims: &'a [VehicleSim],
     pub model: Option<(String, String, String)>,
     pub brokers: Option<BrokerReport>,
+    pub live: Option<vigil_bus::live::LiveStats>,
 }
 
 /// Nearest-rank percentile of sorted values.
@@ -439,6 +443,7 @@ pub(crate) fn build(i: Inputs<'_>) -> RunReport {
         log: i.log_counts,
         record: i.cfg.record.as_ref().map(|p| p.display().to_string()),
         brokers: i.brokers,
+        live_view: i.live,
         latency_samples_ms: s
             .latencies
             .weighted_seconds()

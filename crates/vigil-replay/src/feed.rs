@@ -74,7 +74,14 @@ pub(crate) fn feed(drive: &Drive, cfg: &ReplayConfig, model: Recogniser) -> Resu
         drive.vehicles.iter().map(|v| subscribe_node(&bus, VehicleId(v.clone()))).collect::<Result<Vec<_>, _>>()?;
     let stats = Arc::new(NodeStats::default());
     let (control, control_rx) = std::sync::mpsc::channel::<ControlCommand>();
-    let transports = Transports { clock: clock.clone(), log: log.clone(), frames, tasks: tasks.clone() };
+    let mut transports = Transports { clock: clock.clone(), log: log.clone(), frames, tasks: tasks.clone() };
+    // Offline: no urgent plane, but the view still steps down below the replay.
+    let live = vigil_pipeline::watch_live(
+        cfg.live.as_ref(),
+        &mut transports,
+        vigil_vehicle::priority::PriorityMode::Nice,
+        &drive.vehicles,
+    )?;
     // The recorded run's id: replayed task ids match the recorded ones, and a replay of
     // one drive gives one digest whatever else the log holds. Offline: no priority planes.
     let (system, actor_thread) = Pipeline::new(inputs, drive.run.clone(), cfg.road, transports, control)
@@ -95,7 +102,13 @@ pub(crate) fn feed(drive: &Drive, cfg: &ReplayConfig, model: Recogniser) -> Resu
         controls: 0,
     };
     source.prime(first);
-    let fed = lockstep(&mut source, cfg, (&clock, &stats, &publisher), start_ns);
+    let fed = lockstep(&mut source, cfg, (&clock, &stats, &publisher), (start_ns, live.as_deref()));
+    if let Some(v) = &live {
+        v.ended();
+    }
+    if let Some(v) = &live {
+        tracing::info!(stats = ?v.stats(), "live view");
+    }
     let _ = tasks.sweep_expired(clock.now_ns() + cfg.task_budget_ns)?;
     let drained = stats.drain_telemetry(SETTLE_TIMEOUT);
     system.stop();
@@ -206,14 +219,25 @@ fn lockstep(
     source: &mut Playback<'_>,
     cfg: &ReplayConfig,
     (clock, stats, publisher): (&ManualClock, &NodeStats, &Publisher),
-    start_ns: Nanos,
+    (start_ns, live): (Nanos, Option<&vigil_bus::live::LiveView>),
 ) -> Result<([u64; 4], Nanos), ReplayError> {
     let set_clock = |t: Nanos| clock.set(t);
     let lockstep =
         Lockstep { set_clock: &set_clock, stats, perception: true, limit: SETTLE_TIMEOUT, fail_unsettled: true };
-    let pace = Pace { real: cfg.speed.map(|s| (Instant::now(), s)), lockstep: Some(lockstep) };
+    // A viewer's playback control paces the replay when it is served.
+    let playback = live.and_then(|v| v.playback());
+    let gate = |t: Nanos| playback.as_ref().is_none_or(|p| p.due(t));
+    let real = if playback.is_some() { None } else { cfg.speed.map(|s| (Instant::now(), s)) };
+    let pace = Pace { real, lockstep: Some(lockstep), gate: Some(&gate) };
     let mut feeder = Feeder::new(publisher, start_ns, pace);
-    let last = feeder.run(source, &mut |_, _| {})?;
+    let last = feeder.run(source, &mut |t, _| {
+        if let Some(v) = live {
+            v.at(start_ns + t);
+        }
+    })?;
+    if feeder.skipped > 0 {
+        tracing::info!(frames = feeder.skipped, "replay: frames skipped by the viewer's seeks");
+    }
     feeder.settle(last)?;
     tracing::debug!(controls = source.controls, "replay: commands decided");
     Ok((feeder.produced, start_ns + last))

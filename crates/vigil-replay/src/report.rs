@@ -30,6 +30,9 @@ pub struct ReplayConfig {
     pub export_objects_every: u64,
     /// Counts the read as it goes (bytes, capture time reached), for a progress bar.
     pub progress: Option<Arc<crate::drive::StreamCounters>>,
+    /// Serve the Foxglove live view while replaying (`--foxglove`; with `--speed 1` it
+    /// plays at the pace it was recorded).
+    pub live: Option<vigil_bus::live::LiveConfig>,
 }
 
 /// The model a replay ran.

@@ -14,6 +14,7 @@ mod capture;
 mod config;
 mod doctor;
 mod frames;
+mod live;
 mod metrics;
 mod monitor;
 mod process;

@@ -128,6 +128,8 @@ pub struct VehicleArgs {
     priority: crate::run::PriorityArg,
     #[command(flatten)]
     spool: crate::run::SpoolArgs,
+    #[command(flatten)]
+    live: crate::live::LiveArgs,
     /// Print one JSON report when stopping.
     #[arg(long)]
     json: bool,
@@ -158,6 +160,7 @@ pub fn vehicle(args: VehicleArgs) -> anyhow::Result<()> {
         metrics: metrics(args.metrics_addr.as_deref(), &VEHICLE)?,
         priority: args.priority.mode(),
         spool: args.spool.config()?,
+        live: args.live.config(),
     };
     let r = run_vehicle(cfg).context("vigil vehicle failed")?;
     if args.json {

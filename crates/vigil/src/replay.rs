@@ -88,6 +88,8 @@ pub struct ReplayArgs {
     source: Vec<String>,
     #[command(flatten)]
     window: KafkaWindow,
+    #[command(flatten)]
+    live: crate::live::LiveArgs,
     /// Pace the replay at this multiple of real time.
     #[arg(long, conflicts_with = "max")]
     speed: Option<f64>,
@@ -237,6 +239,18 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         export_dataset: args.export_dataset.clone(),
         export_objects_every: args.export_objects_every,
         progress: Some(counters.clone()),
+        live: args.live.config().map(|mut live| {
+            // Watched, a replay plays at the pace it was recorded (or --speed), and the
+            // viewer may pause, change speed and seek ahead; --max keeps it unpaced.
+            if !args.max {
+                live.playback = drive.span().map(|(start_ns, end_ns)| vigil_bus::live::PlaybackRange {
+                    start_ns,
+                    end_ns,
+                    speed: args.speed.unwrap_or(1.0),
+                });
+            }
+            live
+        }),
     };
     let r = with_bar(&drive, "replay", &counters, || replay(&drive, &cfg)).context("replay failed")?;
     if let Some(p) = &args.timeline_png {

@@ -135,6 +135,8 @@ pub struct RunArgs {
     priority: PriorityArg,
     #[command(flatten)]
     spool: SpoolArgs,
+    #[command(flatten)]
+    live: crate::live::LiveArgs,
     /// Run over a Kafka-protocol broker (bootstrap servers, e.g. 127.0.0.1:9092) instead of
     /// the embedded log. Needs --amqp too.
     #[arg(long)]
@@ -226,6 +228,7 @@ pub fn config(args: &RunArgs) -> anyhow::Result<RunConfig> {
     cfg.console = !args.json;
     cfg.priority = args.priority.mode();
     cfg.spool = args.spool.config()?;
+    cfg.live = args.live.config();
     cfg.sensor_outage = args.sensor_outage.map(|(k, at)| (k, (at * 1e9).round() as i64));
     match (&args.kafka, &args.amqp) {
         (None, None) => {}

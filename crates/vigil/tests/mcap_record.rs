@@ -127,6 +127,40 @@ fn a_run_recording_carries_the_channels_a_viewer_draws() {
         let log = &viewer["foxglove.Log"];
         assert_eq!(log["messages"], r["recommendations"]["count"], "{viewer}");
         assert!(log["first"].as_str().unwrap().contains("for a pedestrian"), "{viewer}");
+        assert!(labels.iter().any(|t| t.as_str().unwrap().starts_with("track ")), "tracks drawn: {viewer}");
+        // The frames a 3D panel needs: the ego in the world, the sensors on the ego, the
+        // camera's optical frame that images and calibration are given in.
+        let frames = &viewer["foxglove.FrameTransforms"]["frames"];
+        for f in [
+            "world>veh-0000",
+            "veh-0000>veh-0000/lidar",
+            "veh-0000>veh-0000/camera",
+            "veh-0000/camera>veh-0000/camera_optical",
+        ] {
+            assert!(frames.as_array().unwrap().contains(&serde_json::json!(f)), "{f}: {viewer}");
+        }
+        assert_eq!(viewer["foxglove.CameraCalibration"]["messages"].as_u64(), Some(images), "{viewer}");
+        let plot = &viewer["vigil.viewer.Plot"]["keys"];
+        assert!(plot.as_array().unwrap().contains(&serde_json::json!("severity")), "{viewer}");
+        // The shipped Foxglove layout names only channels a recording has.
+        let layout = std::fs::read_to_string(common::root().join("deploy/foxglove/vigil-layout.json")).unwrap();
+        let topics = v["viewer_topics"].as_array().unwrap();
+        let named: std::collections::BTreeSet<&str> = layout
+            .split('"')
+            .filter(|s| s.starts_with("/veh-0000/"))
+            .map(|s| s.split(['{', '.']).next().unwrap())
+            .collect();
+        assert!(named.len() >= 7, "{named:?}");
+        for t in named {
+            assert!(topics.contains(&serde_json::json!(t)), "the layout names {t}, which no recording has: {topics:?}");
+        }
+        // What the Image and 3D panels would show, drawn from those channels alone.
+        let png = dir.join("view.png");
+        let drawn = common::python_json("tests/render_viewer.py", &[&with, &png]).unwrap();
+        eprintln!("drew {drawn} to {}", png.display());
+        assert!(drawn["boxes"].as_u64().unwrap() > 0 && drawn["points"].as_u64().unwrap() > 1000, "{drawn}");
+        assert!(drawn["cubes"]["truth"].as_u64().unwrap() > 0, "{drawn}");
+        assert!(std::fs::metadata(&png).unwrap().len() > 10_000, "{}", png.display());
         // Vigil's own messages are the same with or without the viewer's.
         let plain = common::python_mcap_check(&without).unwrap();
         assert_eq!(v["messages"], plain["messages"]);

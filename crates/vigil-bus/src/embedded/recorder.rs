@@ -209,7 +209,7 @@ impl Part {
                 id
             }
         };
-        let c = self.writer.add_channel(schema, &m.topic, "protobuf", &BTreeMap::new()).map_err(|e| self.err(e))?;
+        let c = self.writer.add_channel(schema, &m.topic, m.encoding, &BTreeMap::new()).map_err(|e| self.err(e))?;
         self.viewer_channels.insert(m.topic.clone(), c);
         Ok(c)
     }

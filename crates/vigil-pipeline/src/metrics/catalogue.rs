@@ -22,6 +22,30 @@ pub const VEHICLE: Catalogue = Catalogue {
             "Radar scan captured to recommendation applied (or fallback), per obstacle task.",
         ),
         s(
+            "/live_view/offered",
+            "vigil_live_view_offered_total",
+            Counter,
+            "Records offered to the Foxglove live view while a client was connected.",
+        ),
+        s(
+            "/live_view/dropped",
+            "vigil_live_view_dropped_total",
+            Counter,
+            "Records the live view dropped, the oldest first, because it fell behind.",
+        ),
+        s(
+            "/live_view/messages",
+            "vigil_live_view_messages_total",
+            Counter,
+            "Foxglove messages the live view sent to its channels.",
+        ),
+        s(
+            "/live_view/clients_peak",
+            "vigil_live_view_clients_peak",
+            Gauge,
+            "Most live-view clients connected at once.",
+        ),
+        s(
             "/frames/{stream}",
             "vigil_vehicle_frames_ingested_total",
             Counter,

@@ -57,6 +57,8 @@ pub struct VehicleProcess {
     pub priority: vigil_vehicle::priority::PriorityMode,
     /// Where telemetry waits while the log is slow or down.
     pub spool: vigil_vehicle::spool::SpoolConfig,
+    /// Serve the Foxglove live view (`--foxglove`).
+    pub live: Option<vigil_bus::live::LiveConfig>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -100,6 +102,9 @@ pub struct VehicleReport {
     /// Threats that fell back at once: no fresh camera frame or no camera box.
     pub no_camera_fallbacks: u64,
     pub brokers: BrokerReport,
+    /// What the Foxglove live view did (`--foxglove`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live_view: Option<vigil_bus::live::LiveStats>,
 }
 
 /// The telemetry spool between the vehicle's actors and the log.
@@ -167,7 +172,8 @@ pub fn run_vehicle(cfg: VehicleProcess) -> Result<VehicleReport, RunError> {
 
     let run_id = vigil_core::RunId::generate();
     tracing::info!(run = %run_id, "run id");
-    let transports = crate::Transports { clock, log, frames, tasks };
+    let mut transports = crate::Transports { clock, log, frames, tasks };
+    let live = crate::watch_live(cfg.live.as_ref(), &mut transports, cfg.priority, &vehicles)?;
     let (system, actor_thread) = crate::Pipeline::new(inputs, run_id.clone(), road, transports, control_tx)
         .perception(cfg.perception)
         .task_budget_ns(cfg.task_budget_ns)
@@ -178,8 +184,12 @@ pub fn run_vehicle(cfg: VehicleProcess) -> Result<VehicleReport, RunError> {
         .start()?;
     tracing::info!(vehicles = ?vehicles, "vehicle nodes up");
 
-    let forward = Forwarder { publisher: &publisher, sent: AtomicU64::new(0) };
-    let report = || vehicle_report(&run_id, &vehicles, wall_start, &stats, get(&forward.sent), &brokers);
+    let forward = Forwarder { publisher: &publisher, sent: AtomicU64::new(0), live: live.as_deref() };
+    let report = || {
+        let mut r = vehicle_report(&run_id, &vehicles, wall_start, &stats, get(&forward.sent), &brokers);
+        r.live_view = live.as_ref().map(|v| v.stats());
+        r
+    };
     let mut service = service::Service::from_env();
     service.ready(&format!("{} vehicle(s): {}", vehicles.len(), vehicles.join(", ")));
     let alive = || !actor_thread.is_finished();
@@ -217,11 +227,16 @@ pub fn run_vehicle(cfg: VehicleProcess) -> Result<VehicleReport, RunError> {
 struct Forwarder<'a> {
     publisher: &'a vigil_bus::Publisher,
     sent: AtomicU64,
+    live: Option<&'a vigil_bus::live::LiveView>,
 }
 
 impl Forwarder<'_> {
     fn send(&self, c: ControlCommand) -> Result<(), RunError> {
-        self.publisher.put_blocking(&vigil_proto::wire::control_key(c.vehicle.as_str()), c.encode())?;
+        let envelope = c.encode();
+        if let Some(v) = self.live.filter(|v| v.watching()) {
+            v.offer(c.at_ns, &envelope);
+        }
+        self.publisher.put_blocking(&vigil_proto::wire::control_key(c.vehicle.as_str()), envelope)?;
         self.sent.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
@@ -334,5 +349,6 @@ fn vehicle_report(
         telemetry: TelemetryReport::of(s),
         no_camera_fallbacks: get(&s.no_camera),
         brokers: BrokerReport::from_brokers(brokers),
+        live_view: None,
     }
 }

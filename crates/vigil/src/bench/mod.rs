@@ -2,12 +2,14 @@
 
 mod brokers;
 mod drives;
+mod live;
 mod pipeline;
 
 use clap::{Args, Subcommand};
 
 use brokers::{AmqpBenchArgs, IngestBenchArgs, KafkaBenchArgs, WorkersBenchArgs, amqp, ingest, kafka, workers};
 use drives::{FleetBenchArgs, PriorityBenchArgs, ReplayBenchArgs, SoakBenchArgs, fleet, priority, replay, soak};
+use live::{LiveBenchArgs, live_view};
 use pipeline::{PipelineBenchArgs, SimBench, pipeline, sim};
 
 #[derive(Debug, Args)]
@@ -53,6 +55,10 @@ enum BenchWhat {
     /// Many tasks through one vehicle node's urgent path (dispatcher, queue, workers,
     /// handler): resident memory and latency p99 at the end against the start.
     Soak(SoakBenchArgs),
+    /// Paced drives without the Foxglove live view, with a client reading it, and with
+    /// a client that stalls: detect→recommend p99 of each (the stalled one gated against
+    /// the drive without a view).
+    LiveView(LiveBenchArgs),
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -68,5 +74,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::Fleet(a) => fleet(a),
         BenchWhat::Priority(a) => priority(a),
         BenchWhat::Soak(a) => soak(a),
+        BenchWhat::LiveView(a) => live_view(a),
     }
 }

@@ -37,11 +37,17 @@ pub fn n(v: &serde_json::Value) -> u64 {
 /// scripts/python-tools.sh) on `file` and returns its JSON summary. Outside CI a missing
 /// reader is a note and `None`; under `CI=true` it fails the test.
 pub fn python_mcap_check(file: &Path) -> Option<serde_json::Value> {
+    python_json("tests/mcap_check.py", &[file])
+}
+
+/// Runs a Python tool of `tests/` with the tools' interpreter on `args` and returns its
+/// JSON output; a missing interpreter or module is a note outside CI, a failure under it.
+pub fn python_json(script: &str, args: &[&Path]) -> Option<serde_json::Value> {
     let python = std::env::var("VIGIL_PYTHON").unwrap_or_else(|_| {
         let venv = root().join(".venv-tools/bin/python");
         if venv.exists() { venv.display().to_string() } else { "python3".into() }
     });
-    let check = Command::new(&python).arg(root().join("tests/mcap_check.py")).arg(file).output();
+    let check = Command::new(&python).arg(root().join(script)).args(args).output();
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     match check {
         Ok(o) if o.status.success() => Some(serde_json::from_slice(&o.stdout).unwrap()),
@@ -49,7 +55,7 @@ pub fn python_mcap_check(file: &Path) -> Option<serde_json::Value> {
             eprintln!("note: python mcap reader not installed; run scripts/python-tools.sh (CI does)");
             None
         }
-        Ok(o) => panic!("python mcap check failed: {}", String::from_utf8_lossy(&o.stderr)),
+        Ok(o) => panic!("{script} failed: {}", String::from_utf8_lossy(&o.stderr)),
         Err(e) if !ci => {
             eprintln!("note: cannot run {python}: {e}");
             None
