@@ -1,8 +1,12 @@
-//! `vigil.toml`: one documented file for the broker settings (`[kafka]`, `[amqp]`,
-//! `[frames]`), unknown keys refused. Environment variables override the file —
-//! `VIGIL_KAFKA_<KEY>`, `VIGIL_AMQP_<KEY>`, `VIGIL_FRAMES_<KEY>` set `<table>.<key>`
+//! `vigil.toml`: one documented file for everything a process reads, unknown keys
+//! refused. The broker settings (`[kafka]`, `[amqp]`, `[frames]`), and a table per
+//! command (`[vehicle]`, `[worker]`, `[monitor]`, `[run]`, `[frames.gc]`…) whose keys are
+//! that command's flags (`budget_ms` for `--budget-ms`): the file sets their defaults.
+//! Profiles (`[profile.<name>]`, chosen with `--profile` or `VIGIL_PROFILE`) hold the same
+//! tables and go over the top-level ones key by key. Environment variables override the
+//! file — `VIGIL_KAFKA_<KEY>`, `VIGIL_AMQP_<KEY>`, `VIGIL_FRAMES_<KEY>` set `<table>.<key>`
 //! (e.g. `VIGIL_AMQP_URL`, `VIGIL_KAFKA_BROKERS`, `VIGIL_KAFKA_TOPIC_PREFIX`) — and CLI
-//! flags override both.
+//! flags override both. `vigil config show` prints the result, secrets redacted.
 
 use std::path::Path;
 
@@ -21,10 +25,68 @@ fn env_value(raw: &str) -> toml::Value {
     }
 }
 
-/// Loads the broker settings: the file (explicit `path`, else `./vigil.toml` if present),
-/// then the environment `vars`.
-pub fn load(path: Option<&Path>, vars: impl Iterator<Item = (String, String)>) -> anyhow::Result<BrokerConfig> {
-    let mut table = match path {
+/// The tables that are the brokers' settings; every other table is a command's.
+const BROKER_TABLES: [&str; 3] = ["kafka", "amqp", "frames"];
+
+/// The settings as they apply: the file, the chosen profile over it, the environment.
+#[derive(Debug, Clone, Default)]
+pub struct Effective {
+    pub table: toml::Table,
+    /// Where the file was read from (`vigil.toml` when there is none).
+    pub source: String,
+    pub profile: Option<String>,
+}
+
+/// `over`'s keys into `base`, tables merged key by key.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// The settings: the file (explicit `path`, else `./vigil.toml` if present), the profile
+/// named by `VIGIL_PROFILE` in `vars`, then the other `vars`.
+pub fn effective(path: Option<&Path>, vars: impl Iterator<Item = (String, String)>) -> anyhow::Result<Effective> {
+    let vars: Vec<(String, String)> = vars.collect();
+    let mut table = read(path)?;
+    let source = path.map_or_else(|| DEFAULT_FILE.to_string(), |p| p.display().to_string());
+    let profiles = table.remove("profile");
+    let profile = vars.iter().find(|(k, _)| k == "VIGIL_PROFILE").map(|(_, v)| v.clone()).filter(|v| !v.is_empty());
+    if let Some(name) = &profile {
+        let all = match profiles {
+            Some(toml::Value::Table(t)) => t,
+            Some(_) => bail!("{source}: `profile` must be tables, [profile.<name>]"),
+            None => {
+                bail!("profile `{name}` asked for (--profile or VIGIL_PROFILE), but {source} has no [profile.*] tables")
+            }
+        };
+        let names: Vec<&String> = all.keys().collect();
+        let Some(toml::Value::Table(p)) = all.get(name) else {
+            bail!("{source} has no profile `{name}` (it has: {names:?}); pass --profile with one of them");
+        };
+        merge(&mut table, p.clone());
+    }
+    for (k, v) in &vars {
+        for (prefix, section) in [("VIGIL_KAFKA_", "kafka"), ("VIGIL_AMQP_", "amqp"), ("VIGIL_FRAMES_", "frames")] {
+            let Some(key) = k.strip_prefix(prefix) else { continue };
+            let entry = table.entry(section).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let Some(t) = entry.as_table_mut() else {
+                bail!("`{section}` in the config file must be a table");
+            };
+            t.insert(key.to_ascii_lowercase(), env_value(v));
+        }
+    }
+    Ok(Effective { table, source, profile })
+}
+
+/// The file's table: `path`, else `./vigil.toml` when present, else empty.
+fn read(path: Option<&Path>) -> anyhow::Result<toml::Table> {
+    Ok(match path {
         Some(p) => {
             let text = vigil_core::bounded::read_text(p, MAX_TEXT_BYTES)
                 .with_context(|| format!("cannot read the config file {}", p.display()))?;
@@ -36,18 +98,18 @@ pub fn load(path: Option<&Path>, vars: impl Iterator<Item = (String, String)>) -
             text.parse::<toml::Table>().with_context(|| format!("{DEFAULT_FILE} is not valid TOML"))?
         }
         None => toml::Table::new(),
-    };
-    for (k, v) in vars {
-        for (prefix, section) in [("VIGIL_KAFKA_", "kafka"), ("VIGIL_AMQP_", "amqp"), ("VIGIL_FRAMES_", "frames")] {
-            let Some(key) = k.strip_prefix(prefix) else { continue };
-            let entry = table.entry(section).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            let Some(t) = entry.as_table_mut() else {
-                bail!("`{section}` in the config file must be a table");
-            };
-            t.insert(key.to_ascii_lowercase(), env_value(&v));
-        }
+    })
+}
+
+/// Loads the broker settings of [`effective`].
+pub fn load(path: Option<&Path>, vars: impl Iterator<Item = (String, String)>) -> anyhow::Result<BrokerConfig> {
+    let Effective { mut table, source, .. } = effective(path, vars)?;
+    // A command's table holds its flags; `[frames]` holds both the store's settings and
+    // `[frames.gc]`, the command's.
+    table.retain(|k, _| BROKER_TABLES.contains(&k));
+    if let Some(toml::Value::Table(f)) = table.get_mut("frames") {
+        f.retain(|_, v| !v.is_table());
     }
-    let source = path.map_or_else(|| DEFAULT_FILE.to_string(), |p| p.display().to_string());
     BrokerConfig::deserialize(toml::Value::Table(table)).map_err(|e| {
         anyhow::anyhow!(
             "bad broker settings (from {source} and VIGIL_KAFKA_*/VIGIL_AMQP_*/VIGIL_FRAMES_* variables): {e}"

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Candle allocates and frees large tensors constantly; mimalloc keeps that off the kernel.
 #[global_allocator]
@@ -12,6 +12,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod bench;
 mod capture;
 mod config;
+mod defaults;
 mod doctor;
 mod frames;
 mod live;
@@ -28,6 +29,9 @@ mod vision;
 #[derive(Debug, Parser)]
 #[command(name = "vigil", version, about = "Vigil: an actor-based perception event system for autonomous vehicles")]
 struct Cli {
+    /// The settings profile of vigil.toml to apply ([profile.<name>]; or VIGIL_PROFILE).
+    #[arg(long, global = true)]
+    profile: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -73,6 +77,9 @@ enum Command {
     /// Check the config, the brokers, the frame store, the model, the device and the
     /// clock before a real start; each problem with how to fix it (non-zero exit).
     Doctor(Box<doctor::DoctorArgs>),
+    /// The settings: `show` prints what applies (vigil.toml, its profile, VIGIL_*
+    /// variables), secrets redacted.
+    Config(defaults::ConfigArgs),
 }
 
 /// Gives each Candle forward pass one thread, unless the user chose (RAYON_NUM_THREADS):
@@ -89,8 +96,42 @@ fn size_thread_pools(command: &Command) {
     }
 }
 
+/// Parses the command line with the defaults vigil.toml gives each command's flags.
+fn parse() -> anyhow::Result<Cli> {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let (config, profile) = defaults::prescan(&argv);
+    if let Some(p) = &profile {
+        set_profile(p);
+    }
+    let cmd = config::effective(config.as_deref(), std::env::vars())
+        .and_then(|settings| defaults::apply(Cli::command(), &settings));
+    // Help is printed whatever the settings file holds (or whether it exists yet).
+    let asks_help =
+        argv.iter().skip(1).any(|a| ["-h", "--help", "-V", "--version", "help"].contains(&&*a.to_string_lossy()));
+    let cmd = match cmd {
+        Ok(c) => c,
+        Err(_) if asks_help => Cli::command(),
+        Err(e) => return Err(e),
+    };
+    let matches = cmd.get_matches_from(argv);
+    Ok(Cli::from_arg_matches(&matches)?)
+}
+
+/// `--profile` for every reader of the settings in this process.
+#[allow(unsafe_code)]
+fn set_profile(p: &str) {
+    // SAFETY: this runs first in `main`, before any other thread exists.
+    unsafe { std::env::set_var("VIGIL_PROFILE", p) };
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            return ExitCode::from(2);
+        }
+    };
     size_thread_pools(&cli.command);
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -114,6 +155,7 @@ fn main() -> ExitCode {
         Command::Train(args) => vision::train(args),
         Command::Eval(args) => vision::eval(args),
         Command::Doctor(args) => doctor::run(*args),
+        Command::Config(args) => defaults::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
