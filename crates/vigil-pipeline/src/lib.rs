@@ -239,7 +239,7 @@ pub fn watch_live(
         .map_err(|_| RunError::Config("the live view's start panicked".into()))??;
     let view = Arc::new(view);
     eprintln!(
-        "live view: ws://{} (open it in Foxglove or Lichtblick: Open connection, Foxglove WebSocket)",
+        "live view: ws://{} (in Foxglove: Open connection, Foxglove WebSocket; layout deploy/foxglove/vigil-layout.json)",
         view.addr()
     );
     transports.log = Arc::new(vigil_bus::live::LiveTap::new(transports.log.clone(), view.clone()));

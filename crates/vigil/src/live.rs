@@ -8,7 +8,7 @@ use vigil_bus::live::LiveConfig;
 
 #[derive(Debug, Clone, Args)]
 pub struct LiveArgs {
-    /// Serve a live view to Foxglove or Lichtblick (Foxglove WebSocket protocol) on
+    /// Serve a live view to Foxglove (WebSocket protocol foxglove.sdk.v1) on
     /// [HOST:]PORT: camera, point cloud, ground truth, tracks, actions. Loopback when no
     /// host is given; port 0 picks a free one. A slow viewer never slows the drive.
     #[arg(long, value_name = "[HOST:]PORT", value_parser = parse_addr)]

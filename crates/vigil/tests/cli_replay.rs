@@ -43,8 +43,17 @@ fn replay_of_a_recorded_run_is_deterministic_and_matches_the_recording() {
     assert_eq!(d["recorded"], run["recommendations"]["count"], "{first}");
     assert_eq!(d["changed"], 0, "{first}");
     assert_eq!(d["only_recorded"], 0, "{first}");
+    // A task whose deadline passed in the live run (a busy machine: lockstep time moves
+    // with the real time spent) fell back and has no recorded recommendation; the replay,
+    // on a clock that waits for it, answers it. Nothing else may differ.
+    let late = n(&run["tasks"]["fallback"]);
+    assert_eq!(n(&d["only_replayed"]), late, "{first}");
     let g = &d["ground_truth"];
-    assert_eq!(g["recorded"], g["replayed"], "{first}");
+    if late == 0 {
+        assert_eq!(g["recorded"], g["replayed"], "{first}");
+    } else {
+        assert_eq!(n(&g["replayed"]["labelled"]), n(&g["recorded"]["labelled"]) + late, "{first}");
+    }
     assert!(n(&g["replayed"]["labelled"]) >= 1, "{first}");
     let _ = std::fs::remove_dir_all(file.parent().unwrap());
 }

@@ -327,7 +327,21 @@ fn a_viewer_pauses_a_replay_and_seeks_it_ahead_but_not_back() {
         ws.send(control(false, 2.0, Some(at), "back")).await.unwrap();
         let ((_, now, sought), _) = answer(&mut ws, &mut next_sub, "back").await;
         assert!(!sought && now >= target, "a seek back moved the replay");
+        // Paused again, then gone: the replay must not wait for a viewer that left.
+        ws.send(control(true, 2.0, None, "leave")).await.unwrap();
+        let ((status, _, _), _) = answer(&mut ws, &mut next_sub, "leave").await;
+        assert_eq!(status, 1, "paused");
+        let _ = ws.close(None).await;
     });
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut child = child;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!("the replay stayed paused after its viewer left");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "replay failed: {}", String::from_utf8_lossy(&out.stderr));
     let _ = std::fs::remove_dir_all(&dir);

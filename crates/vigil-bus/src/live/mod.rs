@@ -1,6 +1,7 @@
 //! The live view: `--foxglove HOST:PORT` serves the viewer's channels
-//! ([`crate::viewer`]) over the Foxglove WebSocket protocol while a drive runs, so
-//! Foxglove or Lichtblick can watch it.
+//! ([`crate::viewer`]) over the Foxglove WebSocket protocol (`foxglove.sdk.v1`, what the
+//! SDK's server speaks; clients of the older `foxglove.websocket.v1`, Lichtblick among
+//! them, are refused by it) while a drive runs, so Foxglove can watch it.
 //!
 //! The pipeline only offers envelopes ([`LiveView::offer`], through [`LiveTap`] on the
 //! telemetry log). A bounded queue stands between it and the view: when the view falls
@@ -168,7 +169,7 @@ impl LiveView {
             .name("vigil-live".into())
             .spawn(move || draw.run(&queue, &halt))
             .map_err(|e| err(e.to_string()))?;
-        tracing::info!(%addr, "live view: open ws://{addr} in Foxglove or Lichtblick");
+        tracing::info!(%addr, "live view serving");
         Ok(Self {
             offers,
             oldest: rx,

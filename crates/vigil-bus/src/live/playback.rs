@@ -96,6 +96,12 @@ impl Playback {
         }
     }
 
+    /// Plays on (a viewer that paused the replay went away).
+    fn resume(&self) {
+        self.lock().paused = false;
+        self.changed.notify_all();
+    }
+
     fn request(&self, r: PlaybackControlRequest) -> PlaybackState {
         let did_seek = {
             let mut s = self.lock();
@@ -130,5 +136,10 @@ pub(super) struct Listener(pub(super) Arc<Playback>);
 impl ServerListener for Listener {
     fn on_playback_control_request(&self, request: PlaybackControlRequest) -> Option<PlaybackState> {
         Some(self.0.request(request))
+    }
+
+    /// A replay paused by a viewer that disconnects would otherwise wait forever.
+    fn on_client_disconnect(&self) {
+        self.0.resume();
     }
 }
