@@ -213,6 +213,7 @@ impl VehicleSim {
                     columns: s.lidar.columns,
                     point_count,
                     points,
+                    encoding: v1::PointEncoding::Xyzir as i32,
                 };
                 (Payload::Lidar(scan), Vec::new())
             }

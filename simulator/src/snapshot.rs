@@ -128,7 +128,8 @@ pub fn bird_eye(scan: &v1::LidarScan, radar: Option<&v1::RadarScan>, gt: Option<
         c.text(px as i64 + 4, py as i64 - 6, &format!("{r}"), [90, 90, 110], 2);
     }
     let (lx, ly, lz) = scan.sensor_pose.as_ref().map_or((0.0, 0.0, 0.0), |p| (p.x, p.y, p.z));
-    for (x, y, z, intensity, _) in vigil_proto::unpack_points(&scan.points) {
+    let raw = vigil_proto::points::raw_points(scan).unwrap_or_default();
+    for (x, y, z, intensity, _) in vigil_proto::unpack_points(&raw) {
         let (x, y, z) = (x as f64 + lx, y as f64 + ly, z as f64 + lz);
         let above = z > 0.15;
         let col = if above {

@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
-use vigil_bus::embedded::recorder::{CameraStorage, ChunkCompression, RecordOptions};
+use vigil_bus::embedded::recorder::{CameraStorage, ChunkCompression, LidarStorage, RecordOptions};
 use vigil_pipeline::RunConfig;
 use vigil_sim::Scenario;
 
 use crate::BenchError;
+use crate::floor::{CameraFloor, camera_floor};
 
 /// What to record and replay, and the gates.
 #[derive(Debug, Clone)]
@@ -33,12 +34,19 @@ pub struct LengthsConfig {
     pub min_speed_factor: f64,
     /// Baseline bytes per vehicle-second over each row's at least this.
     pub min_compaction: f64,
-    /// Also store the shortest drive again with near-lossless camera frames (this bound,
-    /// levels) and replay it: its size, and what it changed against the lossless replay.
+    /// Also store every drive again with near-lossless camera frames (this bound, levels)
+    /// and replay it: its size, and what it changed against the live run.
     pub archival: Option<u8>,
+    /// Baseline bytes per vehicle-second over each archival row's at least this.
+    pub min_archival_compaction: f64,
+    /// Vigil's lossless camera bits per sample over the noise floor's at most this.
+    pub max_floor_gap: f64,
 }
 
-/// The shortest drive stored again near-lossless, replayed.
+/// Camera frames the noise floor is measured on.
+const FLOOR_FRAMES: usize = 40;
+
+/// A drive stored again near-lossless, replayed.
 #[derive(Debug, Clone, Serialize)]
 pub struct ArchivalRow {
     /// Every camera sample within this many levels.
@@ -73,6 +81,8 @@ pub struct LengthRow {
     pub recorded_digest: String,
     pub replay_digest: String,
     pub digests_equal: bool,
+    /// The same drive stored near-lossless, when asked for.
+    pub archival: Option<ArchivalRow>,
 }
 
 /// The rows, the baseline and the verdict.
@@ -87,7 +97,11 @@ pub struct LengthsBench {
     pub compaction: f64,
     /// Longest row's peak RSS over the shortest's.
     pub rss_ratio: f64,
-    pub archival: Option<ArchivalRow>,
+    /// The camera's lossless coding against the least any lossless coding could take.
+    pub camera: CameraFloor,
+    /// The baseline over the largest row's bytes per vehicle-second with its camera at
+    /// the noise floor: what the best possible lossless camera coding would reach.
+    pub floor_compaction: f64,
     pub pass: bool,
     pub failures: Vec<String>,
 }
@@ -161,11 +175,12 @@ fn row(cfg: &LengthsConfig, file: &Path, duration_s: f64) -> Result<(LengthRow, 
         digests_equal: !replay_digest.is_empty() && recorded_digest == replay_digest,
         recorded_digest,
         replay_digest,
+        archival: None,
     };
     Ok((row, r))
 }
 
-/// The shortest drive's recording written again near-lossless, and replayed.
+/// A drive's recording written again near-lossless, and replayed.
 fn archival(
     cfg: &LengthsConfig,
     near: u8,
@@ -175,7 +190,7 @@ fn archival(
     let (file, lossless_report, duration_s) = lossless;
     let out = file.with_extension("near.mcap");
     let drive = vigil_replay::Drive::from_mcap(&[file.to_path_buf()], None, None, None)?;
-    let opts = RecordOptions { camera: CameraStorage::NearLossless(near), ..RecordOptions::default() };
+    let opts = RecordOptions { camera: CameraStorage::NearLossless(near), viewer: false, ..RecordOptions::default() };
     drive.write_mcap(&out, opts, &std::sync::Arc::default())?;
     let bytes = size_of(&out)? as f64 / duration_s;
     let r = replay_child(cfg, &out)?;
@@ -204,38 +219,49 @@ pub fn lengths_bench(cfg: &LengthsConfig, mut progress: impl FnMut(&LengthRow)) 
     std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
     let base_s = cfg.durations.iter().copied().fold(f64::INFINITY, f64::min);
     let base_file = dir.join("baseline.mcap");
-    let old =
-        RecordOptions { compression: ChunkCompression::Lz4, camera: CameraStorage::Raw, ..RecordOptions::default() };
+    let old = RecordOptions {
+        compression: ChunkCompression::Lz4,
+        camera: CameraStorage::Raw,
+        lidar: LidarStorage::Raw,
+        ..RecordOptions::default()
+    };
     record(cfg, base_s, &base_file, old)?;
     let baseline = size_of(&base_file)? as f64 / base_s;
     let _ = std::fs::remove_file(&base_file);
     let mut rows = Vec::new();
-    let mut arch = None;
     for &d in &cfg.durations {
         let file = dir.join(format!("drive-{d:.0}s.mcap"));
-        let (r, report) = row(cfg, &file, d)?;
-        progress(&r);
-        if let Some(near) = cfg.archival.filter(|_| d == base_s && arch.is_none()) {
-            arch = Some(archival(cfg, near, (&file, &report, d), baseline)?);
+        let (mut r, report) = row(cfg, &file, d)?;
+        if let Some(near) = cfg.archival {
+            r.archival = Some(archival(cfg, near, (&file, &report, d), baseline)?);
         }
+        progress(&r);
         let _ = std::fs::remove_file(&file);
         rows.push(r);
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let mut b = verdict(cfg, baseline, base_s, rows);
-    b.archival = arch;
-    Ok(b)
+    let camera = camera_floor(&cfg.scenario, cfg.seed, FLOOR_FRAMES)?;
+    Ok(verdict(cfg, baseline, base_s, rows, camera))
 }
 
 /// The rows against the gates (the archival row is reported, not gated).
-fn verdict(cfg: &LengthsConfig, baseline: f64, base_s: f64, rows: Vec<LengthRow>) -> LengthsBench {
+fn verdict(cfg: &LengthsConfig, baseline: f64, base_s: f64, rows: Vec<LengthRow>, camera: CameraFloor) -> LengthsBench {
     let worst_bytes = rows.iter().map(|r| r.bytes_per_vehicle_s).fold(0.0, f64::max);
     let compaction = if worst_bytes > 0.0 { baseline / worst_bytes } else { 0.0 };
+    let above_floor = camera.raw_bytes_per_s * (camera.lossless_bits - camera.floor_bits) / camera.raw_bits;
+    let floor_compaction = if worst_bytes > above_floor { baseline / (worst_bytes - above_floor) } else { 0.0 };
+    let floor_gap = camera.lossless_bits / camera.floor_bits;
     let (first, last) = (rows.first().map_or(0.0, |r| r.peak_rss_mb), rows.last().map_or(0.0, |r| r.peak_rss_mb));
     let rss_ratio = if first > 0.0 { last / first } else { f64::INFINITY };
     let mut failures = Vec::new();
     if compaction < cfg.min_compaction {
         failures.push(format!("stored {compaction:.2}x smaller than the baseline, below {:.1}x", cfg.min_compaction));
+    }
+    if floor_gap.is_nan() || floor_gap > cfg.max_floor_gap {
+        failures.push(format!(
+            "camera stored at {:.2} bits a sample, {floor_gap:.2}x the noise floor's {:.2}, over {:.2}x",
+            camera.lossless_bits, camera.floor_bits, cfg.max_floor_gap
+        ));
     }
     if rss_ratio > cfg.max_rss_ratio {
         failures.push(format!(
@@ -256,6 +282,12 @@ fn verdict(cfg: &LengthsConfig, baseline: f64, base_s: f64, rows: Vec<LengthRow>
                 r.duration_s, r.speed_factor, cfg.min_speed_factor
             ));
         }
+        if let Some(a) = r.archival.as_ref().filter(|a| a.compaction < cfg.min_archival_compaction) {
+            failures.push(format!(
+                "{:.0} s near-lossless {}: stored {:.2}x smaller than the baseline, below {:.1}x",
+                r.duration_s, a.near, a.compaction, cfg.min_archival_compaction
+            ));
+        }
         if !r.digests_equal {
             failures.push(format!(
                 "{:.0} s: replay digest {} is not the live run's {}",
@@ -271,7 +303,8 @@ fn verdict(cfg: &LengthsConfig, baseline: f64, base_s: f64, rows: Vec<LengthRow>
         rows,
         compaction,
         rss_ratio,
-        archival: None,
+        camera,
+        floor_compaction,
         pass: failures.is_empty(),
         failures,
     }
@@ -290,6 +323,9 @@ pub fn lengths_png(b: &LengthsBench, path: &Path, cfg: &LengthsConfig) -> Result
     let (bottom, top) = (380.0, 110.0);
     let mut c = Canvas::new(w, h, [255, 255, 255]);
     let mb = |x: f64| x / 1e6;
+    let archival: Vec<Option<f64>> = std::iter::once(None)
+        .chain(b.rows.iter().map(|r| r.archival.as_ref().map(|a| mb(a.bytes_per_vehicle_s))))
+        .collect();
     let panels: [Panel<'_>; 3] = [
         (
             "MB PER VEHICLE-S",
@@ -324,9 +360,23 @@ pub fn lengths_png(b: &LengthsBench, path: &Path, cfg: &LengthsConfig) -> Result
                 c.line(x as f64, y_of(*v), x as f64, bottom, colour);
             }
             c.text(bx as i64, y_of(*v) as i64 - 16, &format!("{v:.1}"), [0, 0, 0], 2);
+            if let Some(a) = archival.get(i).copied().flatten().filter(|_| p == 0) {
+                for x in (bx + 30.0) as i64..(bx + 50.0) as i64 {
+                    c.line(x as f64, y_of(a), x as f64, bottom, [230, 140, 30]);
+                }
+                c.text(bx as i64 + 26, y_of(a) as i64 - 16, &format!("{a:.1}"), [255, 255, 255], 2);
+            }
             c.text(bx as i64, bottom as i64 + 8, label, [0, 0, 0], 2);
         }
         c.line(x0, y_of(*bound), x0 + panel_w - 30.0, y_of(*bound), [200, 30, 30]);
+        if p == 0 && cfg.archival.is_some() && cfg.min_archival_compaction > 0.0 {
+            let gate = y_of(mb(b.baseline_bytes_per_vehicle_s / cfg.min_archival_compaction));
+            c.line(x0, gate, x0 + panel_w - 30.0, gate, [230, 140, 30]);
+        }
+        if p == 0 && b.floor_compaction > 0.0 {
+            let floor = y_of(mb(b.baseline_bytes_per_vehicle_s / b.floor_compaction));
+            c.line(x0, floor, x0 + panel_w - 30.0, floor, [30, 150, 30]);
+        }
     }
     c.text(
         10,
@@ -336,12 +386,13 @@ pub fn lengths_png(b: &LengthsBench, path: &Path, cfg: &LengthsConfig) -> Result
         2,
     );
     let verdict = format!(
-        "{:.1}X SMALLER THAN BASE (LZ4, RAW CAMERA)  RSS LONGEST/SHORTEST {:.2}X  {}",
+        "{:.2}X SMALLER (BASE: LZ4, RAW)  LOSSLESS BEST {:.2}X  RSS LONG/SHORT {:.2}X  {}",
         b.compaction,
+        b.floor_compaction,
         b.rss_ratio,
         if b.pass { "PASS" } else { "FAIL" }
     );
     c.text(10, 30, &verdict, if b.pass { [20, 120, 20] } else { [200, 30, 30] }, 2);
-    c.text(10, 50, "RED LINES: THE GATES", [90, 90, 90], 2);
+    c.text(10, 50, "RED: GATES  GREEN: CAMERA AT NOISE FLOOR  ORANGE: NEAR-LOSSLESS AND ITS GATE", [90, 90, 90], 2);
     c.write_png(path).map_err(|e| io_err(path, e))
 }

@@ -9,6 +9,7 @@
 //! baselines are bare clients.
 
 pub mod fleet;
+pub mod floor;
 pub mod ingest;
 pub mod lengths;
 pub mod pipeline;

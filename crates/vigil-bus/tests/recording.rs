@@ -7,7 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use vigil_bus::embedded::playback::{Recording, read_all};
-use vigil_bus::embedded::recorder::{CameraStorage, ChunkCompression, McapRecorder, RecordOptions, part_path};
+use vigil_bus::embedded::recorder::{
+    CameraStorage, ChunkCompression, LidarStorage, McapRecorder, RecordOptions, part_path,
+};
 use vigil_bus::topics;
 use vigil_proto::v1::{self, envelope::Payload};
 use vigil_proto::wire::{Stream, header};
@@ -23,7 +25,8 @@ fn stamped(sensor: &str, sequence: u64, t: i64, payload: &Payload) -> v1::Header
     v1::Header { sequence, capture_time_ns: t, publish_time_ns: t, ..header("veh-0000", sensor, payload) }
 }
 
-/// A noisy 64×48 camera frame and a radar scan per 50 ms instant, `n` instants.
+/// A noisy 64×48 camera frame, a radar scan and a lidar sweep per 50 ms instant, `n`
+/// instants.
 fn drive(n: u64) -> Vec<(&'static str, i64, Vec<u8>)> {
     let mut out = Vec::new();
     let mut s = 0x9e37_79b9u32;
@@ -50,6 +53,17 @@ fn drive(n: u64) -> Vec<(&'static str, i64, Vec<u8>)> {
         let radar = Payload::Radar(v1::RadarScan::default());
         let env = v1::Envelope { header: Some(stamped("radar_front", i, t, &radar)), payload: Some(radar) };
         out.push((Stream::Radar.topic(), t, vigil_proto::encode_envelope(&env)));
+        let mut points = Vec::new();
+        for k in 0..256u16 {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            let r = 10.0 + (k / 16) as f32 + (s % 100) as f32 * 1e-3;
+            vigil_proto::pack_point(&mut points, r, k as f32 * 0.1, -1.5, 0.3, k % 16);
+        }
+        let lidar = Payload::Lidar(v1::LidarScan { point_count: 256, points, ..Default::default() });
+        let env = v1::Envelope { header: Some(stamped("lidar_top", i, t, &lidar)), payload: Some(lidar) };
+        out.push((Stream::Lidar.topic(), t, vigil_proto::encode_envelope(&env)));
     }
     out
 }
@@ -79,7 +93,12 @@ fn compressed_compact_recordings_give_back_the_bytes_recorded_and_are_smaller() 
     let raw = d.join("raw.mcap");
     record(
         &raw,
-        RecordOptions { compression: ChunkCompression::None, camera: CameraStorage::Raw, ..Default::default() },
+        RecordOptions {
+            compression: ChunkCompression::None,
+            camera: CameraStorage::Raw,
+            lidar: LidarStorage::Raw,
+            ..Default::default()
+        },
         &msgs,
     );
     for compression in [ChunkCompression::Zstd, ChunkCompression::Lz4] {
@@ -116,10 +135,10 @@ fn a_recording_split_by_duration_or_size_reads_back_as_one_drive() {
     let vehicles = rec.vehicles().unwrap();
     assert_eq!(vehicles.keys().collect::<Vec<_>>(), ["veh-0000"]);
     // A window reads only its part of the drive.
-    let from = msgs[40].1;
-    let to = msgs[80].1;
+    let from = msgs[60].1;
+    let to = msgs[120].1;
     let window: Vec<_> = rec.messages(None, Some(from), Some(to)).map(|m| m.unwrap().log_ns).collect();
-    assert_eq!(window.len(), 40);
+    assert_eq!(window.len(), 60, "instants 20..40, three messages each");
     assert!(window.iter().all(|t| (from..to).contains(t)));
 
     let by_size = d.join("by-size");
@@ -128,6 +147,7 @@ fn a_recording_split_by_duration_or_size_reads_back_as_one_drive() {
         RecordOptions {
             split_bytes: Some(1 << 20),
             camera: CameraStorage::Raw,
+            lidar: LidarStorage::Raw,
             compression: ChunkCompression::None,
             ..Default::default()
         },

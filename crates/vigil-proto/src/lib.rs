@@ -11,6 +11,7 @@ pub mod v1 {
 }
 
 pub mod pixels;
+pub mod points;
 pub mod wire;
 
 use prost::Message;
@@ -282,6 +283,12 @@ fn validate_control(c: &v1::ControlCommand, limits: &Limits) -> Result<(), Decod
 fn validate_lidar(scan: &v1::LidarScan, limits: &Limits) -> Result<(), DecodeError> {
     let n = scan.point_count as usize;
     check_len("lidar.point_count", n, limits.max_lidar_points)?;
+    match v1::PointEncoding::try_from(scan.encoding) {
+        Ok(v1::PointEncoding::Xyzir) => {}
+        // Checked when decoded (`points::decode_points` bounds the output by point_count).
+        Ok(v1::PointEncoding::XyzirZstd) => return finite_pose("lidar.sensor_pose", &scan.sensor_pose),
+        Err(_) => return Err(invalid("lidar.encoding", format!("unknown value {}", scan.encoding))),
+    }
     if scan.points.len() != n * POINT_STRIDE {
         return Err(invalid(
             "lidar.points",

@@ -41,7 +41,7 @@ fn lidar() -> impl Strategy<Value = v1::LidarScan> {
             for (i, b) in seed.iter().enumerate() {
                 vigil_proto::pack_point(&mut points, *b as f32, i as f32, -(*b as f32), 0.5, i as u16);
             }
-            v1::LidarScan { sensor_pose, beams, columns, point_count: n as u32, points }
+            v1::LidarScan { sensor_pose, beams, columns, point_count: n as u32, points, encoding: 0 }
         },
     )
 }
@@ -263,6 +263,16 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         let _ = decode_envelope(&bytes);
+    }
+
+    /// Compact lidar points: any planes zstd holds decode to `n` points; other bytes are
+    /// a typed error.
+    #[test]
+    fn arbitrary_compact_points_never_panic(planes in prop::collection::vec(any::<u8>(), 0..720), n in 0usize..64) {
+        let _ = vigil_proto::points::decode_points(&planes, n);
+        let packed = zstd::bulk::compress(&planes, 1).unwrap();
+        let back = vigil_proto::points::decode_points(&packed, planes.len() / vigil_proto::POINT_STRIDE);
+        prop_assert_eq!(back.map(|p| p.len()).ok(), (planes.len() % vigil_proto::POINT_STRIDE == 0).then_some(planes.len()));
     }
 }
 

@@ -166,7 +166,14 @@ fn grow(points: &[(f64, f64, f64)], x: f64, y: f64) -> Vec<(f64, f64, f64)> {
 pub fn detect(objects: &[RadarObject], lidar: &v1::LidarScan, camera: Option<&CameraGeometry>) -> Vec<Candidate> {
     // Above-ground lidar points in the vehicle frame.
     let (lx, ly, lz) = pose(&lidar.sensor_pose);
-    let points: Vec<(f64, f64, f64)> = vigil_proto::unpack_points(&lidar.points)
+    let raw = match vigil_proto::points::raw_points(lidar) {
+        Ok(raw) => raw,
+        Err(e) => {
+            tracing::warn!(error = %e, "lidar sweep left out of fusion");
+            return Vec::new();
+        }
+    };
+    let points: Vec<(f64, f64, f64)> = vigil_proto::unpack_points(&raw)
         .map(|(x, y, z, _, _)| (x as f64 + lx, y as f64 + ly, z as f64 + lz))
         .filter(|p| p.2 > MIN_POINT_HEIGHT_M)
         .collect();

@@ -1,7 +1,7 @@
 //! The recording options `vigil run`, `vigil sim` and `vigil record` share.
 
 use clap::Args;
-use vigil_bus::embedded::recorder::{CameraStorage, ChunkCompression, RecordOptions};
+use vigil_bus::embedded::recorder::{CameraStorage, ChunkCompression, LidarStorage, RecordOptions};
 
 /// How a recording is written.
 #[derive(Debug, Clone, Args)]
@@ -14,6 +14,10 @@ pub struct RecordingArgs {
     /// levels, smaller; a replay may decide differently).
     #[arg(long, default_value = "lossless", value_parser = parse_camera)]
     camera: CameraStorage,
+    /// How lidar sweeps are stored: lossless (compact, a replay sees the points the
+    /// vehicle saw) or raw (packed points as they came).
+    #[arg(long, default_value = "lossless", value_parser = parse_lidar)]
+    lidar: LidarStorage,
     /// Split the recording into parts of about this size (e.g. 512MiB, 2GB); the
     /// recording is then a directory of parts.
     #[arg(long, value_parser = parse_size)]
@@ -28,6 +32,10 @@ pub struct RecordingArgs {
 }
 
 fn parse_camera(s: &str) -> Result<CameraStorage, String> {
+    s.parse()
+}
+
+fn parse_lidar(s: &str) -> Result<LidarStorage, String> {
     s.parse()
 }
 
@@ -67,6 +75,7 @@ impl RecordingArgs {
         RecordOptions {
             compression: self.compression,
             camera: self.camera,
+            lidar: self.lidar,
             split_bytes: self.split_size,
             split_ns: self.split_duration.map(|d| d.as_nanos().min(i64::MAX as u128) as i64),
             viewer: !self.no_viewer_channels,

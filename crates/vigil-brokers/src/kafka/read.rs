@@ -52,6 +52,11 @@ fn start_offsets(
 }
 
 pub(super) fn consumed(topic: &str, m: &rdkafka::message::BorrowedMessage<'_>) -> ConsumedRecord {
+    ConsumedRecord { payload: m.payload().unwrap_or_default().to_vec(), ..consumed_meta(topic, m) }
+}
+
+/// A record's key, headers and place, without its payload.
+fn consumed_meta(topic: &str, m: &rdkafka::message::BorrowedMessage<'_>) -> ConsumedRecord {
     let headers = m
         .headers()
         .map(|h| {
@@ -67,7 +72,7 @@ pub(super) fn consumed(topic: &str, m: &rdkafka::message::BorrowedMessage<'_>) -
         key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
         timestamp_ms: m.timestamp().to_millis(),
         headers,
-        payload: m.payload().unwrap_or_default().to_vec(),
+        payload: Vec::new(),
     }
 }
 
@@ -82,6 +87,22 @@ pub fn read_window(
     to_ms: Option<i64>,
     timeout: Duration,
 ) -> Result<Vec<ConsumedRecord>, TransportError> {
+    let mut out = Vec::new();
+    visit_window(cfg, topic, from_ms, to_ms, timeout, |m| out.push(consumed(topic, m)))?;
+    Ok(out)
+}
+
+/// Calls `visit` with each record of `topic` in the window, as [`read_window`] reads
+/// them, keeping none: memory does not grow with the topic. `timeout` bounds a wait for
+/// the next record, not the whole read.
+fn visit_window(
+    cfg: &KafkaConfig,
+    topic: &str,
+    from_ms: Option<i64>,
+    to_ms: Option<i64>,
+    timeout: Duration,
+    mut visit: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
+) -> Result<(), TransportError> {
     let mut c = client_config(cfg);
     c.set("group.id", format!("vigil-reader-{}", std::process::id()))
         .set("enable.auto.commit", "false")
@@ -98,14 +119,14 @@ pub fn read_window(
         }
     }
     consumer.assign(&tpl).map_err(|e| broker_err("assign", e))?;
-    let mut out = Vec::new();
-    let deadline = Instant::now() + timeout;
+    let mut deadline = Instant::now() + timeout;
     while !remaining.is_empty() {
         if Instant::now() > deadline {
             return Err(broker_err(format!("reading `{topic}`"), format!("timed out with {remaining:?} left")));
         }
         let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
         let m = m.map_err(|e| broker_err(format!("reading `{topic}`"), e))?;
+        deadline = Instant::now() + timeout;
         let p = m.partition();
         let ts = m.timestamp().to_millis();
         if m.offset() >= ends[&p] {
@@ -115,23 +136,13 @@ pub fn read_window(
             remaining.remove(&p);
         }
         let in_window = ts.is_none_or(|t| from_ms.is_none_or(|f| t >= f) && to_ms.is_none_or(|e| t < e));
-        if !in_window {
-            continue;
+        if in_window {
+            visit(&m);
         }
-        out.push(consumed(topic, &m));
     }
-    Ok(out)
+    Ok(())
 }
 
-/// Reads the records of `topic` captured in `[from_ns, to_ns)` (the `capture_time_ns`
-/// header, on the vehicle clock) and, when given, keyed by `vehicle`.
-///
-/// Kafka indexes time by append time, and a record is appended after it is captured: the
-/// broker's offsets-for-times lookup at `from − slack` (slack: the most the vehicle's clock
-/// may run ahead of the broker's) is a start that skips no record of the window. Every
-/// record from there is filtered by its capture time, so the window is exact whatever the
-/// lookup answers — a drive recorded on a simulated clock, whose capture times lie before
-/// every append time, is read from the start and filtered the same way.
 #[allow(clippy::too_many_arguments)]
 pub fn read_capture_window(
     cfg: &KafkaConfig,
@@ -144,16 +155,18 @@ pub fn read_capture_window(
     timeout: Duration,
 ) -> Result<Vec<ConsumedRecord>, TransportError> {
     let from_ms = from_ns.map(|f| f.div_euclid(1_000_000) - slack.as_millis() as i64);
-    let records = read_window(cfg, topic, from_ms, None, timeout)?;
-    Ok(records
-        .into_iter()
-        .filter(|r| vehicle.is_none_or(|v| r.key.as_deref() == Some(v)))
-        .filter(|r| run.is_none_or(|d| r.headers.get("run_id").map(String::as_str) == Some(d)))
-        .filter(|r| {
-            let capture = r.headers.get("capture_time_ns").and_then(|c| c.parse::<i64>().ok());
-            capture.is_some_and(|c| from_ns.is_none_or(|f| c >= f) && to_ns.is_none_or(|t| c < t))
-        })
-        .collect())
+    let mut out = Vec::new();
+    visit_window(cfg, topic, from_ms, None, timeout, |m| {
+        let r = consumed_meta(topic, m);
+        let capture = r.headers.get("capture_time_ns").and_then(|c| c.parse::<i64>().ok());
+        let wanted = vehicle.is_none_or(|v| r.key.as_deref() == Some(v))
+            && run.is_none_or(|d| r.headers.get("run_id").map(String::as_str) == Some(d))
+            && capture.is_some_and(|c| from_ns.is_none_or(|f| c >= f) && to_ns.is_none_or(|t| c < t));
+        if wanted {
+            out.push(ConsumedRecord { payload: m.payload().unwrap_or_default().to_vec(), ..r });
+        }
+    })?;
+    Ok(out)
 }
 
 /// One drive in Kafka: one vehicle process's run (`run_id` header) of one vehicle.
@@ -172,42 +185,22 @@ pub struct DriveSummary {
     pub messages: BTreeMap<String, u64>,
 }
 
-/// Every drive in Vigil's topics, oldest first. Reads each topic once (headers decide;
-/// camera records are claim-checked, so small). Records written before run ids existed
-/// are grouped under the drive `unknown`.
+/// Every drive in Vigil's topics, oldest first. Reads each topic once, keeping only each
+/// record's headers (they decide), so memory grows with the drives, not their records.
+/// Records written before run ids existed are grouped under the drive `unknown`.
 pub fn list_drives(cfg: &KafkaConfig, timeout: Duration) -> Result<Vec<DriveSummary>, TransportError> {
     let mut drives: BTreeMap<(String, String), DriveSummary> = BTreeMap::new();
     for l in topics::ALL {
         let topic = topic_name(&cfg.topic_prefix, l);
-        let records = match read_window(cfg, &topic, None, None, timeout) {
-            Ok(r) => r,
+        let stream = l.rsplit('.').next().unwrap_or(l).to_string();
+        let read = visit_window(cfg, &topic, None, None, timeout, |m| {
+            tally(&mut drives, l, &stream, &consumed_meta(&topic, m));
+        });
+        match read {
+            Ok(()) => {}
             // A topic not created yet holds no drive.
             Err(e) if matches!(crate::BrokerError::of(&e), Some(crate::BrokerError::NoSuchTopic)) => continue,
             Err(e) => return Err(e),
-        };
-        let stream = l.rsplit('.').next().unwrap_or(l).to_string();
-        for r in records {
-            let run = r.headers.get("run_id").cloned().unwrap_or_else(|| "unknown".into());
-            let vehicle = r.key.clone().unwrap_or_default();
-            let capture: i64 = r.headers.get("capture_time_ns").and_then(|c| c.parse().ok()).unwrap_or(0);
-            let d = drives.entry((run.clone(), vehicle.clone())).or_insert_with(|| DriveSummary {
-                drive: run,
-                vehicle,
-                first_capture_ns: i64::MAX,
-                last_capture_ns: i64::MIN,
-                scenario: None,
-                seed: None,
-                messages: BTreeMap::new(),
-            });
-            if d.scenario.is_none() {
-                d.scenario = r.headers.get("scenario").cloned();
-                d.seed = r.headers.get("seed").and_then(|s| s.parse().ok());
-            }
-            if l != topics::RECOMMENDATIONS && l != topics::TASKS {
-                d.first_capture_ns = d.first_capture_ns.min(capture);
-                d.last_capture_ns = d.last_capture_ns.max(capture);
-            }
-            *d.messages.entry(stream.clone()).or_default() += 1;
         }
     }
     let mut out: Vec<DriveSummary> = drives.into_values().collect();
@@ -219,4 +212,29 @@ pub fn list_drives(cfg: &KafkaConfig, timeout: Duration) -> Result<Vec<DriveSumm
     // Run ids are UUIDv7 (time-ordered); the first capture breaks ties and orders the rest.
     out.sort_by(|a, b| (a.first_capture_ns, &a.drive, &a.vehicle).cmp(&(b.first_capture_ns, &b.drive, &b.vehicle)));
     Ok(out)
+}
+
+/// Counts record `r` of log topic `l` (`stream`: its last word) into its drive.
+fn tally(drives: &mut BTreeMap<(String, String), DriveSummary>, l: &str, stream: &str, r: &ConsumedRecord) {
+    let run = r.headers.get("run_id").cloned().unwrap_or_else(|| "unknown".into());
+    let vehicle = r.key.clone().unwrap_or_default();
+    let capture: i64 = r.headers.get("capture_time_ns").and_then(|c| c.parse().ok()).unwrap_or(0);
+    let d = drives.entry((run.clone(), vehicle.clone())).or_insert_with(|| DriveSummary {
+        drive: run,
+        vehicle,
+        first_capture_ns: i64::MAX,
+        last_capture_ns: i64::MIN,
+        scenario: None,
+        seed: None,
+        messages: BTreeMap::new(),
+    });
+    if d.scenario.is_none() {
+        d.scenario = r.headers.get("scenario").cloned();
+        d.seed = r.headers.get("seed").and_then(|s| s.parse().ok());
+    }
+    if l != topics::RECOMMENDATIONS && l != topics::TASKS {
+        d.first_capture_ns = d.first_capture_ns.min(capture);
+        d.last_capture_ns = d.last_capture_ns.max(capture);
+    }
+    *d.messages.entry(stream.to_string()).or_default() += 1;
 }

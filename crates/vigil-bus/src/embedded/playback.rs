@@ -377,11 +377,18 @@ impl Messages<'_> {
                         self.other_channels.fetch_add(1, Ordering::Relaxed);
                         continue;
                     };
-                    let expanded = if self.expand { vigil_proto::pixels::expand_camera(data) } else { Ok(None) };
+                    // Lidar sweeps are always expanded (cheap, and fusion reads every one).
+                    let expanded = if vigil_proto::points::is_lidar(data) {
+                        vigil_proto::points::expand_lidar(data).map_err(|e| e.to_string())
+                    } else if self.expand {
+                        vigil_proto::pixels::expand_camera(data).map_err(|e| e.to_string())
+                    } else {
+                        Ok(None)
+                    };
                     let envelope = match expanded {
                         Ok(Some(e)) => e,
                         Ok(None) => data.to_vec(),
-                        Err(e) => return Err(fail(&p.path, e.to_string())),
+                        Err(e) => return Err(fail(&p.path, e)),
                     };
                     return Ok(Some(Played { topic, log_ns: header.log_time as Nanos, envelope }));
                 }

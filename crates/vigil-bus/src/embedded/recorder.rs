@@ -85,11 +85,53 @@ impl std::str::FromStr for CameraStorage {
     }
 }
 
+/// How lidar sweeps are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LidarStorage {
+    /// As they came (packed points).
+    Raw,
+    /// `XYZIR_ZSTD`, lossless: replay sees the points the vehicle saw.
+    #[default]
+    Lossless,
+}
+
+impl std::str::FromStr for LidarStorage {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "lossless" => Ok(Self::Lossless),
+            "raw" => Ok(Self::Raw),
+            _ => Err(format!("`{s}` is not a lidar storage: lossless or raw")),
+        }
+    }
+}
+
+/// `envelope` as `opts` store it; `None` when it is stored as it came.
+fn stored(opts: &RecordOptions, envelope: &[u8]) -> Option<Vec<u8>> {
+    use vigil_proto::{pixels, points};
+    if points::is_lidar(envelope) {
+        return match opts.lidar {
+            LidarStorage::Raw => points::expand_lidar(envelope).ok().flatten(),
+            LidarStorage::Lossless => points::compact_lidar(envelope),
+        };
+    }
+    match opts.camera {
+        CameraStorage::Raw => pixels::expand_camera(envelope).ok().flatten(),
+        CameraStorage::Lossless => pixels::compact_camera(envelope, 0),
+        // A frame stored lossless already is coded again within the bound.
+        CameraStorage::NearLossless(n) => match pixels::expand_camera(envelope).ok().flatten() {
+            Some(rgb) => pixels::compact_camera(&rgb, n),
+            None => pixels::compact_camera(envelope, n),
+        },
+    }
+}
+
 /// How a recording is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordOptions {
     pub compression: ChunkCompression,
     pub camera: CameraStorage,
+    pub lidar: LidarStorage,
     /// Start a new part once a part's file reaches this many bytes.
     pub split_bytes: Option<u64>,
     /// Start a new part once a part spans this much capture time.
@@ -104,6 +146,7 @@ impl Default for RecordOptions {
         Self {
             compression: ChunkCompression::Zstd,
             camera: CameraStorage::Lossless,
+            lidar: LidarStorage::Lossless,
             split_bytes: None,
             split_ns: None,
             viewer: true,
@@ -337,15 +380,7 @@ impl McapRecorder {
         envelope: &[u8],
     ) -> Result<(), RecordError> {
         self.roll_if_due(log_time_ns)?;
-        let compact = match self.opts.camera {
-            CameraStorage::Raw => vigil_proto::pixels::expand_camera(envelope).ok().flatten(),
-            CameraStorage::Lossless => vigil_proto::pixels::compact_camera(envelope, 0),
-            // A frame stored lossless already is coded again within the bound.
-            CameraStorage::NearLossless(n) => match vigil_proto::pixels::expand_camera(envelope).ok().flatten() {
-                Some(rgb) => vigil_proto::pixels::compact_camera(&rgb, n),
-                None => vigil_proto::pixels::compact_camera(envelope, n),
-            },
-        };
+        let compact = stored(&self.opts, envelope);
         let Some(part) = self.part.as_mut() else {
             return Err(RecordError::Write {
                 path: self.path.display().to_string(),

@@ -72,10 +72,15 @@ pub(super) fn sensor_mount(vehicle: &str, t: Nanos, sensor: &str, pose: Option<&
     transforms(vehicle, list)
 }
 
-pub(super) fn lidar(vehicle: &str, t: Nanos, l: v1::LidarScan) -> Vec<ViewerMessage> {
+pub(super) fn lidar(vehicle: &str, t: Nanos, mut l: v1::LidarScan) -> Vec<ViewerMessage> {
     let field =
         |name: &str, offset: u32, ty: NumericType| PackedElementField { name: name.into(), offset, r#type: ty as i32 };
     let mount = sensor_mount(vehicle, t, "lidar", l.sensor_pose.as_ref());
+    let points = match vigil_proto::points::raw_points(&l) {
+        Ok(std::borrow::Cow::Owned(decoded)) => decoded,
+        Ok(std::borrow::Cow::Borrowed(_)) => std::mem::take(&mut l.points),
+        Err(_) => return mount.into_iter().collect(),
+    };
     let cloud = PointCloud {
         timestamp: stamp(t),
         frame_id: vehicle.to_string(),
@@ -88,7 +93,7 @@ pub(super) fn lidar(vehicle: &str, t: Nanos, l: v1::LidarScan) -> Vec<ViewerMess
             field("intensity", 12, NumericType::Float32),
             field("ring", 16, NumericType::Uint16),
         ],
-        data: l.points.into(),
+        data: points.into(),
     };
     [message(Topic::Lidar.of(vehicle), &cloud), mount].into_iter().flatten().collect()
 }

@@ -297,15 +297,50 @@ pub(super) struct ReplayBenchArgs {
     /// uncompacted format's.
     #[arg(long, default_value_t = 3.0)]
     min_compaction: f64,
-    /// With --lengths: also store the shortest drive near-lossless (every camera sample
-    /// within this many levels) and replay it: its size and what it changed (0: skip).
-    #[arg(long, default_value_t = 3)]
+    /// With --lengths: also store every drive near-lossless (every camera sample within
+    /// this many levels) and replay it: its size and what it changed (0: skip).
+    #[arg(long, default_value_t = 5)]
     archival_near: u8,
+    /// With --lengths: fail when a near-lossless row is less than this many times
+    /// smaller than the uncompacted format.
+    #[arg(long, default_value_t = 3.0)]
+    min_archival_compaction: f64,
+    /// With --lengths: fail when lossless camera storage takes more than this many times
+    /// the bits a sample of the noise floor (the entropy of the sensor noise, measured
+    /// against the same drive drawn without it).
+    #[arg(long, default_value_t = 1.5)]
+    max_floor_gap: f64,
     /// With --lengths: write the rows as a PNG here.
     #[arg(long)]
     png: Option<std::path::PathBuf>,
     #[arg(long)]
     json: bool,
+}
+
+fn print_length_row(r: &vigil_bench::lengths::LengthRow) {
+    eprintln!(
+        "  {:>5.0} s: {:>7.1} MB ({:.2} MB/vehicle-s), recorded in {:.1} s; replay {:.1}x real time, peak RSS {:.0} MB, digest {} live",
+        r.duration_s,
+        r.file_bytes as f64 / 1e6,
+        r.bytes_per_vehicle_s / 1e6,
+        r.record_wall_s,
+        r.speed_factor,
+        r.peak_rss_mb,
+        if r.digests_equal { "equal to" } else { "DIFFERS from" }
+    );
+    if let Some(a) = &r.archival {
+        eprintln!(
+            "         near-lossless {}: {:.2} MB/vehicle-s ({:.2}x smaller), replay {:.1}x real time, {} recommendations changed, digest {} live; ground truth (labelled, correct, misses, false alarms) lossless {:?}, near-lossless {:?}",
+            a.near,
+            a.bytes_per_vehicle_s / 1e6,
+            a.compaction,
+            a.speed_factor,
+            a.changed,
+            if a.digest_equal { "equal to" } else { "DIFFERS from" },
+            a.lossless_score,
+            a.archival_score
+        );
+    }
 }
 
 fn lengths(a: &ReplayBenchArgs) -> anyhow::Result<()> {
@@ -320,23 +355,14 @@ fn lengths(a: &ReplayBenchArgs) -> anyhow::Result<()> {
         min_speed_factor: a.min_speed_factor,
         min_compaction: a.min_compaction,
         archival: (a.archival_near > 0).then_some(a.archival_near),
+        min_archival_compaction: a.min_archival_compaction,
+        max_floor_gap: a.max_floor_gap,
     };
     eprintln!(
         "recording {} seed {} for {:?} s, and the shortest in the uncompacted format:",
         a.scenario, a.seed, a.lengths
     );
-    let b = vigil_bench::lengths::lengths_bench(&cfg, |r| {
-        eprintln!(
-            "  {:>5.0} s: {:>7.1} MB ({:.2} MB/vehicle-s), recorded in {:.1} s; replay {:.1}x real time, peak RSS {:.0} MB, digest {} live",
-            r.duration_s,
-            r.file_bytes as f64 / 1e6,
-            r.bytes_per_vehicle_s / 1e6,
-            r.record_wall_s,
-            r.speed_factor,
-            r.peak_rss_mb,
-            if r.digests_equal { "equal to" } else { "DIFFERS from" }
-        )
-    })?;
+    let b = vigil_bench::lengths::lengths_bench(&cfg, print_length_row)?;
     if let Some(p) = &a.png {
         vigil_bench::lengths::lengths_png(&b, p, &cfg)?;
     }
@@ -349,19 +375,16 @@ fn lengths(a: &ReplayBenchArgs) -> anyhow::Result<()> {
             b.compaction,
             b.rss_ratio
         );
-        if let Some(r) = &b.archival {
-            println!(
-                "near-lossless {}: {:.2} MB/vehicle-s ({:.2}x smaller), {:.1}x real time, {} recommendations changed, digest {}; ground truth (labelled, correct, misses, false alarms) lossless {:?}, near-lossless {:?}",
-                r.near,
-                r.bytes_per_vehicle_s / 1e6,
-                r.compaction,
-                r.speed_factor,
-                r.changed,
-                if r.digest_equal { "equal" } else { "differs" },
-                r.lossless_score,
-                r.archival_score
-            );
-        }
+        let c = &b.camera;
+        println!(
+            "camera (noise amplitude {:.2}, {} frames): stored at {:.2} bits a sample, the noise floor is {:.2} ({:.2}x); with the camera at the floor, any lossless storage would reach at best {:.2}x",
+            c.noise_amplitude,
+            c.frames,
+            c.lossless_bits,
+            c.floor_bits,
+            c.lossless_bits / c.floor_bits,
+            b.floor_compaction
+        );
     }
     if !b.pass {
         bail!("{}", b.failures.join("; "));
