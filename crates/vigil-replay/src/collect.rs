@@ -57,14 +57,19 @@ impl RecordedSide {
             && g.frame_sensor_id.starts_with("camera")
         {
             let v = env.header.map(|h| h.vehicle_id).unwrap_or_default();
+            // Kept for every camera frame of the drive: only what scoring and export read
+            // (the frame is the key), in no more room than that takes.
             g.objects.retain(|o| o.camera_box.is_some());
+            g.objects.shrink_to_fit();
+            g.ego = None;
+            let sensor = std::mem::take(&mut g.frame_sensor_id);
             if v == self.first_vehicle {
                 let t = m.capture_ns.saturating_sub(self.start_ns) as f64 * 1e-9;
                 for o in &g.objects {
                     self.sightings.push((o.object_id, class_name(o.class()).to_string(), t));
                 }
             }
-            self.gt.insert((v, g.frame_sensor_id.clone(), g.frame_sequence), g);
+            self.gt.insert((v, sensor, g.frame_sequence), g);
         }
     }
 }
