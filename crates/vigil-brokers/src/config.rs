@@ -219,18 +219,26 @@ pub struct BrokerConfig {
 /// A URL with its password replaced by `***`, whatever the URL looks like: the userinfo
 /// runs from the scheme to the *last* `@` (a password may hold `@`, `#`, `/`, `?`, which
 /// make a URL parser fail or cut it elsewhere), so a password is never printed, at worst
-/// with some of the host hidden too.
+/// with some of the host hidden too. Userinfo without a `:` is hidden whole: it may be a
+/// token, or the tail of a password that looks like a scheme (`user://pass@host`).
 pub fn redact(url: &str) -> String {
     let (scheme, rest) = match url.find("://") {
-        Some(i) => url.split_at(i + 3),
-        None => ("", url),
+        Some(i) if is_scheme(&url[..i]) => url.split_at(i + 3),
+        _ => ("", url),
     };
     let Some(at) = rest.rfind('@') else { return url.to_string() };
     let (userinfo, host) = rest.split_at(at);
     match userinfo.split_once(':') {
         Some((user, _)) => format!("{scheme}{user}:***{host}"),
-        None => url.to_string(),
+        None => format!("{scheme}***{host}"),
     }
+}
+
+/// RFC 3986: a letter, then letters, digits, `+`, `-` or `.`.
+fn is_scheme(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
 /// Whether a librdkafka property holds a secret (`sasl.password`, `ssl.key.password`,
@@ -335,10 +343,11 @@ mod tests {
     }
 
     #[test]
-    fn redact_keeps_what_is_not_a_secret() {
+    fn redact_keeps_what_is_not_a_secret_and_hides_what_may_be() {
         assert_eq!(redact("amqp://guest:guest@127.0.0.1:5672/%2f"), "amqp://guest:***@127.0.0.1:5672/%2f");
         assert_eq!(redact("amqp://u:p#a/s?s@h:1/v"), "amqp://u:***@h:1/v");
         assert_eq!(redact("amqp://127.0.0.1:5672/%2f"), "amqp://127.0.0.1:5672/%2f");
-        assert_eq!(redact("amqp://token@host/"), "amqp://token@host/");
+        assert_eq!(redact("amqp://token@host/"), "amqp://***@host/");
+        assert_eq!(redact("://pass@host"), ":***@host", "no scheme: the userinfo is `:` and a password");
     }
 }
