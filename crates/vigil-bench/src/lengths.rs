@@ -44,10 +44,8 @@ pub struct LengthsConfig {
     pub max_floor_gap: f64,
 }
 
-/// Replays per row; the row is the one with the median peak RSS. A replay's live heap
-/// stays flat with the drive's length (valgrind massif: about 60 MB through a 120 s
-/// drive), but how much of what it freed the allocator still holds varies from run to
-/// run by tens of MB.
+/// Replays per row; the row is the one with the median peak RSS. How much of what a
+/// replay freed the allocator still holds varies from run to run by tens of MB.
 const REPLAYS: usize = 5;
 
 /// Camera frames the noise floor is measured on.

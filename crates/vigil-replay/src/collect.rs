@@ -1,6 +1,7 @@
 //! What a replay compares: the replayed tasks and recommendations, and the recorded
-//! recommendations, task times and ground truth of the drive, gathered as the drive's
-//! messages stream past (no frame is kept).
+//! recommendations and task times of the drive, with each replayed task's ground truth,
+//! gathered as the drive's messages stream past (no frame is kept, and of the ground truth
+//! only a window of the last seconds).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -10,10 +11,11 @@ use vigil_proto::v1::{self, envelope::Payload};
 
 use crate::drive::{Recorded, header_of};
 use crate::score::{class_name, recommendation, task, task_order};
+use crate::timeline::{ObjectSpan, SpanBuilder};
+use crate::truth::Truths;
 
-/// Ground truth by (vehicle, camera sensor, frame sequence): the objects in the camera's
-/// view only (what scoring and export read).
-pub(crate) type GroundTruths = HashMap<(String, String, u64), v1::GroundTruth>;
+/// Sightings closer than this (seconds) are one span of an object in view.
+const SPAN_GAP_S: f64 = 0.25;
 
 /// Replayed recommendations in task order (vehicle, number, id).
 pub(crate) type Replayed = BTreeMap<(String, u64, String), v1::Recommendation>;
@@ -22,19 +24,25 @@ pub(crate) type Replayed = BTreeMap<(String, u64, String), v1::Recommendation>;
 #[derive(Debug, Default)]
 pub(crate) struct RecordedSide {
     pub recorded: HashMap<String, v1::Recommendation>,
-    pub gt: GroundTruths,
-    /// For the timeline: recorded task capture and recommendation publish times, and the
-    /// first vehicle's ground-truth objects in the camera's view (id, class, seconds).
+    /// The ground truth under each replayed task's box.
+    pub truths: Truths,
+    /// For the timeline: recorded task capture and recommendation publish times, and when
+    /// the first vehicle's camera saw each ground-truth object.
     pub recorded_task_ns: HashMap<String, Nanos>,
     pub recorded_answer_ns: HashMap<String, Nanos>,
-    pub sightings: Vec<(u32, String, f64)>,
+    sightings: SpanBuilder,
     first_vehicle: String,
     start_ns: Nanos,
 }
 
 impl RecordedSide {
     pub fn new(first_vehicle: String, start_ns: Nanos) -> Self {
-        Self { first_vehicle, start_ns, ..Self::default() }
+        Self { first_vehicle, start_ns, sightings: SpanBuilder::new(SPAN_GAP_S), ..Self::default() }
+    }
+
+    /// The first vehicle's objects in view, as spans in time.
+    pub fn object_spans(&self) -> Vec<ObjectSpan> {
+        self.sightings.spans()
     }
 
     /// Takes what it needs of one recorded message.
@@ -53,46 +61,50 @@ impl RecordedSide {
             }
         } else if topic == topics::GROUND_TRUTH
             && let Ok(env) = vigil_proto::decode_envelope(&m.envelope)
-            && let Some(Payload::GroundTruth(mut g)) = env.payload
+            && let Some(Payload::GroundTruth(g)) = env.payload
             && g.frame_sensor_id.starts_with("camera")
         {
             let v = env.header.map(|h| h.vehicle_id).unwrap_or_default();
-            // Kept for every camera frame of the drive: only what scoring and export read
-            // (the frame is the key), in no more room than that takes.
-            g.objects.retain(|o| o.camera_box.is_some());
-            g.objects.shrink_to_fit();
-            g.ego = None;
-            let sensor = std::mem::take(&mut g.frame_sensor_id);
             if v == self.first_vehicle {
                 let t = m.capture_ns.saturating_sub(self.start_ns) as f64 * 1e-9;
-                for o in &g.objects {
-                    self.sightings.push((o.object_id, class_name(o.class()).to_string(), t));
+                for o in g.objects.iter().filter(|o| o.camera_box.is_some()) {
+                    self.sightings.push(o.object_id, class_name(o.class()), t);
                 }
             }
-            self.gt.insert((v, sensor, g.frame_sequence), g);
+            self.truths.frame(m.capture_ns, (v, g.frame_sensor_id, g.frame_sequence), &g.objects);
         }
     }
 }
 
-/// The records of a replay and of the drive it replayed.
+/// The records of a replay and of the drive it replayed, gathered as both stream past.
 pub(crate) struct Collected {
     pub replayed: Replayed,
     pub replay_tasks: Vec<(v1::Header, v1::ObstacleTask)>,
     pub side: RecordedSide,
 }
 
-/// Reads back what the replay logged (`kept`), next to what the drive recorded.
-pub(crate) fn collect(kept: &[(String, Vec<u8>)], side: RecordedSide) -> Collected {
-    let mut replayed = Replayed::new();
-    let mut replay_tasks = Vec::new();
-    for (topic, bytes) in kept {
+impl Collected {
+    pub fn new(side: RecordedSide) -> Self {
+        Self { replayed: Replayed::new(), replay_tasks: Vec::new(), side }
+    }
+
+    /// Takes one record the replay logged: a task (settled against ground truth as it
+    /// comes) or a recommendation.
+    pub fn replayed(&mut self, topic: &str, bytes: &[u8]) {
         if topic == topics::RECOMMENDATIONS {
             if let Some(r) = recommendation(bytes) {
-                replayed.insert(task_order(&r.task_id), r);
+                self.replayed.insert(task_order(&r.task_id), r);
             }
-        } else if let Some(t) = task(bytes) {
-            replay_tasks.push(t);
+        } else if let Some((h, t)) = task(bytes) {
+            self.side.truths.task(&h.vehicle_id, &t);
+            self.replay_tasks.push((h, t));
         }
     }
-    Collected { replayed, replay_tasks, side }
+
+    /// Puts the replayed tasks in capture order, then task order: the vehicles' actors log
+    /// them in whatever order they run, and a replay's report and export must not depend
+    /// on that.
+    pub fn finish(&mut self) {
+        self.replay_tasks.sort_by_cached_key(|(h, t)| (h.capture_time_ns, task_order(&t.task_id)));
+    }
 }

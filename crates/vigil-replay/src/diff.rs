@@ -1,14 +1,14 @@
 //! The replay against the recording: the digest of the replayed recommendations, what
 //! changed, and both scored against ground truth.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use vigil_core::Digest;
 use vigil_proto::v1;
 
 use crate::collect::{Collected, Replayed};
 use crate::report::{Change, GroundTruthDiff, ReplayDiff, Score};
-use crate::score::{class_name, score, task_order, truth_of};
+use crate::score::{class_name, score, task_order};
 
 /// The digest of the replayed recommendations (task id, action, class, in task order)
 /// and their count per action.
@@ -32,9 +32,7 @@ fn label(r: &v1::Recommendation) -> String {
 
 /// Compares every task id seen then or now.
 pub(crate) fn diff(c: &Collected) -> ReplayDiff {
-    let tasks_by_id: HashMap<&str, &(v1::Header, v1::ObstacleTask)> =
-        c.replay_tasks.iter().map(|t| (t.1.task_id.as_str(), t)).collect();
-    let truth_for = |id: &str| tasks_by_id.get(id).and_then(|(h, t)| truth_of(t, &c.side.gt, &h.vehicle_id));
+    let truth_for = |id: &str| c.side.truths.of(id);
     let mut diff = ReplayDiff {
         recorded: c.side.recorded.len() as u64,
         compared: 0,
@@ -64,7 +62,7 @@ pub(crate) fn diff(c: &Collected) -> ReplayDiff {
             against_truth(&mut gtd, &truth, then, now);
         }
     }
-    if !c.side.gt.is_empty() {
+    if c.side.truths.any() {
         diff.ground_truth = Some(gtd);
     }
     diff

@@ -9,7 +9,8 @@ use vigil_proto::v1::{self, envelope::Payload};
 
 use crate::ReplayError;
 use crate::drive::{Drive, Recorded, header_of};
-use crate::score::{class_name, truth_of};
+use crate::score::class_name;
+use crate::truth::{FrameKey, Truths};
 use vigil_core::Nanos;
 use vigil_vision::dataset::{Label, write};
 use vigil_vision::preprocess::Crop;
@@ -44,8 +45,6 @@ pub(crate) struct Exported<'a> {
     pub replayed: &'a BTreeMap<(String, u64, String), v1::Recommendation>,
 }
 
-type FrameKey = (String, String, u64);
-
 /// A frame's object crops, with its capture time and key (the order they are written in).
 type ObjectCrops = (Nanos, FrameKey, Vec<(Crop, Label)>);
 
@@ -53,12 +52,13 @@ type ObjectCrops = (Nanos, FrameKey, Vec<(Crop, Label)>);
 /// has it, else from the replayed recommendation; misses, false alarms and fallbacks
 /// (deadline breaches) flagged and weighted up. With `objects_every > 0` and ground truth,
 /// also a crop of every visible object of every n-th camera frame (source
-/// `ground_truth`, flag `object`). The drive is read once more, a frame at a time.
+/// `ground_truth`, flag `object`). The drive is read once more, a frame at a time; a
+/// frame's truth is held only until its capture instant has passed.
 pub(crate) fn export(
     dir: &Path,
     drive: &Drive,
     what: Exported<'_>,
-    gt: &HashMap<FrameKey, v1::GroundTruth>,
+    truths: &Truths,
     objects_every: u64,
 ) -> Result<u64, ReplayError> {
     let mut wanted: HashMap<FrameKey, Vec<usize>> = HashMap::new();
@@ -67,24 +67,44 @@ pub(crate) fn export(
     }
     let mut task_items: Vec<Option<(Crop, Label)>> = (0..what.tasks.len()).map(|_| None).collect();
     let mut object_items: Vec<ObjectCrops> = Vec::new();
+    let mut instant = Instant::default();
+    let is_nth = |seq: u64| objects_every > 0 && seq.is_multiple_of(objects_every);
     for m in drive.stream()? {
         let m = m?;
+        instant.advance(m.capture_ns);
+        if &*m.topic == topics::GROUND_TRUTH {
+            if let Some((key, g)) = camera_truth(&m).filter(|(k, _)| is_nth(k.2)) {
+                match instant.cameras.remove(&key) {
+                    Some(cam) => {
+                        object_items.push((m.capture_ns, key.clone(), object_crops(what.drive_id, &key, &cam, &g)))
+                    }
+                    None => {
+                        instant.truths.insert(key, g);
+                    }
+                }
+            }
+            continue;
+        }
         if &*m.topic != topics::CAMERA {
             continue;
         }
         let Some(h) = header_of(&m.envelope) else { continue };
         let key = (h.vehicle_id, h.sensor_id, h.sequence);
         let for_tasks = wanted.get(&key);
-        let for_objects = objects_every > 0 && key.2 % objects_every == 0 && gt.contains_key(&key);
-        if for_tasks.is_none() && !for_objects {
+        if for_tasks.is_none() && !is_nth(key.2) {
             continue;
         }
         let Some(cam) = camera_of(&m) else { continue };
         for &i in for_tasks.into_iter().flatten() {
-            task_items[i] = task_crop(&what, &cam, i, gt);
+            task_items[i] = task_crop(&what, &cam, i, truths);
         }
-        if let Some(g) = gt.get(&key).filter(|_| for_objects) {
-            object_items.push((m.capture_ns, key.clone(), object_crops(what.drive_id, &key, &cam, g)));
+        if is_nth(key.2) {
+            match instant.truths.remove(&key) {
+                Some(g) => object_items.push((m.capture_ns, key.clone(), object_crops(what.drive_id, &key, &cam, &g))),
+                None => {
+                    instant.cameras.insert(key, cam);
+                }
+            }
         }
     }
     object_items.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
@@ -94,18 +114,44 @@ pub(crate) fn export(
     Ok(items.len() as u64)
 }
 
+/// The camera frames and camera-frame truth of the current capture instant still waiting
+/// for each other (a frame and its truth share their capture time).
+#[derive(Default)]
+struct Instant {
+    at: Nanos,
+    cameras: HashMap<FrameKey, v1::CameraFrame>,
+    truths: HashMap<FrameKey, v1::GroundTruth>,
+}
+
+impl Instant {
+    fn advance(&mut self, at: Nanos) {
+        if at != self.at {
+            self.at = at;
+            self.cameras.clear();
+            self.truths.clear();
+        }
+    }
+}
+
+/// A camera frame's ground truth, keyed by its frame.
+fn camera_truth(m: &Recorded) -> Option<(FrameKey, v1::GroundTruth)> {
+    let env = vigil_proto::decode_envelope(&m.envelope).ok()?;
+    match env.payload? {
+        Payload::GroundTruth(g) if g.frame_sensor_id.starts_with("camera") => {
+            let v = env.header.map(|h| h.vehicle_id).unwrap_or_default();
+            Some(((v, g.frame_sensor_id.clone(), g.frame_sequence), g))
+        }
+        _ => None,
+    }
+}
+
 /// The crop of task `i` in its frame, labelled and flagged.
-fn task_crop(
-    what: &Exported<'_>,
-    cam: &v1::CameraFrame,
-    i: usize,
-    gt: &HashMap<FrameKey, v1::GroundTruth>,
-) -> Option<(Crop, Label)> {
+fn task_crop(what: &Exported<'_>, cam: &v1::CameraFrame, i: usize, truths: &Truths) -> Option<(Crop, Label)> {
     let (h, t) = &what.tasks[i];
     let c = t.camera_box.as_ref().and_then(|b| box_crop(cam, b))?;
     let rec = what.replayed.values().find(|r| r.task_id == t.task_id);
     let predicted = rec.map(|r| class_name(r.class()).to_string());
-    let truth = truth_of(t, gt, &h.vehicle_id);
+    let truth = truths.of(&t.task_id);
     let (class, source) = match (&truth, &predicted) {
         (Some(c), _) => (c.clone(), "ground_truth"),
         (None, Some(p)) => (p.clone(), "recommendation"),

@@ -2,7 +2,7 @@
 //! time, on a clock that stands at the recorded capture time.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use vigil_bus::embedded::{EmbeddedTasks, MemoryFrameStore, TaskQueue};
@@ -14,24 +14,28 @@ use vigil_vehicle::node::{ControlCommand, NodeStats, Stream};
 use vigil_vision::model::Recogniser;
 use vigil_worker::WorkerStats;
 
-use crate::collect::RecordedSide;
+use crate::collect::{Collected, RecordedSide};
 use crate::drive::{Drive, DriveStream, Identity, Recorded, StreamCounters, header_of};
 use crate::{ReplayConfig, ReplayError, bad};
 
 /// How long an instant may take to be ingested and answered before the replay gives up.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Keeps the task and recommendation records the vehicle writes (and counts the rest).
-#[derive(Debug, Default)]
+/// A task or recommendation record the replayed vehicle wrote: (topic, envelope).
+type Logged = (String, Vec<u8>);
+
+/// Sends the task and recommendation records the vehicle writes to the playback, which
+/// settles them as the drive goes (and counts the rest).
+#[derive(Debug)]
 struct CaptureLog {
-    kept: Mutex<Vec<(String, Vec<u8>)>>,
+    kept: mpsc::Sender<Logged>,
     counts: Mutex<BTreeMap<String, u64>>,
 }
 
 impl TelemetryLog for CaptureLog {
     fn append(&self, r: LogRecord<'_>) -> Result<(), TransportError> {
         if r.topic == topics::TASKS || r.topic == topics::RECOMMENDATIONS {
-            self.kept.lock().map_err(|_| TransportError::Closed)?.push((r.topic.to_string(), r.envelope.to_vec()));
+            self.kept.send((r.topic.to_string(), r.envelope.to_vec())).map_err(|_| TransportError::Closed)?;
         }
         *self.counts.lock().map_err(|_| TransportError::Closed)?.entry(r.topic.to_string()).or_insert(0) += 1;
         Ok(())
@@ -42,15 +46,14 @@ impl TelemetryLog for CaptureLog {
     }
 }
 
-/// What the actors did with a drive: the frames fed per stream, the records they logged,
-/// their counters, the simulated seconds fed, and what the drive recorded.
+/// What the actors did with a drive: the frames fed per stream, their counters, the
+/// simulated seconds fed, and what they logged next to what the drive recorded.
 pub(crate) struct Fed {
     pub produced: [u64; 4],
-    pub kept: Vec<(String, Vec<u8>)>,
     pub stats: Arc<NodeStats>,
     pub start_ns: Nanos,
     pub sim_seconds: f64,
-    pub side: RecordedSide,
+    pub collected: Collected,
     pub drive_id: String,
     pub counters: Arc<StreamCounters>,
 }
@@ -64,7 +67,8 @@ pub(crate) fn feed(drive: &Drive, cfg: &ReplayConfig, model: Recogniser) -> Resu
     };
     let start_ns = first.capture_ns;
     let clock = Arc::new(ManualClock::new(start_ns));
-    let log = Arc::new(CaptureLog::default());
+    let (kept, logged) = mpsc::channel();
+    let log = Arc::new(CaptureLog { kept, counts: Mutex::default() });
     let tasks = Arc::new(EmbeddedTasks::new(TaskQueue::new(1024, 3), clock.clone()));
     let frames = Arc::new(MemoryFrameStore::new(64 * drive.vehicles.len().max(1)));
 
@@ -95,7 +99,8 @@ pub(crate) fn feed(drive: &Drive, cfg: &ReplayConfig, model: Recogniser) -> Resu
         stream,
         pending: None,
         start_ns,
-        side: RecordedSide::new(drive.vehicles.first().cloned().unwrap_or_default(), start_ns),
+        collected: Collected::new(RecordedSide::new(drive.vehicles.first().cloned().unwrap_or_default(), start_ns)),
+        logged,
         identity: Identity::default(),
         error: None,
         control_rx: &control_rx,
@@ -125,15 +130,15 @@ pub(crate) fn feed(drive: &Drive, cfg: &ReplayConfig, model: Recogniser) -> Resu
     if !drained {
         return Err(ReplayError::Replay("the replayed recommendations did not all reach the log within 30 s".into()));
     }
-    let kept = log.kept.lock().map(|k| k.clone()).unwrap_or_default();
+    source.settle_logged();
+    source.collected.finish();
     let drive_id = source.identity.id(&drive.vehicles, drive.vehicle.as_deref());
     Ok(Fed {
         produced,
-        kept,
         stats,
         start_ns,
         sim_seconds: (last - start_ns) as f64 * 1e-9,
-        side: source.side,
+        collected: source.collected,
         drive_id,
         counters,
     })
@@ -146,7 +151,8 @@ struct Playback<'a> {
     /// The first telemetry message of the next instant.
     pending: Option<Recorded>,
     start_ns: Nanos,
-    side: RecordedSide,
+    collected: Collected,
+    logged: mpsc::Receiver<Logged>,
     identity: Identity,
     error: Option<ReplayError>,
     control_rx: &'a std::sync::mpsc::Receiver<ControlCommand>,
@@ -157,7 +163,7 @@ impl Playback<'_> {
     /// Notes a message; keeps it as the next instant's first when it is telemetry.
     fn take(&mut self, m: Recorded) -> Option<Recorded> {
         self.identity.observe(&m);
-        self.side.observe(&m);
+        self.collected.side.observe(&m);
         Stream::of_topic(&m.topic).is_some().then_some(m)
     }
 
@@ -174,6 +180,13 @@ impl Playback<'_> {
             }
         }
         None
+    }
+
+    /// Takes what the replayed vehicle has logged so far.
+    fn settle_logged(&mut self) {
+        while let Ok((topic, bytes)) = self.logged.try_recv() {
+            self.collected.replayed(&topic, &bytes);
+        }
     }
 
     fn prime(&mut self, first: Recorded) {
@@ -210,6 +223,7 @@ impl Source for Playback<'_> {
 
     fn published(&mut self) {
         self.controls += self.control_rx.try_iter().count() as u64;
+        self.settle_logged();
     }
 }
 

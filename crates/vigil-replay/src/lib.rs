@@ -32,6 +32,7 @@ mod replay;
 pub mod report;
 mod score;
 pub mod timeline;
+mod truth;
 
 pub use drive::{Drive, DriveStream, Recorded, StreamCounters};
 pub use kafka::Written;

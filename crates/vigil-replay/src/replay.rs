@@ -7,12 +7,12 @@ use vigil_core::Nanos;
 use vigil_vehicle::node::{NodeStats, Stream};
 use vigil_vision::model::{Recogniser, default_device};
 
-use crate::collect::{Collected, collect};
+use crate::collect::Collected;
 use crate::diff::{diff, digest};
 use crate::drive::Drive;
 use crate::export::{Exported, export};
 use crate::feed::feed;
-use crate::score::{class_name, task_order, truth_of};
+use crate::score::{class_name, task_order};
 use crate::timeline::{TaskMark, Timeline};
 use crate::{ReplayConfig, ReplayError, ReplayModel, ReplayReport, ReplayTasks, bad};
 
@@ -33,18 +33,18 @@ pub fn replay(drive: &Drive, cfg: &ReplayConfig) -> Result<ReplayReport, ReplayE
     let fed = feed(drive, cfg, model)?;
     let wall_seconds = wall_start.elapsed().as_secs_f64();
 
-    let collected = collect(&fed.kept, fed.side);
+    let collected = &fed.collected;
     let (recommendations_digest, by_action) = digest(&collected.replayed);
     let recorded: crate::collect::Replayed =
         collected.side.recorded.values().map(|r| (task_order(&r.task_id), r.clone())).collect();
     let (recorded_digest, _) = digest(&recorded);
-    let diff = diff(&collected);
-    let timeline = timeline(&collected, fed.sim_seconds, fed.start_ns);
+    let diff = diff(collected);
+    let timeline = timeline(collected, fed.sim_seconds, fed.start_ns);
     let exported = match &cfg.export_dataset {
         Some(dir) => {
             let what =
                 Exported { drive_id: &fed.drive_id, tasks: &collected.replay_tasks, replayed: &collected.replayed };
-            export(dir, drive, what, &collected.side.gt, cfg.export_objects_every)?
+            export(dir, drive, what, &collected.side.truths, cfg.export_objects_every)?
         }
         None => 0,
     };
@@ -84,7 +84,7 @@ fn timeline(c: &Collected, sim_seconds: f64, start_ns: Nanos) -> Timeline {
     let secs = |ns: Nanos| (ns - start_ns) as f64 * 1e-9;
     Timeline {
         duration_s: sim_seconds,
-        objects: Timeline::spans(c.side.sightings.clone(), 0.25),
+        objects: c.side.object_spans(),
         tasks: c
             .replay_tasks
             .iter()
@@ -101,7 +101,7 @@ fn timeline(c: &Collected, sim_seconds: f64, start_ns: Nanos) -> Timeline {
                     t_s: secs(h.capture_time_ns),
                     action: rec.map(|r| vigil_proto::action_from_proto(r.action()).name().to_string()),
                     class: rec.map(|r| class_name(r.class()).to_string()),
-                    truth: truth_of(t, &c.side.gt, &h.vehicle_id),
+                    truth: c.side.truths.of(&t.task_id),
                     recorded_latency_ms: latency,
                 }
             })

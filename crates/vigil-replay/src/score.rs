@@ -1,8 +1,6 @@
 //! Reading replayed and recorded records back, and scoring a recommendation against the
 //! simulator's ground truth.
 
-use std::collections::HashMap;
-
 use vigil_core::ObstacleClass;
 use vigil_proto::v1::{self, envelope::Payload};
 
@@ -48,24 +46,6 @@ pub(crate) fn iou(a: &v1::Box2d, b: &v1::Box2d) -> f32 {
     let area = |r: &v1::Box2d| (r.x_max - r.x_min).max(0.0) * (r.y_max - r.y_min).max(0.0);
     let union = area(a) + area(b) - inter;
     if union > 0.0 { inter / union } else { 0.0 }
-}
-
-/// A task's box against its frame's ground truth: the best-overlapping object's class
-/// (IoU ≥ 0.3), else `none`.
-pub(crate) fn truth_of(
-    task: &v1::ObstacleTask,
-    gt: &HashMap<(String, String, u64), v1::GroundTruth>,
-    vehicle: &str,
-) -> Option<String> {
-    let g = gt.get(&(vehicle.to_string(), task.frame_sensor_id.clone(), task.frame_sequence))?;
-    let b = task.camera_box.as_ref()?;
-    let best = g
-        .objects
-        .iter()
-        .filter_map(|o| o.camera_box.as_ref().map(|cb| (iou(b, cb), o.class())))
-        .filter(|(v, _)| *v >= 0.3)
-        .max_by(|x, y| x.0.total_cmp(&y.0));
-    Some(best.map_or("none", |(_, c)| class_name(c)).to_string())
 }
 
 pub(crate) fn score(s: &mut Score, truth: &str, predicted: &str) {

@@ -47,13 +47,42 @@ impl Timeline {
     /// than `gap_s` starts a new one).
     pub fn spans(mut seen: Vec<(u32, String, f64)>, gap_s: f64) -> Vec<ObjectSpan> {
         seen.sort_by(|a, b| a.0.cmp(&b.0).then(a.2.total_cmp(&b.2)));
-        let mut out: Vec<ObjectSpan> = Vec::new();
+        let mut b = SpanBuilder::new(gap_s);
         for (id, class, t) in seen {
-            match out.last_mut() {
-                Some(s) if s.object_id == id && t - s.to_s <= gap_s => s.to_s = t,
-                _ => out.push(ObjectSpan { object_id: id, class, from_s: t, to_s: t }),
+            b.push(id, &class, t);
+        }
+        b.spans()
+    }
+}
+
+/// Spans built from sightings as they come, in time order per object: one open span per
+/// object in view, so what is held grows with the objects seen, not with the frames.
+#[derive(Debug, Default)]
+pub struct SpanBuilder {
+    gap_s: f64,
+    open: std::collections::HashMap<u32, ObjectSpan>,
+    closed: Vec<ObjectSpan>,
+}
+
+impl SpanBuilder {
+    pub fn new(gap_s: f64) -> Self {
+        Self { gap_s, ..Self::default() }
+    }
+
+    /// Object `id` of `class` seen at `t_s` (not before its last sighting).
+    pub fn push(&mut self, id: u32, class: &str, t_s: f64) {
+        match self.open.get_mut(&id) {
+            Some(s) if t_s - s.to_s <= self.gap_s => s.to_s = t_s,
+            _ => {
+                let span = ObjectSpan { object_id: id, class: class.to_string(), from_s: t_s, to_s: t_s };
+                self.closed.extend(self.open.insert(id, span));
             }
         }
+    }
+
+    /// Every span so far, by start time, then object.
+    pub fn spans(&self) -> Vec<ObjectSpan> {
+        let mut out: Vec<ObjectSpan> = self.closed.iter().chain(self.open.values()).cloned().collect();
         out.sort_by(|a, b| a.from_s.total_cmp(&b.from_s).then(a.object_id.cmp(&b.object_id)));
         out
     }
