@@ -9,10 +9,10 @@ use vigil_proto::v1::{self, envelope::Payload};
 
 use crate::ReplayError;
 use crate::drive::{Drive, Recorded, header_of};
-use crate::score::class_name;
+use crate::score::{class_name, task_order};
 use crate::truth::{FrameKey, Truths};
 use vigil_core::Nanos;
-use vigil_vision::dataset::{Label, write};
+use vigil_vision::dataset::{DatasetWriter, Label};
 use vigil_vision::preprocess::Crop;
 
 /// Ground-truth objects smaller than this (pixels, box height) or more hidden than
@@ -45,15 +45,13 @@ pub(crate) struct Exported<'a> {
     pub replayed: &'a BTreeMap<(String, u64, String), v1::Recommendation>,
 }
 
-/// A frame's object crops, with its capture time and key (the order they are written in).
-type ObjectCrops = (Nanos, FrameKey, Vec<(Crop, Label)>);
-
 /// Writes a labelled crop per replayed task: the label from ground truth where the drive
 /// has it, else from the replayed recommendation; misses, false alarms and fallbacks
 /// (deadline breaches) flagged and weighted up. With `objects_every > 0` and ground truth,
 /// also a crop of every visible object of every n-th camera frame (source
-/// `ground_truth`, flag `object`). The drive is read once more, a frame at a time; a
-/// frame's truth is held only until its capture instant has passed.
+/// `ground_truth`, flag `object`). The drive is read once more, a frame at a time, and
+/// each crop written as its frame passes (in capture order): a frame's truth is held
+/// only until its capture instant has passed, and no crop once written.
 pub(crate) fn export(
     dir: &Path,
     drive: &Drive,
@@ -65,8 +63,7 @@ pub(crate) fn export(
     for (i, (h, t)) in what.tasks.iter().enumerate() {
         wanted.entry((h.vehicle_id.clone(), t.frame_sensor_id.clone(), t.frame_sequence)).or_default().push(i);
     }
-    let mut task_items: Vec<Option<(Crop, Label)>> = (0..what.tasks.len()).map(|_| None).collect();
-    let mut object_items: Vec<ObjectCrops> = Vec::new();
+    let mut out = DatasetWriter::create(dir)?;
     let mut instant = Instant::default();
     let is_nth = |seq: u64| objects_every > 0 && seq.is_multiple_of(objects_every);
     for m in drive.stream()? {
@@ -75,9 +72,7 @@ pub(crate) fn export(
         if &*m.topic == topics::GROUND_TRUTH {
             if let Some((key, g)) = camera_truth(&m).filter(|(k, _)| is_nth(k.2)) {
                 match instant.cameras.remove(&key) {
-                    Some(cam) => {
-                        object_items.push((m.capture_ns, key.clone(), object_crops(what.drive_id, &key, &cam, &g)))
-                    }
+                    Some(cam) => push_all(&mut out, object_crops(what.drive_id, &key, &cam, &g))?,
                     None => {
                         instant.truths.insert(key, g);
                     }
@@ -95,23 +90,25 @@ pub(crate) fn export(
             continue;
         }
         let Some(cam) = camera_of(&m) else { continue };
-        for &i in for_tasks.into_iter().flatten() {
-            task_items[i] = task_crop(&what, &cam, i, truths);
-        }
+        let tasks = for_tasks.into_iter().flatten().filter_map(|&i| task_crop(&what, &cam, i, truths));
+        push_all(&mut out, tasks.collect())?;
         if is_nth(key.2) {
             match instant.truths.remove(&key) {
-                Some(g) => object_items.push((m.capture_ns, key.clone(), object_crops(what.drive_id, &key, &cam, &g))),
+                Some(g) => push_all(&mut out, object_crops(what.drive_id, &key, &cam, &g))?,
                 None => {
                     instant.cameras.insert(key, cam);
                 }
             }
         }
     }
-    object_items.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-    let items: Vec<(Crop, Label)> =
-        task_items.into_iter().flatten().chain(object_items.into_iter().flat_map(|(_, _, i)| i)).collect();
-    write(dir, &items)?;
-    Ok(items.len() as u64)
+    Ok(out.finish()? as u64)
+}
+
+fn push_all(out: &mut DatasetWriter, items: Vec<(Crop, Label)>) -> Result<(), ReplayError> {
+    for (c, label) in &items {
+        out.push(c, label)?;
+    }
+    Ok(())
 }
 
 /// The camera frames and camera-frame truth of the current capture instant still waiting
@@ -149,7 +146,7 @@ fn camera_truth(m: &Recorded) -> Option<(FrameKey, v1::GroundTruth)> {
 fn task_crop(what: &Exported<'_>, cam: &v1::CameraFrame, i: usize, truths: &Truths) -> Option<(Crop, Label)> {
     let (h, t) = &what.tasks[i];
     let c = t.camera_box.as_ref().and_then(|b| box_crop(cam, b))?;
-    let rec = what.replayed.values().find(|r| r.task_id == t.task_id);
+    let rec = what.replayed.get(&task_order(&t.task_id));
     let predicted = rec.map(|r| class_name(r.class()).to_string());
     let truth = truths.of(&t.task_id);
     let (class, source) = match (&truth, &predicted) {

@@ -46,21 +46,51 @@ fn ds_err(path: &Path, reason: impl Into<String>) -> VisionError {
 
 /// Writes crops and their labels (file names are assigned: crops/NNNNNN.png).
 pub fn write(dir: &Path, items: &[(Crop, Label)]) -> Result<()> {
-    std::fs::create_dir_all(dir.join("crops")).map_err(|e| ds_err(dir, e.to_string()))?;
-    let mut labels = std::fs::File::create(dir.join("labels.jsonl")).map_err(|e| ds_err(dir, e.to_string()))?;
-    for (i, (c, label)) in items.iter().enumerate() {
-        let file = format!("crops/{i:06}.png");
-        let path = dir.join(&file);
+    let mut w = DatasetWriter::create(dir)?;
+    for (c, label) in items {
+        w.push(c, label)?;
+    }
+    w.finish().map(|_| ())
+}
+
+/// A dataset written one crop at a time, so a writer holds no crop it has written.
+#[derive(Debug)]
+pub struct DatasetWriter {
+    dir: std::path::PathBuf,
+    labels: std::io::BufWriter<std::fs::File>,
+    written: usize,
+}
+
+impl DatasetWriter {
+    /// Creates `dir/crops/` and `dir/labels.jsonl` (replacing a labels file there).
+    pub fn create(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir.join("crops")).map_err(|e| ds_err(dir, e.to_string()))?;
+        let labels = std::fs::File::create(dir.join("labels.jsonl")).map_err(|e| ds_err(dir, e.to_string()))?;
+        Ok(Self { dir: dir.to_path_buf(), labels: std::io::BufWriter::new(labels), written: 0 })
+    }
+
+    /// Writes one crop as the next `crops/NNNNNN.png` and its label line.
+    pub fn push(&mut self, c: &Crop, label: &Label) -> Result<()> {
+        let file = format!("crops/{:06}.png", self.written);
+        let path = self.dir.join(&file);
         let f = std::fs::File::create(&path).map_err(|e| ds_err(&path, e.to_string()))?;
         let mut enc = png::Encoder::new(std::io::BufWriter::new(f), INPUT_SIZE as u32, INPUT_SIZE as u32);
         enc.set_color(png::ColorType::Rgb);
         let mut w = enc.write_header().map_err(|e| ds_err(&path, e.to_string()))?;
         w.write_image_data(&to_rgb8(c)).map_err(|e| ds_err(&path, e.to_string()))?;
+        w.finish().map_err(|e| ds_err(&path, e.to_string()))?;
         let line = Label { file, ..label.clone() };
-        let json = serde_json::to_string(&line).map_err(|e| ds_err(dir, e.to_string()))?;
-        writeln!(labels, "{json}").map_err(|e| ds_err(dir, e.to_string()))?;
+        let json = serde_json::to_string(&line).map_err(|e| ds_err(&self.dir, e.to_string()))?;
+        writeln!(self.labels, "{json}").map_err(|e| ds_err(&self.dir, e.to_string()))?;
+        self.written += 1;
+        Ok(())
     }
-    Ok(())
+
+    /// Flushes the labels; returns how many crops were written.
+    pub fn finish(mut self) -> Result<usize> {
+        self.labels.flush().map_err(|e| ds_err(&self.dir, e.to_string()))?;
+        Ok(self.written)
+    }
 }
 
 /// The biggest decoded crop image, bytes (a crop is 64 × 64 or a little more).
